@@ -1,0 +1,41 @@
+# spotrun — the two commands a new user needs: `make test` and `make demo`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: venv test test-unit test-integration test-e2e lint demo bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --progress-bar off -e '.[dev,examples,operator]'
+	@touch $(STAMP)
+
+lint: venv
+	$(VENV)/bin/ruff check trainer operator tests examples bench hack
+	$(VENV)/bin/mypy
+
+test-unit: venv
+	$(VENV)/bin/pytest -m unit
+
+test-integration: venv
+	$(VENV)/bin/pytest -m integration
+
+test-e2e: venv
+	$(VENV)/bin/pytest -m e2e
+
+test: lint test-unit test-integration test-e2e
+
+demo: venv
+	$(VENV)/bin/spotrun chaos --kills 3 --seed 7 -- $(PY) examples/digits/train.py --epochs 3
+
+bench: venv
+	$(PY) bench/checkpoint_stall.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

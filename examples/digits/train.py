@@ -1,0 +1,101 @@
+"""Train a small CNN on scikit-learn's bundled digits with spotrun checkpoints.
+
+    python examples/digits/train.py --epochs 20          # resumes from SPOTRUN_CHECKPOINT_DIR
+
+Kill it at any instant (SIGTERM saves and exits 0; SIGKILL loses at most the steps since the
+last checkpoint) and start it again: it carries on from the newest valid checkpoint, and on
+CPU the final model is bit-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+from torch.utils.data import TensorDataset
+
+import spotrun
+
+
+class DigitsCNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Dropout(0.25), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def datasets() -> tuple[TensorDataset, TensorDataset]:
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    labels = torch.tensor(digits.target, dtype=torch.int64)
+    split = int(0.8 * len(labels))
+    return (
+        TensorDataset(images[:split], labels[:split]),
+        TensorDataset(images[split:], labels[split:]),
+    )
+
+
+def evaluate(model: nn.Module, data: TensorDataset, device: torch.device) -> float:
+    model.eval()
+    with torch.no_grad():
+        images, labels = data.tensors
+        accuracy = (model(images.to(device)).argmax(1) == labels.to(device)).float().mean()
+    model.train()
+    return float(accuracy)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (tiny model: 1 is fastest)")
+    parser.add_argument("--save-every", type=int, default=25, help="checkpoint every N steps")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    torch.use_deterministic_algorithms(True)
+    device = spotrun.device()
+
+    train, test = datasets()
+    model = DigitsCNN().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+    loader = spotrun.ResumableLoader(train, args.batch_size, shuffle=True, seed=args.seed)
+
+    with spotrun.Checkpointer(
+        model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, loader=loader,
+        interval_steps=args.save_every, keep=3, keep_best=spotrun.KeepBest("accuracy", "max"),
+    ) as ckpt:
+        ckpt.restore()
+        for epoch in loader.epochs(args.epochs):
+            for images, labels in loader:
+                with torch.autocast(device.type, enabled=device.type == "cuda"):
+                    loss = nn.functional.cross_entropy(model(images.to(device)), labels.to(device))
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                ckpt.step(metrics={"loss": loss.item()})
+            scheduler.step()
+            accuracy = evaluate(model, test, device)
+            ckpt.record(accuracy=accuracy)
+            logging.info("epoch %d: step %d, test accuracy %.3f", epoch, ckpt.global_step, accuracy)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,361 @@
+"""``Checkpointer``: restore at start, save periodically in the background, save on SIGTERM.
+
+    with Checkpointer(model=model, optimizer=opt, loader=loader, interval_steps=50) as ckpt:
+        ckpt.restore()
+        for epoch in loader.epochs(20):
+            for x, y in loader:
+                ...  # forward, backward, optimizer.step()
+                ckpt.step(metrics={"loss": loss.item()})
+
+Periodic saves stall training only for the in-memory snapshot; the write runs in a background
+thread. On SIGTERM/SIGINT the next ``step()`` saves and exits 0; a second signal or the
+deadline inside ``SPOTRUN_GRACE_SECONDS`` saves at once from a watchdog thread. An exception
+escaping the ``with`` block saves the last consistent state, then propagates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+import torch
+
+from . import codec, reader, retention, rng, writer
+from .components import Components, Stateful
+from .env import Settings
+from .layout import step_dirname
+from .localstore import LocalStore
+from .progress import ProgressLog
+from .signals import StopRequest, save_deadline
+from .snapshot import SnapshotBuffer
+from .stale import remove_stale_tmp
+
+log = logging.getLogger("spotrun")
+
+
+class Checkpointer:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str] | None = None,
+        *,
+        model: torch.nn.Module,
+        optimizer: Stateful | None = None,
+        scheduler: Stateful | None = None,
+        scaler: Stateful | None = None,
+        loader: Stateful | None = None,
+        extras: dict[str, Any] | None = None,
+        interval_steps: int | None = None,
+        interval_seconds: float | None = None,
+        keep: int = 3,
+        keep_best: retention.KeepBest | None = None,
+        grace_seconds: float | None = None,
+        exit_on_preemption: bool = True,
+        handle_signals: bool = True,
+    ) -> None:
+        settings = Settings.from_env()
+        if interval_steps is not None and interval_steps < 1:
+            raise ValueError(f"interval_steps must be >= 1, got {interval_steps}")
+        if interval_seconds is not None and interval_seconds <= 0:
+            raise ValueError(f"interval_seconds must be > 0, got {interval_seconds}")
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        self.store = LocalStore(directory if directory is not None else settings.checkpoint_dir)
+        self.components = Components(model, optimizer, scheduler, scaler, loader, extras or {})
+        self.interval_steps = interval_steps
+        self.interval_seconds = interval_seconds
+        self.keep = keep
+        self.keep_best = keep_best
+        self.grace_seconds = settings.grace_seconds if grace_seconds is None else grace_seconds
+        self.exit_on_preemption = exit_on_preemption
+        self.global_step = 0
+        self.durable_step: int | None = None
+        self.last_save_seconds = 0.0
+        self._metrics: dict[str, float] = {}
+        self._last_save_at = time.monotonic()
+        self._saved_step: int | None = None
+        self._buffer = SnapshotBuffer()
+        self._lock = threading.RLock()  # one save at a time; guards the buffer
+        self._write: threading.Thread | None = None
+        self._write_error: BaseException | None = None
+        self._in_optimizer_step = False
+        self._dirty = False  # parameters moved since the last step boundary
+        self._boundary: dict[str, Any] = {}
+        self._progress = ProgressLog(settings.progress_file)
+        self._stop = StopRequest()
+        self._closed = False
+        self._hooks = self._watch_optimizer(optimizer)
+        self._mark_boundary()
+        if handle_signals and self._stop.install():
+            threading.Thread(target=self._watchdog, name="spotrun-watchdog", daemon=True).start()
+
+    # -- the public surface -------------------------------------------------------------
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.requested
+
+    def restore(self) -> int:
+        """Load the newest checkpoint that verifies; returns its step (0 on a fresh start)."""
+        started = time.monotonic()
+        remove_stale_tmp(self.store.dir)
+        loaded = reader.newest_valid(self.store)
+        if loaded is None:
+            log.info("spotrun: no checkpoint in %s, starting from scratch", self.store.dir)
+            self._progress.event("start", 0)
+            return 0
+        state = reader.decode_state(loaded)
+        self.components.apply(state, self.store.file_uri(loaded.name))
+        self.global_step = self._saved_step = self.durable_step = loaded.step
+        self._metrics = dict(loaded.manifest.metrics)
+        self._mark_boundary()
+        seconds = time.monotonic() - started
+        log.info(
+            "spotrun: restored step %d (epoch %d) from %s in %.2fs",
+            loaded.step,
+            loaded.manifest.epoch,
+            self.store.file_uri(loaded.name),
+            seconds,
+        )
+        self._progress.event("restore", loaded.step, seconds=seconds)
+        return loaded.step
+
+    def step(self, metrics: dict[str, float] | None = None) -> bool:
+        """Call once after each optimizer step. Returns True when the run should stop.
+
+        Saves when an interval is due (in the background) or a stop signal arrived (at once;
+        then exits 0 unless ``exit_on_preemption=False``).
+        """
+        self.global_step += 1
+        if metrics:
+            self._metrics.update({k: float(v) for k, v in metrics.items()})
+        self._mark_boundary()
+        self._progress.event("step", self.global_step)
+        if self._stop.requested:
+            self._save_on_stop()
+            return True
+        if self._due():
+            self.save(reason="periodic", wait=False)
+        return False
+
+    def record(self, **metrics: float) -> None:
+        """Metrics (e.g. a validation score) written into the next checkpoint's manifest."""
+        self._metrics.update({k: float(v) for k, v in metrics.items()})
+
+    def save(self, reason: str = "manual", wait: bool = True) -> None:
+        """Snapshot the state at the last step boundary and write it (in the background
+        unless ``wait``)."""
+        with self._lock:
+            self.wait()
+            started = time.monotonic()
+            tensor_layout, data, structure = self._snapshot()
+            job = (self.global_step, self._epoch(), tensor_layout, data, structure, reason)
+            self._last_save_at = time.monotonic()
+            self._saved_step = self.global_step
+            log.debug(
+                "spotrun: snapshot of step %d took %.3fs",
+                self.global_step,
+                self._last_save_at - started,
+            )
+            if wait:
+                self._write_checkpoint(*job)
+            else:
+                self._write = threading.Thread(
+                    target=self._write_checkpoint, args=job, name="spotrun-writer"
+                )
+                self._write.start()
+
+    def wait(self) -> None:
+        """Block until the background write in flight (if any) is durable."""
+        write = self._write
+        if write is not None:
+            write.join()
+            self._write = None
+
+    def close(self) -> None:
+        """Save a final checkpoint if steps were taken since the last, wait, restore signals."""
+        if self._closed:
+            return
+        try:
+            if self._saved_step != self.global_step:
+                self.save(reason="final", wait=True)
+            self.wait()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        self._closed = True
+        self._stop.uninstall()
+        self._stop.changed.set()  # wakes the watchdog, which sees the run closed
+        for hook in self._hooks:
+            hook.remove()
+        self._progress.close()
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None or isinstance(exc, SystemExit):
+            self.close()
+            return
+        try:
+            self._emergency_save(exc)
+        finally:
+            self._release()
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _epoch(self) -> int:
+        loader_state = self._boundary.get("loader")
+        return int(loader_state["epoch"]) if isinstance(loader_state, dict) else 0
+
+    def _due(self) -> bool:
+        if self.interval_steps and self.global_step % self.interval_steps == 0:
+            return True
+        return bool(
+            self.interval_seconds
+            and time.monotonic() - self._last_save_at >= self.interval_seconds
+        )
+
+    def _mark_boundary(self) -> None:
+        """Record what changes inside a step (RNG draws, batches taken) at the boundary."""
+        boundary: dict[str, Any] = {"rng": rng.capture()}
+        if self.components.loader is not None:
+            boundary["loader"] = self.components.loader.state_dict()
+        self._boundary = boundary
+        self._dirty = False
+
+    def _consistent(self) -> bool:
+        """True when parameters are still those of the last step boundary."""
+        return not (self._in_optimizer_step or self._dirty)
+
+    def _snapshot(self) -> tuple[Any, torch.Tensor, bytes]:
+        state = self.components.capture(self._boundary, self.global_step, self._epoch())
+        structure, tensors = codec.encode(state)
+        tensor_layout, data = self._buffer.take(tensors)
+        return tensor_layout, data, json.dumps(structure).encode()
+
+    def _write_checkpoint(
+        self,
+        step: int,
+        epoch: int,
+        tensor_layout: Any,
+        data: torch.Tensor,
+        structure: bytes,
+        reason: str,
+    ) -> None:
+        started = time.monotonic()
+        try:
+            folder = writer.write(
+                self.store,
+                step=step,
+                epoch=epoch,
+                tensor_layout=tensor_layout,
+                data=data,
+                structure=structure,
+                metrics=dict(self._metrics),
+                reason=reason,
+            )
+            self._apply_retention()
+        except OSError as e:
+            self._write_error = e
+            log.error("spotrun: saving step %d to %s failed: %s", step, self.store.dir, e)
+            return
+        self.last_save_seconds = time.monotonic() - started
+        self.durable_step = step
+        self._progress.event("saved", step, reason=reason, seconds=self.last_save_seconds)
+        log.info(
+            "spotrun: saved step %d (%s) to %s in %.2fs",
+            step,
+            reason,
+            folder,
+            self.last_save_seconds,
+        )
+
+    def _apply_retention(self) -> None:
+        entries = []
+        for name in self.store.names():
+            try:
+                manifest = reader.read_manifest(self.store, name)
+            except ValueError:
+                continue
+            entries.append(retention.Entry(manifest.step, manifest.metrics))
+        for step in retention.to_delete(entries, self.keep, self.keep_best):
+            self.store.delete(step_dirname(step))
+
+    def _save_on_stop(self) -> None:
+        signame = _signal_name(self._stop.signum)
+        log.info("spotrun: %s received, saving step %d before exiting", signame, self.global_step)
+        self.save(reason="preemption", wait=True)
+        if self.exit_on_preemption:
+            self.close()
+            log.info("spotrun: step %d is durable; exiting 0", self.global_step)
+            sys.exit(0)
+
+    def _emergency_save(self, exc: BaseException) -> None:
+        if not self._consistent():
+            self.wait()
+            log.error(
+                "spotrun: %s inside an optimizer step; the last consistent state is the "
+                "checkpoint of step %s", type(exc).__name__, self.durable_step
+            )
+            return
+        log.error(
+            "spotrun: %s escaped the training loop; saving step %d first",
+            type(exc).__name__,
+            self.global_step,
+        )
+        try:
+            self.save(reason="emergency", wait=True)
+        except (OSError, RuntimeError) as e:
+            log.error("spotrun: emergency save failed: %s", e)
+
+    def _watchdog(self) -> None:
+        """After the first signal: at a second signal or the deadline, save at once."""
+        self._stop.changed.wait()
+        self._stop.changed.clear()
+        if self._closed:
+            return
+        deadline = save_deadline(self.grace_seconds, self.last_save_seconds)
+        self._stop.changed.wait(timeout=deadline)
+        if self._closed:
+            return
+        log.warning("spotrun: no step boundary reached in time; saving at once")
+        with self._lock:
+            if self._closed:
+                return
+            if self._consistent() and self._saved_step != self.global_step:
+                self.save(reason="preemption", wait=True)
+            else:
+                self.wait()
+        log.info("spotrun: durable step is %s; exiting 0", self.durable_step)
+        os._exit(0)
+
+    def _watch_optimizer(self, optimizer: Stateful | None) -> list[Any]:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            return []
+
+        def pre(*_: Any) -> None:
+            self._in_optimizer_step = True
+
+        def post(*_: Any) -> None:
+            self._in_optimizer_step = False
+            self._dirty = True
+
+        return [optimizer.register_step_pre_hook(pre), optimizer.register_step_post_hook(post)]
+
+
+def _signal_name(signum: int | None) -> str:
+    return signal.Signals(signum).name if signum is not None else "stop request"
+

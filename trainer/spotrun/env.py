@@ -1,0 +1,55 @@
+"""The environment contract (operator -> pod), read the same way on a laptop and in a pod."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+DEFAULT_DIR = "spotrun-checkpoints"
+DEFAULT_GRACE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    checkpoint_dir: str
+    storage_uri: str | None
+    grace_seconds: float
+    job: str | None
+    namespace: str | None
+    attempt: int | None
+    device: str | None
+    progress_file: str | None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        grace = env.get("SPOTRUN_GRACE_SECONDS", "")
+        attempt = env.get("SPOTRUN_ATTEMPT", "")
+        try:
+            grace_seconds = float(grace) if grace else DEFAULT_GRACE_SECONDS
+        except ValueError:
+            raise ValueError(
+                f"SPOTRUN_GRACE_SECONDS={grace!r} is not a number of seconds; unset it for the "
+                f"default {DEFAULT_GRACE_SECONDS:g}"
+            ) from None
+        return cls(
+            checkpoint_dir=env.get("SPOTRUN_CHECKPOINT_DIR") or DEFAULT_DIR,
+            storage_uri=env.get("SPOTRUN_STORAGE_URI") or None,
+            grace_seconds=grace_seconds,
+            job=env.get("SPOTRUN_JOB") or None,
+            namespace=env.get("SPOTRUN_NAMESPACE") or None,
+            attempt=int(attempt) if attempt.isdigit() else None,
+            device=env.get("SPOTRUN_DEVICE") or None,
+            progress_file=env.get("SPOTRUN_PROGRESS_FILE") or None,
+        )
+
+
+def device(environ: Mapping[str, str] | None = None) -> torch.device:
+    """``SPOTRUN_DEVICE`` if set (cuda|cpu), else CUDA when present, else CPU."""
+    wanted = Settings.from_env(environ).device
+    if wanted:
+        return torch.device(wanted)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

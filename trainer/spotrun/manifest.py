@@ -1,0 +1,81 @@
+"""MANIFEST.json: the commit marker of a checkpoint, written last and read first."""
+
+from __future__ import annotations
+
+import json
+import platform
+from datetime import datetime, timezone
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from . import layout
+
+
+class FileEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(description="path inside the checkpoint folder")
+    size: int = Field(ge=0, description="bytes")
+    crc32c: str = Field(pattern=r"^[0-9a-f]{8}$", description="CRC32C of the bytes, hex")
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    format_version: int
+    step: int = Field(ge=0)
+    epoch: int = Field(ge=0)
+    time: datetime
+    metrics: dict[str, float] = Field(default_factory=dict)
+    files: list[FileEntry]
+    torch_version: str = ""
+    python_version: str = ""
+    reason: str = Field(default="periodic", description="periodic, preemption, final, emergency")
+
+    @property
+    def total_size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(indent=2).encode()
+
+
+class ManifestError(ValueError):
+    """A MANIFEST.json this reader cannot use."""
+
+
+class UnknownFormatError(ManifestError):
+    """Written by a newer spotrun: refuse rather than guess."""
+
+
+def new(
+    step: int, epoch: int, files: list[FileEntry], metrics: dict[str, float], reason: str
+) -> Manifest:
+    return Manifest(
+        format_version=layout.FORMAT_VERSION,
+        step=step,
+        epoch=epoch,
+        time=datetime.now(timezone.utc),
+        metrics=metrics,
+        files=files,
+        torch_version=torch.__version__,
+        python_version=platform.python_version(),
+        reason=reason,
+    )
+
+
+def parse(blob: bytes, where: str) -> Manifest:
+    """Parse and check the format version; ``where`` names the checkpoint in errors."""
+    try:
+        raw = json.loads(blob)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ManifestError(f"{where}: MANIFEST.json is not JSON ({e})") from None
+    version = raw.get("format_version") if isinstance(raw, dict) else None
+    if version != layout.FORMAT_VERSION:
+        raise UnknownFormatError(
+            f"{where}: checkpoint format version {version!r}, this spotrun reads version "
+            f"{layout.FORMAT_VERSION}; use the spotrun release that wrote it or upgrade"
+        )
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as e:
+        raise ManifestError(f"{where}: MANIFEST.json is invalid: {e}") from None

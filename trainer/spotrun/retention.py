@@ -1,0 +1,45 @@
+"""Which checkpoints to delete: keep the newest K and the best one by a named metric."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+Mode = Literal["min", "max"]
+
+
+@dataclass(frozen=True)
+class KeepBest:
+    metric: str
+    mode: Mode = "min"
+
+
+@dataclass(frozen=True)
+class Entry:
+    step: int
+    metrics: dict[str, float]
+
+
+def to_delete(entries: list[Entry], keep: int, best: KeepBest | None = None) -> list[int]:
+    """Steps to delete, oldest first. ``keep`` >= 1 newest are always kept."""
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1 (the newest checkpoint is never deleted), got {keep}")
+    newest = sorted(entries, key=lambda e: e.step, reverse=True)
+    kept = {e.step for e in newest[:keep]}
+    if best is not None:
+        winner = best_entry(entries, best)
+        if winner is not None:
+            kept.add(winner.step)
+    return sorted(e.step for e in entries if e.step not in kept)
+
+
+def best_entry(entries: list[Entry], best: KeepBest) -> Entry | None:
+    """The entry with the best finite value of ``best.metric``; the newest wins a tie."""
+    scored = [
+        e for e in entries if best.metric in e.metrics and math.isfinite(e.metrics[best.metric])
+    ]
+    if not scored:
+        return None
+    sign = 1.0 if best.mode == "min" else -1.0
+    return min(scored, key=lambda e: (sign * e.metrics[best.metric], -e.step))

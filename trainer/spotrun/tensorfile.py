@@ -1,0 +1,150 @@
+"""A safetensors-format file written straight from one preallocated host buffer.
+
+The snapshot copies every tensor into one contiguous buffer laid out exactly like the data
+section of a safetensors file, so writing the checkpoint is one sequential write of a
+header plus that buffer (as fast as a raw copy of the bytes), and the result opens with
+``safetensors.torch.load_file`` too. Tensors are placed largest element size first, so every
+tensor starts aligned for its dtype and can be read back as a zero-copy view.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+
+import torch
+
+DTYPES: dict[torch.dtype, str] = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+    torch.float8_e4m3fn: "F8_E4M3",
+    torch.float8_e5m2: "F8_E5M2",
+}
+BY_NAME = {name: dtype for dtype, name in DTYPES.items()}
+
+
+class TensorFileError(ValueError):
+    """The bytes are not a tensor file this reader accepts."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    key: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each tensor lives in the data section, and the header that describes it."""
+
+    slots: tuple[Slot, ...]
+    header: bytes  # 8-byte length + JSON, padded so the data section starts 8-aligned
+    data_size: int
+
+    @property
+    def file_size(self) -> int:
+        return len(self.header) + self.data_size
+
+    def signature(self) -> tuple[tuple[str, torch.dtype, tuple[int, ...]], ...]:
+        return tuple((s.key, s.dtype, s.shape) for s in self.slots)
+
+
+def plan(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Layout:
+    """Lay tensors out by descending element size so each one is aligned for its dtype."""
+    for key, t in tensors.items():
+        if t.dtype not in DTYPES:
+            raise TensorFileError(f"tensor {key!r} has dtype {t.dtype}, which cannot be saved")
+    order = sorted(tensors, key=lambda k: (-tensors[k].element_size(), k))
+    slots = []
+    offset = 0
+    for key in order:
+        t = tensors[key]
+        nbytes = t.numel() * t.element_size()
+        slots.append(Slot(key, t.dtype, tuple(t.shape), offset, offset + nbytes))
+        offset += nbytes
+    return Layout(tuple(slots), _header(slots, metadata or {}), offset)
+
+
+def _header(slots: list[Slot], metadata: dict[str, str]) -> bytes:
+    entries: dict[str, object] = {"__metadata__": metadata} if metadata else {}
+    for s in slots:
+        entries[s.key] = {
+            "dtype": DTYPES[s.dtype],
+            "shape": list(s.shape),
+            "data_offsets": [s.start, s.end],
+        }
+    body = json.dumps(entries, separators=(",", ":")).encode()
+    body += b" " * (-(8 + len(body)) % 8)
+    return struct.pack("<Q", len(body)) + body
+
+
+def views(layout: Layout, data: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Tensors viewing ``data`` (uint8, the data section) at their slots; no copy."""
+    out = {}
+    for s in layout.slots:
+        chunk = data[s.start : s.end]
+        out[s.key] = chunk.view(s.dtype).view(s.shape) if s.end > s.start else torch.empty(
+            s.shape, dtype=s.dtype
+        )
+    return out
+
+
+def parse_header(blob: bytes | bytearray | memoryview) -> tuple[Layout, int]:
+    """(layout, data start) from the beginning of a file; validates every offset."""
+    if len(blob) < 8:
+        raise TensorFileError("shorter than a tensor file header")
+    (length,) = struct.unpack("<Q", bytes(blob[:8]))
+    if length > 100 * 1024 * 1024 or 8 + length > len(blob):
+        raise TensorFileError(f"header length {length} does not fit the file")
+    try:
+        entries = json.loads(bytes(blob[8 : 8 + length]))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TensorFileError(f"header is not JSON: {e}") from None
+    if not isinstance(entries, dict):
+        raise TensorFileError("header is not a JSON object")
+    entries.pop("__metadata__", None)
+    slots = []
+    for key, entry in entries.items():
+        try:
+            dtype = BY_NAME[entry["dtype"]]
+            shape = tuple(int(d) for d in entry["shape"])
+            start, end = (int(v) for v in entry["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise TensorFileError(f"bad header entry for {key!r}: {entry!r}") from None
+        numel = 1
+        for d in shape:
+            numel *= d
+        if end - start != numel * dtype.itemsize or start < 0:
+            raise TensorFileError(f"tensor {key!r}: offsets {start}..{end} do not match its shape")
+        slots.append(Slot(key, dtype, shape, start, end))
+    slots.sort(key=lambda s: s.start)
+    data_size = slots[-1].end if slots else 0
+    if 8 + length + data_size != len(blob):
+        raise TensorFileError(
+            f"data section is {len(blob) - 8 - length} bytes, header describes {data_size}"
+        )
+    return Layout(tuple(slots), bytes(blob[: 8 + length]), data_size), 8 + length
+
+
+def load(blob: bytearray) -> dict[str, torch.Tensor]:
+    """Tensors viewing a whole file read into ``blob``; no code runs, no copy is made."""
+    layout, start = parse_header(blob)
+    if layout.data_size == 0:
+        return views(layout, torch.empty(0, dtype=torch.uint8))
+    data = torch.frombuffer(blob, dtype=torch.uint8, offset=start, count=layout.data_size)
+    for s in layout.slots:
+        if s.start % s.dtype.itemsize:
+            raise TensorFileError(f"tensor {s.key!r} is not aligned for {s.dtype}")
+    return views(layout, data)
