@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: venv test test-unit test-integration test-e2e lint demo bench clean
+.PHONY: binaries binaries-s3 cluster-up cluster-down
 
 venv: $(STAMP)
 
@@ -23,11 +24,24 @@ lint: venv
 test-unit: venv
 	$(VENV)/bin/pytest -m unit
 
-test-integration: venv
+test-integration: venv binaries-s3
 	$(VENV)/bin/pytest -m integration
 
-test-e2e: venv
+test-e2e: venv binaries
 	$(VENV)/bin/pytest -m e2e
+
+# The local real environment (hack/README.md): binaries built once into ~/.cache/spotrun.
+binaries:
+	hack/build-binaries
+
+binaries-s3:
+	hack/build-binaries versitygw
+
+cluster-up: venv binaries
+	hack/cluster up
+
+cluster-down:
+	hack/cluster down
 
 test: lint test-unit test-integration test-e2e
 
