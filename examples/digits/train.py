@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import random
 
+import numpy as np
+import spotrun
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import TensorDataset
-
-import spotrun
 
 
 class DigitsCNN(nn.Module):
@@ -66,6 +67,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.use_deterministic_algorithms(True)
     device = spotrun.device()

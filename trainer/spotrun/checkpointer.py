@@ -92,8 +92,12 @@ class Checkpointer:
         self._closed = False
         self._hooks = self._watch_optimizer(optimizer)
         self._mark_boundary()
+        self._watchdog_thread: threading.Thread | None = None
         if handle_signals and self._stop.install():
-            threading.Thread(target=self._watchdog, name="spotrun-watchdog", daemon=True).start()
+            self._watchdog_thread = threading.Thread(
+                target=self._watchdog, name="spotrun-watchdog", daemon=True
+            )
+            self._watchdog_thread.start()
 
     # -- the public surface -------------------------------------------------------------
 
@@ -192,7 +196,9 @@ class Checkpointer:
     def _release(self) -> None:
         self._closed = True
         self._stop.uninstall()
-        self._stop.changed.set()  # wakes the watchdog, which sees the run closed
+        self._stop.changed.set()  # wakes the watchdog, which sees the run closed and returns
+        if self._watchdog_thread is not None and self._watchdog_thread is not threading.current_thread():
+            self._watchdog_thread.join(timeout=5.0)
         for hook in self._hooks:
             hook.remove()
         self._progress.close()

@@ -1,0 +1,102 @@
+"""The ``spotrun`` command: ls, verify, inspect and chaos (each a thin shell over a module)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from . import catalog, chaos, layout
+from .store import StoreError, open_store
+
+
+def _ls(args: argparse.Namespace) -> int:
+    rows = catalog.scan(open_store(args.uri), verify=not args.fast)
+    for line in catalog.format_rows(rows):
+        print(line)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    rows = [r for r in catalog.scan(open_store(args.uri)) if r.step is not None]
+    for r in rows:
+        print(f"{r.name}: {'ok' if r.valid else r.problem}")
+    if not any(r.valid for r in rows):
+        print(f"no valid checkpoint in {args.uri}", file=sys.stderr)
+        return 1
+    return 0 if all(r.valid for r in rows) else 2
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    store = open_store(args.uri)
+    if args.step is None:
+        newest = next((r for r in catalog.scan(store) if r.valid), None)
+        if newest is None:
+            print(f"no valid checkpoint in {args.uri}", file=sys.stderr)
+            return 1
+        name = newest.name
+    else:
+        name = layout.step_dirname(args.step)
+    for line in catalog.describe(store, name):
+        print(line)
+    return 0
+
+
+def _chaos(args: argparse.Namespace) -> int:
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        print("spotrun chaos: give the training command after --", file=sys.stderr)
+        return 2
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="spotrun-chaos-"))
+    report = chaos.run(command, args.kills, args.sigkill, args.seed, workdir, args.timeout)
+    for line in chaos.format_report(report):
+        print(line)
+    return 0 if report.identical else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="spotrun", description="resumable training on spot capacity")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    ls = sub.add_parser("ls", help="list checkpoints with step, size, age and validity")
+    ls.add_argument("uri", help="checkpoint root (a directory, or s3://bucket/prefix)")
+    ls.add_argument("--fast", action="store_true", help="read manifests only, skip checksums")
+    ls.set_defaults(func=_ls)
+
+    verify = sub.add_parser("verify", help="check every checkpoint against its manifest")
+    verify.add_argument("uri")
+    verify.set_defaults(func=_verify)
+
+    inspect = sub.add_parser("inspect", help="show a checkpoint's metadata and tensors")
+    inspect.add_argument("uri")
+    inspect.add_argument("step", nargs="?", type=int, help="default: the newest valid")
+    inspect.set_defaults(func=_inspect)
+
+    ch = sub.add_parser("chaos", help="interrupt a training command, then compare bit for bit")
+    ch.add_argument("--kills", type=int, default=3, help="SIGTERM interruptions")
+    ch.add_argument("--sigkill", type=int, default=0, help="SIGKILL interruptions")
+    ch.add_argument("--seed", type=int, default=0)
+    ch.add_argument("--workdir", help="where both runs keep checkpoints and logs")
+    ch.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
+    ch.add_argument("command", nargs=argparse.REMAINDER)
+    ch.set_defaults(func=_chaos)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s"
+    )
+    try:
+        return int(args.func(args))
+    except (StoreError, FileNotFoundError, ValueError) as e:
+        print(f"spotrun {args.cmd}: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
