@@ -72,7 +72,7 @@ def cmd_status(args: argparse.Namespace, st: Path) -> int:
     names = ["s3", *reversed(controlplane.COMPONENTS)]
     for name in names:
         pid = procs.running_pid(st, name)
-        print(f"{name:<25} {'running (pid %d)' % pid if pid else 'stopped'}")
+        print(f"{name:<25} {f'running (pid {pid})' if pid else 'stopped'}")
     if record.control_plane is not None and procs.running_pid(st, "node"):
         try:
             for node in ProcessNode(record.control_plane.node_control_port, st).nodes():

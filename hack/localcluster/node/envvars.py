@@ -89,7 +89,9 @@ def resource_value(container: Obj, ref: Obj) -> str:
     value = (resources.get(kind) or {}).get(resource)
     if value is None and kind == "requests":
         value = (resources.get("limits") or {}).get(resource)
-    return str(value if value is not None else {"cpu": "8", "memory": "34359738368"}.get(resource, "0"))
+    if value is None:
+        value = {"cpu": "8", "memory": "34359738368"}.get(resource, "0")
+    return str(value)
 
 
 def container_env(

@@ -176,7 +176,8 @@ class PodWorker(threading.Thread):
         )
         log_path = self.log_dir / run.name / f"{run.restart_count}.log"
         run.log_path = str(log_path)
-        run.process = Process(argv, env, mounts, spec.get("workingDir") or self.ctx.workdir, log_path)
+        workdir = spec.get("workingDir") or self.ctx.workdir
+        run.process = Process(argv, env, mounts, workdir, log_path)
         run.started_at, run.finished_at, run.exit_code = now(), None, None
         run.reason = run.message = run.waiting_message = ""
         run.startup = ProbeState(spec["startupProbe"]) if spec.get("startupProbe") else None
@@ -201,11 +202,12 @@ class PodWorker(threading.Thread):
 
     def _termination_message(self, run: ContainerRun) -> str:
         term = self.pod_dir / "termination" / f"{run.name}-{run.restart_count}"
+        text: str
         try:
             text = term.read_text(errors="replace")[:MESSAGE_LIMIT]
         except FileNotFoundError:
             text = ""
-        policy = run.spec.get("terminationMessagePolicy", "File")
+        policy = str(run.spec.get("terminationMessagePolicy", "File"))
         if not text.strip() and run.exit_code and policy == "FallbackToLogsOnError":
             lines = Path(run.log_path).read_text(errors="replace").splitlines()[-80:]
             text = "\n".join(lines)[-2048:]

@@ -34,7 +34,9 @@ class Mount:
 
 
 def _mode(item_mode: int | None, default_mode: int | None) -> int:
-    return item_mode if item_mode is not None else (default_mode if default_mode is not None else 0o644)
+    if item_mode is not None:
+        return item_mode
+    return default_mode if default_mode is not None else 0o644
 
 
 def _write(directory: Path, rel: str, content: bytes, mode: int) -> None:
@@ -64,7 +66,8 @@ def _keyed(
                 if source.get("optional"):
                     continue
                 raise ConfigError(f'key {item["key"]} not found in {kind[:-1]} {source["name"]}')
-            _write(directory, item["path"], data[item["key"]], _mode(item.get("mode"), default_mode))
+            mode = _mode(item.get("mode"), default_mode)
+            _write(directory, item["path"], data[item["key"]], mode)
     else:
         for k, v in data.items():
             _write(directory, k, v, _mode(None, default_mode))
@@ -124,7 +127,9 @@ def prepare(pod: Obj, pod_dir: Path, fetch: Fetch, token: TokenSource) -> dict[s
                     _downward(directory, pod, source["downwardAPI"].get("items") or [],
                               default_mode)
                 else:
-                    raise ConfigError(f"projected volume {name}: unsupported source {sorted(source)}")
+                    raise ConfigError(
+                        f"projected volume {name}: unsupported source {sorted(source)}"
+                    )
         else:
             kinds = sorted(k for k in volume if k != "name")
             raise ConfigError(
