@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,7 +37,9 @@ def _healthy(url: str, pki_: pki.Pki | None = None) -> bool:
         }
     http = urllib3.PoolManager(**kwargs)  # type: ignore[arg-type]
     try:
-        resp = http.request("GET", url, timeout=2.0, retries=False)
+        with warnings.catch_warnings():  # the scheduler's and controller manager's
+            warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+            resp = http.request("GET", url, timeout=2.0, retries=False)
     except urllib3.exceptions.HTTPError:
         return False
     return resp.status == 200
@@ -45,8 +48,9 @@ def _healthy(url: str, pki_: pki.Pki | None = None) -> bool:
 def _await(state: Path, name: str, check: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     log = state / "logs" / f"{name}.log"
+    pid = int(procs.pid_file(state, name).read_text())
     while not check():
-        if procs.running_pid(state, name) is None:
+        if not procs.is_alive(pid):
             tail = "".join(log.read_text(errors="replace").splitlines(True)[-15:])
             raise RuntimeError(f"{name} exited while starting; last lines of {log}:\n{tail}")
         if time.monotonic() > deadline:
