@@ -34,9 +34,11 @@ def scan(store: Store, verify: bool = True) -> list[Row]:
     for _, name in layout.newest_first(names):
         rows.append(_row(store, name, verify))
     for name in sorted(set(names) - committed):
-        why = "being written (or left by a killed writer)" if name.startswith(
-            layout.TMP_PREFIX
-        ) else "not a checkpoint folder"
+        why = (
+            "being written (or left by a killed writer)"
+            if name.startswith(layout.TMP_PREFIX)
+            else "not a checkpoint folder"
+        )
         rows.append(Row(name, None, None, why))
     return rows
 

@@ -79,7 +79,10 @@ class _Runner:
         directory.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             return subprocess.Popen(
-                self.command, env=env, stdout=out, stderr=subprocess.STDOUT,
+                self.command,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
@@ -125,8 +128,9 @@ def _interrupt(proc: subprocess.Popen[bytes], kind: str, delay: float, directory
     return True
 
 
-def run(command: list[str], kills: int, sigkills: int, seed: int, workdir: Path,
-        timeout: float) -> Report:
+def run(
+    command: list[str], kills: int, sigkills: int, seed: int, workdir: Path, timeout: float
+) -> Report:
     report = Report()
     runner = _Runner(command, workdir)
     rng = random.Random(seed)
@@ -135,8 +139,9 @@ def run(command: list[str], kills: int, sigkills: int, seed: int, workdir: Path,
     started = time.time()
     ref = runner.start(reference_dir, workdir / "reference.log")
     if ref.wait(timeout=timeout) != 0:
-        report.problems.append(f"the uninterrupted run exited {ref.returncode}; see "
-                               f"{workdir / 'reference.log'}")
+        report.problems.append(
+            f"the uninterrupted run exited {ref.returncode}; see {workdir / 'reference.log'}"
+        )
         return report
     ref_events = _events(reference_dir, ref.pid)
     steps = [e for e in ref_events if e["event"] == "step"]
@@ -155,8 +160,7 @@ def run(command: list[str], kills: int, sigkills: int, seed: int, workdir: Path,
                 e["event"] in ("start", "restore") for e in _events(chaos_dir, proc.pid)
             ):
                 time.sleep(POLL)
-            attempt.interrupted = _interrupt(proc, kind, rng.uniform(0.3, 1.2) * window,
-                                             chaos_dir)
+            attempt.interrupted = _interrupt(proc, kind, rng.uniform(0.3, 1.2) * window, chaos_dir)
         attempt.exit_code = proc.wait(timeout=timeout)
         _fill(attempt, chaos_dir, proc.pid)
         report.attempts.append(attempt)
@@ -166,9 +170,11 @@ def run(command: list[str], kills: int, sigkills: int, seed: int, workdir: Path,
                 f"attempt {len(report.attempts)} ({kind}) exited {attempt.exit_code}, expected "
                 f"{expected}; see {workdir / 'interrupted.log'}"
             )
-        say(f"chaos: attempt {len(report.attempts)}: {kind:<16} "
+        say(
+            f"chaos: attempt {len(report.attempts)}: {kind:<16} "
             f"{'interrupted' if attempt.interrupted else 'ran to the end'} at step "
-            f"{attempt.last_step}, exit {attempt.exit_code}")
+            f"{attempt.last_step}, exit {attempt.exit_code}"
+        )
         if kind == "none" or not attempt.interrupted:
             break
     _compare(report, LocalStore(reference_dir), LocalStore(chaos_dir))
@@ -191,8 +197,10 @@ def _compare(report: Report, reference: LocalStore, interrupted: LocalStore) -> 
 
 
 def format_report(report: Report) -> list[str]:
-    lines = [f"{'#':>3}  {'INTERRUPTION':<16} {'AT STEP':>8} {'RESUMED AT':>10} "
-             f"{'STEPS LOST':>10} {'RESUME S':>8}"]
+    lines = [
+        f"{'#':>3}  {'INTERRUPTION':<16} {'AT STEP':>8} {'RESUMED AT':>10} "
+        f"{'STEPS LOST':>10} {'RESUME S':>8}"
+    ]
     for i, attempt in enumerate(report.attempts):
         nxt = report.attempts[i + 1] if i + 1 < len(report.attempts) else None
         lost = steps_lost(attempt, nxt) if nxt else None
@@ -204,11 +212,15 @@ def format_report(report: Report) -> list[str]:
         )
     lines.extend(f"problem: {p}" for p in report.problems)
     if report.differing:
-        lines.append(f"DIVERGED: {len(report.differing)} tensors differ, e.g. "
-                     f"{', '.join(report.differing[:5])}")
+        lines.append(
+            f"DIVERGED: {len(report.differing)} tensors differ, e.g. "
+            f"{', '.join(report.differing[:5])}"
+        )
     elif report.identical:
-        lines.append(f"IDENTICAL: every tensor of the final checkpoint (step {report.final_step}) "
-                     "matches the uninterrupted run bit for bit")
+        lines.append(
+            f"IDENTICAL: every tensor of the final checkpoint (step {report.final_step}) "
+            "matches the uninterrupted run bit for bit"
+        )
     return lines
 
 

@@ -197,8 +197,9 @@ class Checkpointer:
         self._closed = True
         self._stop.uninstall()
         self._stop.changed.set()  # wakes the watchdog, which sees the run closed and returns
-        if self._watchdog_thread is not None and self._watchdog_thread is not threading.current_thread():
-            self._watchdog_thread.join(timeout=5.0)
+        watchdog = self._watchdog_thread
+        if watchdog is not None and watchdog is not threading.current_thread():
+            watchdog.join(timeout=5.0)
         for hook in self._hooks:
             hook.remove()
         self._progress.close()
@@ -230,8 +231,7 @@ class Checkpointer:
         if self.interval_steps and self.global_step % self.interval_steps == 0:
             return True
         return bool(
-            self.interval_seconds
-            and time.monotonic() - self._last_save_at >= self.interval_seconds
+            self.interval_seconds and time.monotonic() - self._last_save_at >= self.interval_seconds
         )
 
     def _mark_boundary(self) -> None:
@@ -314,7 +314,9 @@ class Checkpointer:
             self.wait()
             log.error(
                 "spotrun: %s inside an optimizer step; the last consistent state is the "
-                "checkpoint of step %s", type(exc).__name__, self.durable_step
+                "checkpoint of step %s",
+                type(exc).__name__,
+                self.durable_step,
             )
             return
         log.error(
@@ -364,4 +366,3 @@ class Checkpointer:
 
 def _signal_name(signum: int | None) -> str:
     return signal.Signals(signum).name if signum is not None else "stop request"
-

@@ -77,20 +77,34 @@ def _np_carrier(array: np.ndarray) -> np.dtype[Any]:
     return array.dtype
 
 
-def decode(structure: Json, tensors: Mapping[str, torch.Tensor]) -> Any:
-    """The inverse of ``encode``; ``tensors`` must hold every referenced key."""
-    return _decode(structure, tensors.__getitem__)
+def decode(
+    structure: Json,
+    tensors: Mapping[str, torch.Tensor],
+    device: torch.device | None = None,
+) -> Any:
+    """The inverse of ``encode``; ``tensors`` must hold every referenced key.
+
+    Tensors saved from an accelerator go to ``device`` (default: CUDA when present, else CPU),
+    so a GPU checkpoint resumes on a CPU-only machine.
+    """
+    target = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def place(ref: dict[str, str]) -> torch.Tensor:
+        t = tensors[ref["__tensor__"]]
+        return t if ref.get("device", "cpu") == "cpu" else t.to(target)
+
+    return _decode(structure, place)
 
 
-def _decode(value: Json, tensor: Callable[[str], torch.Tensor]) -> Any:
+def _decode(value: Json, tensor: Callable[[dict[str, str]], torch.Tensor]) -> Any:
     if isinstance(value, list):
         return [_decode(v, tensor) for v in value]
     if not isinstance(value, dict):
         return value
     if "__tensor__" in value:
-        return tensor(value["__tensor__"])
+        return tensor(value)
     if "__ndarray__" in value:
-        return tensor(value["__ndarray__"]).numpy().astype(np.dtype(value["dtype"]))
+        return tensor({"__tensor__": value["__ndarray__"]}).numpy().astype(np.dtype(value["dtype"]))
     if "__tuple__" in value:
         return tuple(_decode(v, tensor) for v in value["__tuple__"])
     if "__dict__" in value:

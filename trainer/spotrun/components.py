@@ -83,9 +83,7 @@ class Components:
         rng.restore(state["rng"])
 
 
-def check_model(
-    expected: Mapping[str, torch.Tensor], saved: Mapping[str, Any], where: str
-) -> None:
+def check_model(expected: Mapping[str, torch.Tensor], saved: Mapping[str, Any], where: str) -> None:
     missing = sorted(set(expected) - set(saved))
     unexpected = sorted(set(saved) - set(expected))
     shapes = sorted(

@@ -14,9 +14,7 @@ from typing import Any
 
 class ProgressLog:
     def __init__(self, path: str | None) -> None:
-        self._fd = (
-            os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if path else None
-        )
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if path else None
 
     def event(self, kind: str, step: int, **fields: Any) -> None:
         if self._fd is None:

@@ -94,9 +94,16 @@ class ResumableLoader:
         self.batches_taken = 0
 
     def epochs(self, total: int) -> Iterator[int]:
-        """``for epoch in loader.epochs(n)``: from the restored epoch up to ``n - 1``."""
+        """``for epoch in loader.epochs(n)``: from the restored epoch up to ``n - 1``.
+
+        When the body returns without exhausting the loader (a ``break``), the rest of that
+        epoch is skipped and the next one starts.
+        """
         while self.epoch < total:
-            yield self.epoch
+            current = self.epoch
+            yield current
+            if self.epoch == current:
+                self.epoch, self.batches_taken = current + 1, 0
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "batches_taken": self.batches_taken, "seed": self.seed}

@@ -37,9 +37,7 @@ class SnapshotBuffer:
         return layout, data
 
     def _layout_for(self, tensors: dict[str, torch.Tensor]) -> tensorfile.Layout:
-        signature = tuple(
-            sorted((k, t.dtype, tuple(t.shape)) for k, t in tensors.items())
-        )
+        signature = tuple(sorted((k, t.dtype, tuple(t.shape)) for k, t in tensors.items()))
         if self._layout is None or tuple(sorted(self._layout.signature())) != signature:
             self._layout = tensorfile.plan(tensors)
         return self._layout

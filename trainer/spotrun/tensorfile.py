@@ -95,8 +95,10 @@ def views(layout: Layout, data: torch.Tensor) -> dict[str, torch.Tensor]:
     out = {}
     for s in layout.slots:
         chunk = data[s.start : s.end]
-        out[s.key] = chunk.view(s.dtype).view(s.shape) if s.end > s.start else torch.empty(
-            s.shape, dtype=s.dtype
+        out[s.key] = (
+            chunk.view(s.dtype).view(s.shape)
+            if s.end > s.start
+            else torch.empty(s.shape, dtype=s.dtype)
         )
     return out
 

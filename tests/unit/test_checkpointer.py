@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from spotrun import Checkpointer, CheckpointMismatchError, KeepBest, UnknownFormatError, layout
+
+from tests.unit.conftest import Net, train_steps
+
+pytestmark = pytest.mark.unit
+
+
+def _new(ckdir: Path, **kw: object) -> tuple[Checkpointer, Net, torch.optim.Optimizer]:
+    model = Net(kw.pop("width", 8))  # type: ignore[arg-type]
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    return Checkpointer(ckdir, model=model, optimizer=opt, handle_signals=False, **kw), model, opt  # type: ignore[arg-type]
+
+
+def _folder(ckdir: Path, step: int) -> Path:
+    return ckdir / layout.CHECKPOINTS / layout.step_dirname(step)
+
+
+def test_first_start_on_an_empty_directory_starts_from_scratch(ckdir: Path, spotrun_log) -> None:
+    ckpt, _, _ = _new(ckdir)
+    assert ckpt.restore() == 0
+    assert "starting from scratch" in spotrun_log.text
+
+
+def test_restores_model_optimizer_and_step_exactly(ckdir: Path) -> None:
+    ckpt, model, opt = _new(ckdir)
+    train_steps(ckpt, model, opt, 5)
+    ckpt.close()
+    again, model2, opt2 = _new(ckdir)
+    assert again.restore() == 5
+    for a, b in zip(model.state_dict().values(), model2.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(
+        opt.state_dict()["state"][0]["exp_avg"], opt2.state_dict()["state"][0]["exp_avg"]
+    )
+
+
+def test_checkpoint_of_another_model_is_refused_naming_the_differences(ckdir: Path) -> None:
+    ckpt, model, opt = _new(ckdir)
+    train_steps(ckpt, model, opt, 2)
+    ckpt.close()
+    other, _, _ = _new(ckdir, width=16)
+    with pytest.raises(CheckpointMismatchError) as info:
+        other.restore()
+    message = str(info.value)
+    assert "fc.weight: checkpoint (8, 4) vs model (16, 4)" in message
+    assert "another model" in message and "step-000000000002" in message
+
+
+def test_unknown_format_version_is_refused(ckdir: Path) -> None:
+    ckpt, model, opt = _new(ckdir)
+    train_steps(ckpt, model, opt, 1)
+    ckpt.close()
+    manifest = _folder(ckdir, 1) / layout.MANIFEST
+    raw = json.loads(manifest.read_text())
+    raw["format_version"] = 99
+    manifest.write_text(json.dumps(raw))
+    with pytest.raises(UnknownFormatError, match="format version 99.*reads version 1"):
+        _new(ckdir)[0].restore()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_damaged_payload_is_skipped_and_the_previous_checkpoint_used(
+    ckdir: Path, spotrun_log, damage: str
+) -> None:
+    ckpt, model, opt = _new(ckdir, interval_steps=3)
+    train_steps(ckpt, model, opt, 6)
+    ckpt.close()
+    payload = _folder(ckdir, 6) / layout.TENSORS
+    blob = bytearray(payload.read_bytes())
+    if damage == "truncate":
+        blob = blob[: len(blob) // 2]
+    else:
+        blob[len(blob) // 2] ^= 0x01
+    payload.write_bytes(bytes(blob))
+    assert _new(ckdir)[0].restore() == 3
+    assert f"{payload}" in spotrun_log.text
+    assert ("truncated" if damage == "truncate" else "CRC32C") in spotrun_log.text
+
+
+class _Exploit:
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, (f"touch {os.environ['SPOTRUN_TEST_MARKER']}",))
+
+
+def test_a_payload_crafted_to_run_code_on_unpickling_is_never_executed(
+    ckdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spotrun_log
+) -> None:
+    ckpt, model, opt = _new(ckdir)
+    train_steps(ckpt, model, opt, 2)
+    ckpt.close()
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("SPOTRUN_TEST_MARKER", str(marker))
+    evil = pickle.dumps({"model": _Exploit()})
+    folder = _folder(ckdir, 2)
+    for name in (
+        layout.TENSORS,
+        layout.STRUCTURE,
+    ):  # both payload files replaced, manifest re-signed
+        (folder / name).write_bytes(evil)
+    from spotrun import checksum
+
+    manifest = json.loads((folder / layout.MANIFEST).read_text())
+    for entry in manifest["files"]:
+        entry["size"] = len(evil)
+        entry["crc32c"] = checksum.to_hex(checksum.of_bytes(evil))
+    (folder / layout.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="cannot be decoded"):
+        _new(ckdir)[0].restore()
+    assert not marker.exists()
+    pickle.loads(evil)  # the same bytes through pickle would have run the command
+    assert marker.exists()
+
+
+def test_an_exception_escaping_the_loop_saves_the_last_consistent_state(ckdir: Path) -> None:
+    ckpt, model, opt = _new(ckdir)
+    with pytest.raises(RuntimeError, match="boom"), ckpt:
+        train_steps(ckpt, model, opt, 4)
+        model(torch.randn(2, 4)).sum().backward()  # a step that fails before the optimizer
+        raise RuntimeError("boom")
+    manifest = json.loads((_folder(ckdir, 4) / layout.MANIFEST).read_text())
+    assert manifest["reason"] == "emergency"
+
+
+def test_no_emergency_save_of_a_half_updated_model(ckdir: Path, spotrun_log) -> None:
+    ckpt, model, opt = _new(ckdir, interval_steps=2)
+
+    def explode(*_: object) -> None:
+        raise RuntimeError("fault inside optimizer.step")
+
+    with pytest.raises(RuntimeError), ckpt:
+        train_steps(ckpt, model, opt, 3)
+        opt.register_step_post_hook(explode)
+        model(torch.randn(2, 4)).sum().backward()
+        opt.step()
+    assert sorted(os.listdir(ckdir / layout.CHECKPOINTS)) == [layout.step_dirname(2)]
+    assert "last consistent state is the checkpoint of step 2" in spotrun_log.text
+
+
+def test_retention_keeps_the_newest_and_the_best(ckdir: Path) -> None:
+    ckpt, model, opt = _new(ckdir, interval_steps=1, keep=2, keep_best=KeepBest("score", "max"))
+    for step in range(1, 7):
+        ckpt.record(score=10.0 if step == 2 else float(step) / 10)
+        train_steps(ckpt, model, opt, 1)
+        ckpt.wait()
+    ckpt.close()
+    names = sorted(os.listdir(ckdir / layout.CHECKPOINTS))
+    assert names == [layout.step_dirname(s) for s in (2, 5, 6)]
+
+
+def test_tensors_saved_from_a_gpu_come_back_on_the_device_at_hand(ckdir: Path) -> None:
+    ckpt, model, opt = _new(ckdir, extras={"ema": torch.ones(3)})
+    train_steps(ckpt, model, opt, 1)
+    ckpt.close()
+    structure = _folder(ckdir, 1) / layout.STRUCTURE
+    doc = json.loads(structure.read_text())
+    doc["extras"]["ema"]["device"] = "cuda"  # as written by a run on a GPU
+    structure.write_text(json.dumps(doc))
+    from spotrun import checksum
+
+    manifest_path = _folder(ckdir, 1) / layout.MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    for entry in manifest["files"]:
+        size, crc = checksum.of_file(_folder(ckdir, 1) / entry["path"])
+        entry.update(size=size, crc32c=checksum.to_hex(crc))
+    manifest_path.write_text(json.dumps(manifest))
+    again, _, _ = _new(ckdir, extras={})
+    again.restore()
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert again.components.extras["ema"].device.type == expected
+    assert torch.equal(again.components.extras["ema"].cpu(), torch.ones(3))
