@@ -25,8 +25,11 @@ class DigitsCNN(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
         self.head = nn.Sequential(
             nn.Flatten(), nn.Dropout(0.25), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10)
@@ -62,7 +65,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (tiny model: 1 is fastest)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 is fastest here)")
     parser.add_argument("--save-every", type=int, default=25, help="checkpoint every N steps")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -81,8 +84,14 @@ def main() -> None:
     loader = spotrun.ResumableLoader(train, args.batch_size, shuffle=True, seed=args.seed)
 
     with spotrun.Checkpointer(
-        model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, loader=loader,
-        interval_steps=args.save_every, keep=3, keep_best=spotrun.KeepBest("accuracy", "max"),
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        loader=loader,
+        interval_steps=args.save_every,
+        keep=3,
+        keep_best=spotrun.KeepBest("accuracy", "max"),
     ) as ckpt:
         ckpt.restore()
         for epoch in loader.epochs(args.epochs):

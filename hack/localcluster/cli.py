@@ -51,8 +51,14 @@ def cmd_env(args: argparse.Namespace, st: Path) -> int:
     lines = []
     if record.control_plane is not None:
         lines.append(f"KUBECONFIG={record.control_plane.kubeconfig}")
-        bins = [str(config.binary(b).parent) for b in ("kubectl",)]
-        lines.append(f'PATH={shlex.quote(":".join(bins))}:"$PATH"')
+        bins = []
+        for tool in ("kubectl", "helm"):
+            try:
+                bins.append(str(config.binary(tool).parent))
+            except config.MissingBinaryError:
+                pass
+        if bins:
+            lines.append(f'PATH={shlex.quote(":".join(bins))}:"$PATH"')
     if record.s3 is not None:
         s3 = record.s3
         lines += [
