@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: venv test test-unit test-integration test-e2e lint demo bench clean
-.PHONY: binaries binaries-s3 cluster-up cluster-down
+.PHONY: binaries binaries-s3 cluster-up cluster-down lint-hack
 
 venv: $(STAMP)
 
@@ -42,6 +42,9 @@ cluster-up: venv binaries
 
 cluster-down:
 	hack/cluster down
+
+lint-hack: venv
+	cd hack && ../$(VENV)/bin/mypy --strict -p localcluster
 
 test: lint test-unit test-integration test-e2e
 
