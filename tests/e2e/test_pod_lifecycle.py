@@ -26,7 +26,7 @@ def test_init_sidecar_and_main_share_an_empty_dir(cluster, namespace, process_no
         "restartPolicy": "Always",
         "command": sh(
             "trap 'echo sidecar saw: $(cat /spotrun-e2e/shared/main.txt); exit 0' TERM; "
-            "touch /spotrun-e2e/shared/sidecar-started; sleep 3600 & wait $!"
+            "sleep 1; touch /spotrun-e2e/shared/sidecar-started; sleep 3600 & wait $!"
         ),
         "startupProbe": {
             "exec": {"command": ["test", "-f", "/spotrun-e2e/shared/sidecar-started"]},
@@ -34,18 +34,22 @@ def test_init_sidecar_and_main_share_an_empty_dir(cluster, namespace, process_no
         },
         "volumeMounts": [SHARED],
     }
-    server = {  # a second sidecar, with an httpGet startup probe
+    server = {  # a second sidecar, started only once the first one's probe passed
         "name": "server",
         "restartPolicy": "Always",
-        "command": ["python", "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+        "command": sh(
+            "test -f /spotrun-e2e/shared/sidecar-started || touch /spotrun-e2e/shared/too-early; "
+            f"exec python -m http.server --bind 127.0.0.1 {port}"
+        ),
         "ports": [{"name": "http", "containerPort": port}],
         "startupProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+        "volumeMounts": [SHARED],
     }
     main = {
         "name": "main",
         "command": sh(
             "set -e; test \"$(cat /spotrun-e2e/shared/init.txt)\" = from-init; "
-            "test -f /spotrun-e2e/shared/sidecar-started; "
+            "test -f /spotrun-e2e/shared/sidecar-started; test ! -e /spotrun-e2e/shared/too-early; "
             f"python -c 'import urllib.request as u; u.urlopen(\"http://127.0.0.1:{port}/\")'; "
             "echo written-by-main > /spotrun-e2e/shared/main.txt"
         ),

@@ -79,6 +79,7 @@ class PodWorker(threading.Thread):
         self.start_time = now()
         self.started_mono = time.monotonic()
         self.volume_paths: dict[str, Path] = {}
+        self.sidecars: list[ContainerRun] = []  # the sidecars reached so far, in order
         self._reported: Obj | None = None
 
     # --- called from other threads -------------------------------------------------------
@@ -242,9 +243,8 @@ class PodWorker(threading.Thread):
             run.ready = run.readiness.passed
 
     def _keep_sidecars(self) -> None:
-        for run in self.init_runs:
-            if run.kind != SIDECAR:
-                continue
+        """Keep the sidecars reached so far running (a sidecar always restarts)."""
+        for run in self.sidecars:
             if self._reap(run):
                 self._schedule_restart(run)
             if run.process is None:
@@ -254,6 +254,8 @@ class PodWorker(threading.Thread):
     # --- phases -------------------------------------------------------------------------
     def _run_init(self, run: ContainerRun) -> bool:
         """Run one init container (or bring one sidecar up); False when the pod ended."""
+        if run.kind == SIDECAR:
+            self.sidecars.append(run)
         while True:
             if self._deleting() or self._deadline_exceeded():
                 self._terminate()
@@ -328,7 +330,7 @@ class PodWorker(threading.Thread):
                 self._reap(run)
 
     def _stop_sidecars(self, deadline: float) -> None:
-        for run in reversed([r for r in self.init_runs if r.kind == SIDECAR]):
+        for run in reversed(self.sidecars):
             self._stop([run], deadline)
 
     def _terminate(self) -> None:
