@@ -244,3 +244,13 @@ def _start_node(state: Path, info: ControlPlaneInfo, timeout: float) -> None:
         return len(ready) >= info.spot + info.on_demand
 
     _await(state, "node", nodes_ready, timeout)
+
+    def default_namespace_ready() -> bool:
+        # Pods are refused until their ServiceAccount exists; kubectl users expect `default`.
+        sa = kube.get("/api/v1/namespaces/default/serviceaccounts")["items"]
+        ca = kube.get("/api/v1/namespaces/default/configmaps")["items"]
+        return any(o["metadata"]["name"] == "default" for o in sa) and any(
+            o["metadata"]["name"] == "kube-root-ca.crt" for o in ca
+        )
+
+    _await(state, "kube-controller-manager", default_namespace_ready, timeout)
