@@ -1,9 +1,9 @@
 """Certificates and keys of the local control plane, made with the openssl command line.
 
-One CA signs the API server's serving cert (loopback + the ``kubernetes`` service names)
-and the client certs: ``admin`` (group ``system:masters``) and one per control-plane
-component (their built-in RBAC identities). A separate RSA key pair signs ServiceAccount
-tokens.
+One CA signs the API server's serving cert (loopback + the ``kubernetes`` service names),
+the process node's kubelet API serving cert, and the client certs: ``admin`` (group
+``system:masters``) and one per control-plane component (their built-in RBAC identities).
+A separate RSA key pair signs ServiceAccount tokens.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ CLIENTS = {
     "kube-scheduler": ("system:kube-scheduler", ""),
     "kube-controller-manager": ("system:kube-controller-manager", ""),
     "process-node": ("system:node-admin", "system:masters"),
+    "apiserver-kubelet-client": ("kube-apiserver-kubelet-client", "system:masters"),
 }
 
 SERVER_SANS = (
@@ -88,6 +89,12 @@ def ensure(directory: Path) -> Pki:
             pki, "apiserver", "/CN=kube-apiserver",
             f"basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
             f"extendedKeyUsage=serverAuth\nsubjectAltName={SERVER_SANS}\n",
+        )
+    if not pki.crt("kubelet").exists():
+        _sign(
+            pki, "kubelet", "/CN=process-node",
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
         )
     for name, (cn, org) in CLIENTS.items():
         if not pki.crt(name).exists():

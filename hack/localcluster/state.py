@@ -30,6 +30,7 @@ class ControlPlaneInfo:
     scheduler_port: int
     controller_manager_port: int
     node_control_port: int
+    kubelet_port: int
     kubeconfig: str
     node_monitor_grace_seconds: int
     spot: int
@@ -56,8 +57,11 @@ def load(state: Path) -> ClusterRecord:
         raw = json.loads(record_path(state).read_text())
     except FileNotFoundError:
         return ClusterRecord()
-    s3 = S3Info(**raw["s3"]) if raw.get("s3") else None
-    cp = ControlPlaneInfo(**raw["control_plane"]) if raw.get("control_plane") else None
+    try:
+        s3 = S3Info(**raw["s3"]) if raw.get("s3") else None
+        cp = ControlPlaneInfo(**raw["control_plane"]) if raw.get("control_plane") else None
+    except TypeError:  # written by another version: treat as unknown (pid files still stop it)
+        return ClusterRecord()
     return ClusterRecord(s3=s3, control_plane=cp, extra=raw.get("extra", {}))
 
 

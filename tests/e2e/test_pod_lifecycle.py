@@ -70,6 +70,9 @@ def test_init_sidecar_and_main_share_an_empty_dir(cluster, namespace, process_no
     assert main_status.state.terminated.exit_code == 0
     assert main_status.state.terminated.reason == "Completed"
     assert "sidecar saw: written-by-main" in process_node.log(namespace, "shared-dir", "sidecar")
+    # the same log through the API server (what `kubectl logs` reads)
+    api_log = core.read_namespaced_pod_log("shared-dir", namespace, container="sidecar")
+    assert "sidecar saw: written-by-main" in api_log
 
 
 def test_env_is_resolved_and_the_termination_message_reported(cluster, namespace):

@@ -15,7 +15,7 @@ from typing import Any
 from .. import config, procs
 from ..kubeapi import Kube, KubeError
 from ..pki import Pki
-from . import nodes
+from . import kubeletapi, nodes
 from .control import serve
 from .manager import NodeManager
 from .podworker import NodeContext
@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--state", type=Path, required=True)
     parser.add_argument("--server", required=True)
     parser.add_argument("--control-port", type=int, required=True)
+    parser.add_argument("--kubelet-port", type=int, required=True)
     parser.add_argument("--spot", type=int, default=3)
     parser.add_argument("--on-demand", type=int, default=1)
     args = parser.parse_args()
@@ -89,7 +90,7 @@ def main() -> None:
         }
 
     ctx = NodeContext(kube, state, fetch, token, base_env, str(config.REPO_ROOT))
-    manager = NodeManager(kube, ctx, args.control_port)
+    manager = NodeManager(kube, ctx, args.kubelet_port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -97,10 +98,12 @@ def main() -> None:
         for _ in range(count):
             manager.add_node(capacity_type)
     server = serve(manager, args.control_port)
+    kubelet_server = kubeletapi.serve(manager, args.kubelet_port, Pki(state / "pki"))
     threading.Thread(target=manager.lease_loop, name="leases", daemon=True).start()
     threading.Thread(target=manager.pod_loop, name="pods", daemon=True).start()
     stop.wait()
     server.shutdown()
+    kubelet_server.shutdown()
     manager.shutdown()
 
 

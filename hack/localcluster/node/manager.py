@@ -33,10 +33,10 @@ class NodeEntry:
 
 
 class NodeManager:
-    def __init__(self, kube: Kube, ctx: NodeContext, control_port: int) -> None:
+    def __init__(self, kube: Kube, ctx: NodeContext, kubelet_port: int) -> None:
         self.kube = kube
         self.ctx = ctx
-        self.control_port = control_port
+        self.kubelet_port = kubelet_port
         self.nodes: dict[str, NodeEntry] = {}
         self.workers: dict[str, PodWorker] = {}
         self.lock = threading.RLock()
@@ -63,7 +63,7 @@ class NodeManager:
         entry.uid = created["metadata"]["uid"]
         self.kube.patch(
             f"/api/v1/nodes/{name}/status",
-            {"status": nodes.node_status(nodes.capacity(gpus), self.control_port)},
+            {"status": nodes.node_status(nodes.capacity(gpus), self.kubelet_port)},
             kind="strategic",
         )
         self._renew(entry)
@@ -230,6 +230,13 @@ class NodeManager:
             worker = PodWorker(pod, self.ctx)
             self.workers[uid] = worker
         worker.start()
+
+    def worker_of(self, namespace: str, name: str) -> PodWorker | None:
+        with self.lock:
+            for worker in self.workers.values():
+                if worker.namespace == namespace and worker.pod_name == name:
+                    return worker
+        return None
 
     def forget(self, pod: Obj) -> None:
         with self.lock:
