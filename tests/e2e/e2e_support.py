@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -11,6 +12,10 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 T = TypeVar("T")
+
+# The process node records images and never pulls them; on an external cluster (kind) set
+# SPOTRUN_E2E_IMAGE to an image with python and the kubernetes client.
+IMAGE = os.environ.get("SPOTRUN_E2E_IMAGE", "spotrun.dev/process:local")
 
 SPOT_TOLERATION = {
     "key": "kubernetes.azure.com/scalesetpriority",
@@ -40,9 +45,9 @@ def pod(
     init_containers: list[dict[str, Any]] | None = None,
     **spec: Any,
 ) -> dict[str, Any]:
-    """A Pod manifest; every container gets the placeholder image the process node records."""
+    """A Pod manifest; every container gets ``IMAGE`` unless it names one."""
     for c in containers + (init_containers or []):
-        c.setdefault("image", "spotrun.dev/process:local")
+        c.setdefault("image", IMAGE)
     body: dict[str, Any] = {"containers": containers, **spec}
     if init_containers:
         body["initContainers"] = init_containers

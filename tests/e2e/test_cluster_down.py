@@ -20,8 +20,8 @@ def _hack_cluster(env, *args):
                           capture_output=True, text=True, timeout=300)
 
 
-def test_up_twice_then_down_leaves_no_process(cluster, tmp_path):
-    del cluster  # binaries are built and this machine can run a cluster
+def test_up_twice_then_down_leaves_no_process(process_node, tmp_path):
+    del process_node  # only where the local cluster runs (binaries built, root)
     st = tmp_path / "state"
     env = dict(os.environ, SPOTRUN_STATE_DIR=str(st))
     try:

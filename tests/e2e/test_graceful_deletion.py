@@ -9,7 +9,8 @@ from e2e_support import PodHistory, phase_is, pod, sh, wait_for
 pytestmark = pytest.mark.e2e
 
 
-def test_sigterm_reaches_main_first_then_the_sidecar(cluster, namespace, tmp_path):
+def test_sigterm_reaches_main_first_then_the_sidecar(cluster, namespace, process_node, tmp_path):
+    del process_node  # the markers live on this machine (hostPath): local cluster only
     core = cluster.core()
     markers = {"name": "markers", "mountPath": "/spotrun-e2e/markers"}
     sidecar = {
@@ -47,7 +48,10 @@ def test_sigterm_reaches_main_first_then_the_sidecar(cluster, namespace, tmp_pat
     assert final.status.init_container_statuses[0].state.terminated.exit_code == 0
 
 
-def test_a_process_ignoring_sigterm_is_killed_at_the_deadline(cluster, namespace, tmp_path):
+def test_a_process_ignoring_sigterm_is_killed_at_the_deadline(
+    cluster, namespace, process_node, tmp_path
+):
+    del process_node  # the marker lives on this machine (hostPath): local cluster only
     core = cluster.core()
     main = {
         "name": "stubborn",

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.e2e
 SHARED = {"name": "shared", "mountPath": "/spotrun-e2e/shared"}
 
 
-def test_init_sidecar_and_main_share_an_empty_dir(cluster, namespace, process_node):
+def test_init_sidecar_and_main_share_an_empty_dir(cluster, namespace):
     core = cluster.core()
     port = procs.free_port()
     init = {
@@ -61,7 +61,10 @@ def test_init_sidecar_and_main_share_an_empty_dir(cluster, namespace, process_no
 
     done = wait_for(lambda: phase_is(core, namespace, "shared-dir", "Succeeded", "Failed"),
                     "the pod to finish", timeout=90)
-    assert done.status.phase == "Succeeded", process_node.log(namespace, "shared-dir", "main")
+    def log(container):  # through the API server, as `kubectl logs` reads it
+        return core.read_namespaced_pod_log("shared-dir", namespace, container=container)
+
+    assert done.status.phase == "Succeeded", log("main")
     assert done.spec.node_name  # placed by the real scheduler
     inits = {s.name: s for s in done.status.init_container_statuses}
     assert inits["init"].state.terminated.exit_code == 0
@@ -69,10 +72,7 @@ def test_init_sidecar_and_main_share_an_empty_dir(cluster, namespace, process_no
     (main_status,) = done.status.container_statuses
     assert main_status.state.terminated.exit_code == 0
     assert main_status.state.terminated.reason == "Completed"
-    assert "sidecar saw: written-by-main" in process_node.log(namespace, "shared-dir", "sidecar")
-    # the same log through the API server (what `kubectl logs` reads)
-    api_log = core.read_namespaced_pod_log("shared-dir", namespace, container="sidecar")
-    assert "sidecar saw: written-by-main" in api_log
+    assert "sidecar saw: written-by-main" in log("sidecar")
 
 
 def test_env_is_resolved_and_the_termination_message_reported(cluster, namespace):
@@ -109,12 +109,12 @@ def test_env_is_resolved_and_the_termination_message_reported(cluster, namespace
     }
 
 
-def test_restart_policy_on_failure_restarts_until_success(cluster, namespace):
+def test_restart_policy_on_failure_restarts_until_success(cluster, namespace, process_node):
     core = cluster.core()
     main = {
         "name": "main",
-        "command": sh("if [ -f /spotrun-e2e/shared/once ]; then exit 0; fi; "
-                      "touch /spotrun-e2e/shared/once; exit 1"),
+        "command": sh("if [ -f /spotrun-e2e/shared/once ]; then echo second run; exit 0; fi; "
+                      "touch /spotrun-e2e/shared/once; echo first run; exit 1"),
         "volumeMounts": [SHARED],
     }
     core.create_namespaced_pod(namespace, pod(
@@ -126,6 +126,9 @@ def test_restart_policy_on_failure_restarts_until_success(cluster, namespace):
     assert done.status.phase == "Succeeded"
     assert status.restart_count == 1
     assert status.last_state.terminated.exit_code == 1
+    # each run's log is its own file under <state>/node/logs/
+    assert process_node.log(namespace, "flaky", "main", restart=0) == "first run\n"
+    assert process_node.log(namespace, "flaky", "main") == "second run\n"
 
 
 def test_a_container_without_command_fails_with_a_clear_reason(cluster, namespace):
