@@ -77,6 +77,9 @@ def start(
     timeout: float = 120.0,
 ) -> ControlPlaneInfo:
     stop(state)
+    # Containers of an earlier run whose process node was killed without a chance to stop them.
+    s3 = procs.running_pid(state, "s3")
+    procs.sweep(state, keep=[s3] if s3 else [])
     for leftover in ("etcd", "node"):
         shutil.rmtree(state / leftover, ignore_errors=True)
     keys = pki.ensure(state / "pki")

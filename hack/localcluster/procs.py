@@ -139,9 +139,9 @@ def stop(state: Path, name: str, timeout: float = 10.0) -> bool:
     return True
 
 
-def sweep(state: Path, timeout: float = 5.0) -> list[int]:
-    """SIGKILL every process still marked with this state dir; return their pids."""
-    pids = marked_pids(state)
+def sweep(state: Path, timeout: float = 5.0, keep: Sequence[int] = ()) -> list[int]:
+    """SIGKILL every process still marked with this state dir (but ``keep``); return them."""
+    pids = [p for p in marked_pids(state) if p not in keep]
     for pid in pids:
         kill_group(pid, signal.SIGKILL)
     wait_gone(pids, timeout)
