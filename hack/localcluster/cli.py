@@ -26,6 +26,7 @@ def cmd_up(args: argparse.Namespace, st: Path) -> int:
         s3server.stop(st)
         record.s3 = s3server.start(st)
         state.save(st, record)
+        print(f"  S3 ready at {record.s3.endpoint}, bucket {record.s3.bucket}")
     if args.s3_only:
         return 0
     if controlplane.running(st, record.control_plane):
@@ -35,7 +36,8 @@ def cmd_up(args: argparse.Namespace, st: Path) -> int:
               "process node ...", flush=True)
         started = time.monotonic()
         record.control_plane = controlplane.start(
-            st, args.spot, args.on_demand, node_monitor_grace_seconds=args.node_grace
+            st, args.spot, args.on_demand, node_monitor_grace_seconds=args.node_grace,
+            progress=lambda message: print(f"  {message}", flush=True),
         )
         state.save(st, record)
         print(f"cluster up in {time.monotonic() - started:.0f}s")

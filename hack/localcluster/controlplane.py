@@ -75,6 +75,7 @@ def start(
     on_demand: int,
     node_monitor_grace_seconds: int = 20,
     timeout: float = 120.0,
+    progress: Callable[[str], None] = lambda _: None,
 ) -> ControlPlaneInfo:
     stop(state)
     # Containers of an earlier run whose process node was killed without a chance to stop them.
@@ -97,13 +98,18 @@ def start(
         on_demand=on_demand,
     )
     _start_etcd(state, info)
+    progress(f"etcd ready on 127.0.0.1:{info.etcd_port}")
     _start_apiserver(state, info, keys)
+    progress(f"kube-apiserver ready at {info.server}")
     write_kubeconfig(Path(info.kubeconfig), info.server, keys, "admin")
     for name in ("kube-scheduler", "kube-controller-manager", "process-node"):
         write_kubeconfig(state / f"{name}.kubeconfig", info.server, keys, name)
     _start_scheduler(state, info)
+    progress("kube-scheduler healthy")
     _start_controller_manager(state, info, keys, node_monitor_grace_seconds)
+    progress("kube-controller-manager healthy")
     _start_node(state, info, timeout)
+    progress(f"process node ready: {spot} spot + {on_demand} on-demand nodes")
     return info
 
 
