@@ -131,11 +131,16 @@ def test_restart_policy_on_failure_restarts_until_success(cluster, namespace, pr
     assert process_node.log(namespace, "flaky", "main") == "second run\n"
 
 
-def test_a_container_without_command_fails_with_a_clear_reason(cluster, namespace):
+def test_a_container_without_command_waits_with_a_clear_reason(cluster, namespace):
     core = cluster.core()
     core.create_namespaced_pod(namespace, pod("no-command", [{"name": "main"}],
                                               restartPolicy="Never"))
-    done = wait_for(lambda: phase_is(core, namespace, "no-command", "Failed"), "the pod to fail")
-    waiting = done.status.container_statuses[0].state.waiting
-    assert waiting.reason == "CreateContainerError"
-    assert "command" in waiting.message
+
+    def waiting():
+        p = phase_is(core, namespace, "no-command", "Pending")
+        statuses = (p.status.container_statuses or []) if p else []
+        return statuses and statuses[0].state.waiting
+
+    reason = wait_for(lambda: (w := waiting()) and w.reason == "CreateContainerError" and w,
+                      "the container to be reported as not creatable")
+    assert "command" in reason.message

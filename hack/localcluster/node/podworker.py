@@ -117,7 +117,12 @@ class PodWorker(threading.Thread):
                         "the process node runs `command` (+ `args`) as a local process and "
                         "cannot run an image's entrypoint: set `command`"
                     )
-            self._finish("Failed", "NoCommand", f"containers without a command: {missing}")
+            # Like a kubelet that cannot create the container: Pending, not Failed (so a
+            # ReplicaSet does not churn replacements), until the pod is deleted.
+            self._report()
+            while not self._deleting():
+                self._wait(1.0)
+            self._terminate()
             return
         self._prepare_volumes()
         for run in self.init_runs:
