@@ -27,9 +27,12 @@ def test_sigterm_reaches_main_first_then_the_sidecar(cluster, namespace, process
     main = {
         "name": "main",
         "command": sh(
-            "trap 'sleep 1; touch /spotrun-e2e/markers/main-terminated; exit 0' TERM; "
+            "trap 'sleep 1; test -f /spotrun-e2e/markers/pre-stop && "
+            "touch /spotrun-e2e/markers/main-terminated; exit 0' TERM; "
             "touch /spotrun-e2e/markers/main-started; sleep 3600 & wait $!"
         ),
+        # the kubelet runs preStop first, then sends SIGTERM
+        "lifecycle": {"preStop": {"exec": {"command": ["touch", "/spotrun-e2e/markers/pre-stop"]}}},
         "volumeMounts": [markers],
     }
     manifest = pod("graceful", [main], [sidecar], terminationGracePeriodSeconds=30,

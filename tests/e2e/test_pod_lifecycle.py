@@ -144,3 +144,16 @@ def test_a_container_without_command_waits_with_a_clear_reason(cluster, namespac
     reason = wait_for(lambda: (w := waiting()) and w.reason == "CreateContainerError" and w,
                       "the container to be reported as not creatable")
     assert "command" in reason.message
+
+
+def test_a_failing_liveness_probe_kills_the_container(cluster, namespace):
+    core = cluster.core()
+    main = {
+        "name": "main",
+        "command": sh("sleep 3600"),
+        "livenessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1,
+                          "failureThreshold": 2},
+    }
+    core.create_namespaced_pod(namespace, pod("unhealthy", [main], restartPolicy="Never"))
+    done = wait_for(lambda: phase_is(core, namespace, "unhealthy", "Failed"), "the pod to fail")
+    assert done.status.container_statuses[0].state.terminated.exit_code == 137

@@ -36,6 +36,7 @@ class ContainerRun:
     process: Process | None = field(default=None, repr=False)
     startup: ProbeState | None = None
     readiness: ProbeState | None = None
+    liveness: ProbeState | None = None
     backoff_until: float = 0.0
     log_path: str = ""
 

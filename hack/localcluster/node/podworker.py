@@ -188,6 +188,7 @@ class PodWorker(threading.Thread):
         run.reason = run.message = run.waiting_message = ""
         run.startup = ProbeState(spec["startupProbe"]) if spec.get("startupProbe") else None
         run.readiness = ProbeState(spec["readinessProbe"]) if spec.get("readinessProbe") else None
+        run.liveness = ProbeState(spec["livenessProbe"]) if spec.get("livenessProbe") else None
         run.started = run.startup is None
         run.ready = run.started and run.readiness is None
         return True
@@ -246,6 +247,12 @@ class PodWorker(threading.Thread):
         if run.started and run.readiness is not None and run.readiness.due():
             run.readiness.record(run_once(run.readiness.probe, run.spec, run.process))
             run.ready = run.readiness.passed
+        if run.started and run.liveness is not None and run.liveness.due():
+            run.liveness.record(run_once(run.liveness.probe, run.spec, run.process))
+            if run.liveness.failed:
+                log.info("%s/%s: %s failed its liveness probe", self.namespace, self.pod_name,
+                         run.name)
+                run.process.kill_all()  # then restarted (or not) per restartPolicy
 
     def _keep_sidecars(self) -> None:
         """Keep the sidecars reached so far running (a sidecar always restarts)."""
@@ -319,11 +326,26 @@ class PodWorker(threading.Thread):
             seconds = int(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
         return time.monotonic() + seconds
 
+    @staticmethod
+    def _pre_stop_then_sigterm(run: ContainerRun, deadline: float) -> None:
+        """Run the container's preStop hook (within the grace period), then SIGTERM it."""
+        process = run.process
+        if process is None:
+            return
+        hook = (run.spec.get("lifecycle") or {}).get("preStop")
+        remaining = max(deadline - time.monotonic(), 0.0)
+        if hook and "sleep" in hook:
+            time.sleep(min(float(hook["sleep"]["seconds"]), remaining))
+        elif hook:
+            run_once(dict(hook, timeoutSeconds=remaining), run.spec, process)
+        process.signal(signal.SIGTERM)
+
     def _stop(self, runs: list[ContainerRun], deadline: float) -> None:
-        """SIGTERM ``runs`` together, wait for them until ``deadline``, then SIGKILL."""
+        """preStop + SIGTERM ``runs`` together, wait for them until ``deadline``, then SIGKILL."""
         for run in runs:
             if run.running and run.process is not None:
-                run.process.signal(signal.SIGTERM)
+                threading.Thread(target=self._pre_stop_then_sigterm, args=(run, deadline),
+                                 name=f"stop-{run.name}", daemon=True).start()
         while any(run.running for run in runs) and time.monotonic() < deadline:
             for run in runs:
                 self._reap(run)

@@ -26,7 +26,7 @@ def _port(value: Any, container: Obj) -> int:
 
 def run_once(probe: Obj, container: Obj, process: Process) -> bool:
     """One probe attempt: True on success."""
-    timeout = float(probe.get("timeoutSeconds", 1))
+    timeout = max(float(probe.get("timeoutSeconds", 1)), 0.1)
     try:
         if "exec" in probe:
             result = subprocess.run(
