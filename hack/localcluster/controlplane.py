@@ -84,14 +84,15 @@ def start(
     for leftover in ("etcd", "node"):
         shutil.rmtree(state / leftover, ignore_errors=True)
     keys = pki.ensure(state / "pki")
+    ports = procs.free_ports(7)
     info = ControlPlaneInfo(
-        etcd_port=procs.free_port(),
-        etcd_peer_port=procs.free_port(),
-        apiserver_port=procs.free_port(),
-        scheduler_port=procs.free_port(),
-        controller_manager_port=procs.free_port(),
-        node_control_port=procs.free_port(),
-        kubelet_port=procs.free_port(),
+        etcd_port=ports[0],
+        etcd_peer_port=ports[1],
+        apiserver_port=ports[2],
+        scheduler_port=ports[3],
+        controller_manager_port=ports[4],
+        node_control_port=ports[5],
+        kubelet_port=ports[6],
         kubeconfig=str(state / "kubeconfig"),
         node_monitor_grace_seconds=node_monitor_grace_seconds,
         spot=spot,
