@@ -90,6 +90,10 @@ def cmd_status(args: argparse.Namespace, st: Path) -> int:
                 print(f"  node {node['name']:<20} {node['capacityType']:<10} {' '.join(flags)}")
         except (ProcessNodeError, OSError) as err:
             print(f"  process node not answering: {err}")
+    if record.control_plane is not None:
+        print(f"API server: {record.control_plane.server}")
+    if record.s3 is not None:
+        print(f"S3: {record.s3.endpoint} (bucket {record.s3.bucket})")
     print(f"state dir: {st}")
     return 0
 
