@@ -1,0 +1,77 @@
+"""`spotrun chaos` on the digits example: interrupted runs end bit-identical."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+SPOTRUN = str(Path(sys.executable).with_name("spotrun"))
+
+
+def test_digits_under_five_sigterms_and_two_sigkills_ends_bit_identical(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            SPOTRUN,
+            "chaos",
+            "--kills",
+            "5",
+            "--sigkill",
+            "2",
+            "--seed",
+            "11",
+            "--workdir",
+            str(tmp_path),
+            "--",
+            sys.executable,
+            str(ROOT / "examples/digits/train.py"),
+            "--epochs",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "IDENTICAL" in result.stdout
+    table = [line.split() for line in result.stdout.splitlines()[1:] if line[:3].strip().isdigit()]
+    sigterms = [row for row in table if row[1] == "sigterm"]
+    assert len(sigterms) == 5
+    assert all(row[4] == "0" for row in sigterms), "a SIGTERM lost steps"
+
+
+def test_chaos_reports_divergence_and_fails(tmp_path: Path) -> None:
+    script = tmp_path / "nondeterministic.py"
+    script.write_text(
+        "import os, torch, spotrun\n"
+        "m = torch.nn.Linear(2, 2)\n"
+        "with torch.no_grad():\n"
+        "    m.weight.add_(float(os.getpid() % 7 + 1))  # differs per process: not resumable\n"
+        "with spotrun.Checkpointer(model=m) as c:\n"
+        "    c.restore()\n"
+        "    for _ in range(3000):\n"
+        "        c.step()\n"
+    )
+    result = subprocess.run(
+        [
+            SPOTRUN,
+            "chaos",
+            "--kills",
+            "1",
+            "--workdir",
+            str(tmp_path / "w"),
+            "--",
+            sys.executable,
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert "DIVERGED" in result.stdout or "problem" in result.stdout
