@@ -5,5 +5,6 @@ Run as ``python -m localcluster.node`` (``hack/cluster up`` starts it). Modules:
 ``volumes`` (volumes as directories), ``container`` (one container as a local process in a
 private mount namespace), ``probes``, ``podstatus`` (kubelet-like status, pure),
 ``podworker`` (one pod's lifecycle), ``manager`` (watch and dispatch, preemption),
-``control`` (the loopback HTTP control API) and ``handle`` (its client).
+``control`` (the loopback HTTP control API), ``handle`` (its client) and ``kubeletapi``
+(the container logs endpoint the API server calls for ``kubectl logs``).
 """
