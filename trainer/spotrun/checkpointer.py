@@ -30,9 +30,9 @@ import torch
 from . import codec, reader, retention, rng, writer
 from .components import Components, Stateful
 from .env import Settings
-from .layout import step_dirname
 from .localstore import LocalStore
 from .progress import ProgressLog
+from .prune import prune
 from .signals import StopRequest, save_deadline
 from .snapshot import SnapshotBuffer
 from .stale import remove_stale_tmp
@@ -290,15 +290,7 @@ class Checkpointer:
         )
 
     def _apply_retention(self) -> None:
-        entries = []
-        for name in self.store.names():
-            try:
-                manifest = reader.read_manifest(self.store, name)
-            except ValueError:
-                continue
-            entries.append(retention.Entry(manifest.step, manifest.metrics))
-        for step in retention.to_delete(entries, self.keep, self.keep_best):
-            self.store.delete(step_dirname(step))
+        prune(self.store, self.keep, self.keep_best)
 
     def _save_on_stop(self) -> None:
         signame = _signal_name(self._stop.signum)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 from datetime import datetime, timezone
 
@@ -30,6 +31,8 @@ class Manifest(BaseModel):
     torch_version: str = ""
     python_version: str = ""
     reason: str = Field(default="periodic", description="periodic, preemption, final, emergency")
+    writer: str = Field(default="", description="host.pid of the process that wrote it")
+    attempt: int | None = Field(default=None, description="SPOTRUN_ATTEMPT of the writer")
 
     @property
     def total_size(self) -> int:
@@ -60,7 +63,16 @@ def new(
         torch_version=torch.__version__,
         python_version=platform.python_version(),
         reason=reason,
+        writer=f"{platform.node()}.{os.getpid()}",
+        attempt=int(os.environ["SPOTRUN_ATTEMPT"])
+        if os.environ.get("SPOTRUN_ATTEMPT", "").isdigit()
+        else None,
     )
+
+
+def _attempt() -> int | None:
+    value = os.environ.get("SPOTRUN_ATTEMPT", "")
+    return int(value) if value.isdigit() else None
 
 
 def parse(blob: bytes, where: str) -> Manifest:

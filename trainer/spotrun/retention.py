@@ -19,6 +19,7 @@ class KeepBest:
 class Entry:
     step: int
     metrics: dict[str, float]
+    writer: str = ""
 
 
 def to_delete(entries: list[Entry], keep: int, best: KeepBest | None = None) -> list[int]:
@@ -31,7 +32,18 @@ def to_delete(entries: list[Entry], keep: int, best: KeepBest | None = None) -> 
         winner = best_entry(entries, best)
         if winner is not None:
             kept.add(winner.step)
+    kept |= newest_per_writer(entries)
     return sorted(e.step for e in entries if e.step not in kept)
+
+
+def newest_per_writer(entries: list[Entry]) -> set[int]:
+    """The newest step of each writer: never deleted by another writer's retention, so two
+    overlapping attempts of a job cannot delete each other's newest checkpoint."""
+    newest: dict[str, int] = {}
+    for e in entries:
+        if e.writer:
+            newest[e.writer] = max(newest.get(e.writer, -1), e.step)
+    return set(newest.values())
 
 
 def best_entry(entries: list[Entry], best: KeepBest) -> Entry | None:

@@ -1,0 +1,28 @@
+"""Apply retention to any store: read the manifests, decide (pure), delete manifest-first."""
+
+from __future__ import annotations
+
+from . import retention
+from .layout import newest_first, step_dirname
+from .manifest import ManifestError
+from .reader import read_manifest
+from .store import Store
+
+
+def entries(store: Store) -> list[retention.Entry]:
+    out = []
+    for _, name in newest_first(store.names()):
+        try:
+            m = read_manifest(store, name)
+        except (ManifestError, FileNotFoundError):
+            continue
+        out.append(retention.Entry(m.step, m.metrics, m.writer))
+    return out
+
+
+def prune(store: Store, keep: int, best: retention.KeepBest | None = None) -> list[int]:
+    """Delete what retention does not keep; returns the deleted steps."""
+    doomed = retention.to_delete(entries(store), keep, best)
+    for step in doomed:
+        store.delete(step_dirname(step))
+    return doomed

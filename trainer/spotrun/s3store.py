@@ -1,0 +1,281 @@
+"""Checkpoints in S3-compatible storage (AWS, MinIO, Ceph, R2, GCS interop, versitygw).
+
+Objects are ``<prefix>/checkpoints/<step folder>/<file>``, the same layout as on disk. Large
+files move as parallel parts (multipart upload, ranged GETs); every part carries its CRC32C
+where the server verifies it, and every file is checked against the manifest's CRC32C after
+download. Credentials come only from the standard AWS chain (env, web identity, profile); the
+endpoint from ``AWS_ENDPOINT_URL_S3`` (boto3 reads it) or the constructor.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from . import checksum, layout
+from .s3errors import explain
+from .store import StoreError
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    """Tuned by bench/s3_bench.py on loopback; override with SPOTRUN_S3_PART_MB/_CONCURRENCY."""
+
+    part_size: int = 32 * 1024 * 1024
+    concurrency: int = 8
+
+    @classmethod
+    def from_env(cls) -> TransferSettings:
+        part = os.environ.get("SPOTRUN_S3_PART_MB")
+        conc = os.environ.get("SPOTRUN_S3_CONCURRENCY")
+        return cls(
+            part_size=int(part) * 1024 * 1024 if part else cls.part_size,
+            concurrency=int(conc) if conc else cls.concurrency,
+        )
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` -> (bucket, "some/prefix")."""
+    if not uri.startswith("s3://"):
+        raise StoreError(f"{uri!r} is not an s3:// URI")
+    bucket, _, prefix = uri[5:].partition("/")
+    if not bucket:
+        raise StoreError(f"{uri!r} names no bucket; use s3://bucket/prefix")
+    return bucket, prefix.strip("/")
+
+
+def make_client(endpoint: str | None, concurrency: int) -> Any:
+    endpoint = (
+        endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    )
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 6},
+        connect_timeout=5,
+        read_timeout=60,
+        max_pool_connections=max(concurrency * 2, 10),
+        # spotrun verifies CRC32C itself; botocore's default CRC32 would cost CPU twice
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        s3={"addressing_style": "path"} if endpoint else {},
+    )
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return boto3.session.Session().client(
+        "s3", endpoint_url=endpoint, region_name=region, config=config
+    )
+
+
+class S3Store:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        endpoint: str | None = None,
+        settings: TransferSettings | None = None,
+    ) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self.settings = settings or TransferSettings.from_env()
+        self.client = make_client(endpoint, self.settings.concurrency)
+        self.endpoint = str(self.client.meta.endpoint_url)
+        self.uri = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+        self._send_checksums = True
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_uri(cls, uri: str, endpoint: str | None = None) -> S3Store:
+        bucket, prefix = split_uri(uri)
+        return cls(bucket, prefix, endpoint)
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def _dir_key(self) -> str:
+        return f"{self.prefix}/{layout.CHECKPOINTS}/" if self.prefix else f"{layout.CHECKPOINTS}/"
+
+    def key(self, name: str, path: str) -> str:
+        return f"{self._dir_key()}{name}/{path}"
+
+    def file_uri(self, name: str, path: str = "") -> str:
+        return (
+            f"s3://{self.bucket}/{self.key(name, path)}"
+            if path
+            else (f"s3://{self.bucket}/{self._dir_key()}{name}")
+        )
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (BotoCoreError, ClientError) as e:
+            raise explain(e, self.uri, self.endpoint) from e
+
+    # -- the Store protocol -------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        out = []
+        with self._errors():
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._dir_key(), Delimiter="/"
+            )
+            for page in pages:
+                for common in page.get("CommonPrefixes", []):
+                    out.append(common["Prefix"][len(self._dir_key()) :].rstrip("/"))
+        return out
+
+    def has_manifest(self, name: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self.key(name, layout.MANIFEST))
+        except ClientError as e:
+            if str(e.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise explain(e, self.uri, self.endpoint) from e
+        except BotoCoreError as e:
+            raise explain(e, self.uri, self.endpoint) from e
+        return True
+
+    def read(self, name: str, path: str, progress: Progress | None = None) -> bytearray:
+        key = self.key(name, path)
+        with self._errors():
+            try:
+                size = int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+            except ClientError as e:
+                if str(e.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey"):
+                    raise FileNotFoundError(self.file_uri(name, path)) from None
+                raise
+            blob = bytearray(size)
+            view = memoryview(blob)
+            ranges = _ranges(size, self.settings.part_size)
+
+            def fetch(span: tuple[int, int]) -> None:
+                start, end = span
+                body = self.client.get_object(
+                    Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}"
+                )["Body"]
+                offset = start
+                for chunk in body.iter_chunks(1024 * 1024):
+                    view[offset : offset + len(chunk)] = chunk
+                    offset += len(chunk)
+                if offset != end:
+                    raise StoreError(f"{self.file_uri(name, path)}: short read at {offset}")
+                if progress:
+                    progress(end - start)
+
+            if size == 0:
+                return blob
+            self._parallel(fetch, ranges)
+        return blob
+
+    def delete(self, name: str) -> None:
+        """Manifest first (the checkpoint stops counting), then the payload."""
+        with self._errors():
+            self.client.delete_object(Bucket=self.bucket, Key=self.key(name, layout.MANIFEST))
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.key(name, "")
+            )
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    self.client.delete_object(Bucket=self.bucket, Key=obj["Key"])
+
+    # -- uploads ------------------------------------------------------------------------
+
+    def upload_file(
+        self, name: str, path: str, source: Path, progress: Progress | None = None
+    ) -> None:
+        """One file, as a single PUT or a parallel multipart upload, CRC32C per part."""
+        key = self.key(name, path)
+        size = source.stat().st_size
+        with self._errors(), open(source, "rb", buffering=0) as f:
+            fd = f.fileno()
+            if size <= self.settings.part_size:
+                body = os.pread(fd, size, 0) if size else b""
+                self._put(key, body)
+                if progress:
+                    progress(size)
+                return
+            self._multipart(key, fd, size, progress)
+
+    def put_bytes(self, name: str, path: str, body: bytes) -> None:
+        with self._errors():
+            self._put(self.key(name, path), body)
+
+    def _put(self, key: str, body: bytes) -> None:
+        extra = (
+            {"ChecksumCRC32C": checksum.to_s3(checksum.of_bytes(body))}
+            if (self._send_checksums)
+            else {}
+        )
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
+        except ClientError as e:
+            if not extra or not _checksum_unsupported(e):
+                raise
+            self._send_checksums = False  # an older S3 clone: rely on the manifest's CRC32C
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
+
+    def _multipart(self, key: str, fd: int, size: int, progress: Progress | None) -> None:
+        use_crc = self._send_checksums
+        created = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=key, **({"ChecksumAlgorithm": "CRC32C"} if use_crc else {})
+        )
+        upload_id = created["UploadId"]
+        ranges = _ranges(size, self.settings.part_size)
+        parts: list[dict[str, Any]] = [{} for _ in ranges]
+
+        def send(index: int) -> None:
+            start, end = ranges[index]
+            body = os.pread(fd, end - start, start)
+            extra = {"ChecksumCRC32C": checksum.to_s3(checksum.of_bytes(body))} if use_crc else {}
+            answer = self.client.upload_part(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=index + 1,
+                Body=body,
+                **extra,
+            )
+            part: dict[str, Any] = {"PartNumber": index + 1, "ETag": answer["ETag"]}
+            if use_crc:
+                part["ChecksumCRC32C"] = answer.get("ChecksumCRC32C", extra["ChecksumCRC32C"])
+            parts[index] = part
+            if progress:
+                progress(end - start)
+
+        try:
+            self._parallel(send, list(range(len(ranges))))
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            except (BotoCoreError, ClientError):
+                pass  # the bucket's lifecycle rule or the next retention sweep cleans it up
+            raise
+
+    def _parallel(self, fn: Callable[[Any], None], items: list[Any]) -> None:
+        if len(items) == 1:
+            fn(items[0])
+            return
+        with ThreadPoolExecutor(min(self.settings.concurrency, len(items))) as pool:
+            for future in [pool.submit(fn, item) for item in items]:
+                future.result()
+
+
+def _ranges(size: int, part: int) -> list[tuple[int, int]]:
+    return [(start, min(start + part, size)) for start in range(0, size, part)] or [(0, 0)]
+
+
+def _checksum_unsupported(error: ClientError) -> bool:
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    return code in ("NotImplemented", "InvalidArgument", "InvalidRequest")
