@@ -27,8 +27,9 @@ from typing import Any
 
 import torch
 
-from . import codec, reader, retention, rng, writer
+from . import codec, marker, reader, retention, rng, writer
 from .components import Components, Stateful
+from .direct import DirectUploader
 from .env import Settings
 from .localstore import LocalStore
 from .progress import ProgressLog
@@ -36,6 +37,7 @@ from .prune import prune
 from .signals import StopRequest, save_deadline
 from .snapshot import SnapshotBuffer
 from .stale import remove_stale_tmp
+from .store import StoreError
 
 log = logging.getLogger("spotrun")
 
@@ -91,6 +93,7 @@ class Checkpointer:
         self._stop = StopRequest()
         self._closed = False
         self._hooks = self._watch_optimizer(optimizer)
+        self._uploader = direct_uploader(settings, self.store, keep, keep_best)
         self._mark_boundary()
         self._watchdog_thread: threading.Thread | None = None
         if handle_signals and self._stop.install():
@@ -108,7 +111,13 @@ class Checkpointer:
     def restore(self) -> int:
         """Load the newest checkpoint that verifies; returns its step (0 on a fresh start)."""
         started = time.monotonic()
+        marker.clear(self.store.root)
         remove_stale_tmp(self.store.dir)
+        if self._uploader is not None:
+            try:
+                self._uploader.syncer.restore_newest()
+            except StoreError as e:
+                log.warning("spotrun: cannot read checkpoints from S3 (%s); using local ones", e)
         loaded = reader.newest_valid(self.store)
         if loaded is None:
             log.info("spotrun: no checkpoint in %s, starting from scratch", self.store.dir)
@@ -189,9 +198,34 @@ class Checkpointer:
         try:
             if self._saved_step != self.global_step:
                 self.save(reason="final", wait=True)
-            self.wait()
+            self._finish()
         finally:
             self._release()
+
+    def _finish(self) -> None:
+        """Wait for the local write, then (direct mode) for S3; tell a sidecar we are done."""
+        self.wait()
+        if self._uploader is not None:
+            if self._stop.first_at is not None:
+                timeout = self.grace_seconds - (time.monotonic() - self._stop.first_at) - 1.0
+            else:
+                timeout = final_upload_timeout()
+            where = self._uploader.syncer.remote.uri
+            if self._uploader.flush(self.durable_step, max(timeout, 0.0)):
+                log.info(
+                    "spotrun: final checkpoint (step %s) is durable in %s", self.durable_step, where
+                )
+            else:
+                log.error(
+                    "spotrun: final checkpoint (step %s) did NOT reach %s before the deadline "
+                    "(%.0fs): %s; it is only on local disk",
+                    self.durable_step,
+                    where,
+                    timeout,
+                    self._uploader.syncer.problem or "still uploading",
+                )
+            self._uploader.stop()
+        marker.write(self.store.root, self.durable_step, "closed")
 
     def _release(self) -> None:
         self._closed = True
@@ -280,6 +314,8 @@ class Checkpointer:
             return
         self.last_save_seconds = time.monotonic() - started
         self.durable_step = step
+        if self._uploader is not None:
+            self._uploader.notify()
         self._progress.event("saved", step, reason=reason, seconds=self.last_save_seconds)
         log.info(
             "spotrun: saved step %d (%s) to %s in %.2fs",
@@ -337,8 +373,7 @@ class Checkpointer:
                 return
             if self._consistent() and self._saved_step != self.global_step:
                 self.save(reason="preemption", wait=True)
-            else:
-                self.wait()
+            self._finish()
         log.info("spotrun: durable step is %s; exiting 0", self.durable_step)
         os._exit(0)
 
@@ -354,6 +389,28 @@ class Checkpointer:
             self._dirty = True
 
         return [optimizer.register_step_pre_hook(pre), optimizer.register_step_post_hook(post)]
+
+
+def final_upload_timeout() -> float:
+    return float(os.environ.get("SPOTRUN_FINAL_UPLOAD_TIMEOUT", "300"))
+
+
+def direct_uploader(
+    settings: Settings, store: LocalStore, keep: int, best: retention.KeepBest | None
+) -> DirectUploader | None:
+    """Direct mode when the storage URI is S3 and no sidecar uploads (SPOTRUN_UPLOAD)."""
+    uri = settings.storage_uri
+    if not uri or os.environ.get("SPOTRUN_UPLOAD", "library") == "sidecar":
+        return None
+    if not uri.startswith("s3://"):
+        raise ValueError(
+            f"SPOTRUN_STORAGE_URI={uri!r}: direct upload supports s3:// URIs; unset it to keep "
+            "checkpoints only in SPOTRUN_CHECKPOINT_DIR"
+        )
+    from .s3store import S3Store
+    from .syncer import Syncer
+
+    return DirectUploader(Syncer(store, S3Store.from_uri(uri), keep, best))
 
 
 def _signal_name(signum: int | None) -> str:

@@ -1,0 +1,71 @@
+"""Move whole checkpoints between the local directory and S3, keeping the commit protocol.
+
+Upload: payload files first, ``MANIFEST.json`` last, so a reader never sees a manifest naming a
+missing file; a step already committed remotely (by another attempt) is left alone. Download:
+every file verified against the manifest, written into a temp folder, renamed into place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+
+from . import layout
+from .localstore import LocalStore, fsync_dir
+from .reader import load_verified, read_manifest
+from .s3store import S3Store
+from .stale import writer_token
+from .transferlog import TransferLog
+
+log = logging.getLogger("spotrun")
+
+
+def upload(local: LocalStore, name: str, remote: S3Store) -> bool:
+    """Upload one committed local checkpoint; False if the remote already had that step."""
+    if remote.has_manifest(name):
+        return False
+    manifest = read_manifest(local, name)
+    progress = TransferLog(f"uploading {name} to {remote.uri}", manifest.total_size)
+    for entry in manifest.files:
+        remote.upload_file(name, entry.path, local.path(name) / entry.path, progress)
+    remote.put_bytes(name, layout.MANIFEST, manifest.to_json())
+    rate = manifest.total_size / max(progress.seconds, 1e-9) / 1e6
+    log.info(
+        "spotrun: uploaded %s (%.1f MiB) to %s in %.1fs (%.0f MB/s)",
+        name,
+        manifest.total_size / 2**20,
+        remote.file_uri(name),
+        progress.seconds,
+        rate,
+    )
+    return True
+
+
+def download(remote: S3Store, name: str, local: LocalStore) -> None:
+    """Fetch and verify one remote checkpoint into the local directory."""
+    loaded = load_verified(remote, name)
+    local.dir.mkdir(parents=True, exist_ok=True)
+    tmp = local.dir / layout.tmp_dirname(loaded.step, writer_token(secrets.token_hex(3)))
+    tmp.mkdir()
+    files: list[tuple[str, bytes | bytearray]] = [*loaded.files.items()]
+    files.append((layout.MANIFEST, loaded.manifest.to_json()))  # last: the commit marker
+    for path, blob in files:
+        with open(tmp / path, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+    fsync_dir(tmp)
+    final = local.path(name)
+    if final.exists():
+        local.delete(name)
+    os.rename(tmp, final)
+    fsync_dir(local.dir)
+
+
+def newest_committed(store: LocalStore | S3Store) -> tuple[int, str] | None:
+    """The newest folder that has a manifest (cheap: lists, never reads payloads)."""
+    for step, name in layout.newest_first(store.names()):
+        if store.has_manifest(name):
+            return step, name
+    return None

@@ -1,0 +1,100 @@
+"""Keep S3 in step with the local checkpoint directory (used by the sidecar and direct mode)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from . import layout, mirror
+from .localstore import LocalStore
+from .manifest import ManifestError, UnknownFormatError
+from .prune import prune
+from .reader import CorruptCheckpointError
+from .retention import KeepBest
+from .s3store import S3Store
+from .store import StoreError
+
+log = logging.getLogger("spotrun")
+
+
+class Syncer:
+    def __init__(
+        self, local: LocalStore, remote: S3Store, keep: int = 3, best: KeepBest | None = None
+    ) -> None:
+        self.local = local
+        self.remote = remote
+        self.keep = keep
+        self.best = best
+        self.durable_step: int | None = None  # newest step this syncer knows is in S3
+        self.durable_at: float | None = None
+        self.problem: str | None = None  # why S3 is degraded, None when healthy
+
+    def _fail(self, error: StoreError) -> None:
+        message = str(error)
+        if message != self.problem:
+            log.error("spotrun: %s", message)
+        self.problem = message
+
+    def _ok(self) -> None:
+        if self.problem is not None:
+            log.info("spotrun: S3 at %s works again", self.remote.uri)
+        self.problem = None
+
+    def restore_newest(self) -> int | None:
+        """Download the newest valid remote checkpoint newer than any local one.
+
+        Returns the step now available locally (None when there is none). Raises StoreError
+        when S3 cannot be read; corrupt remote checkpoints are skipped, older ones tried.
+        """
+        local = mirror.newest_committed(self.local)
+        local_step = local[0] if local else -1
+        try:
+            names = layout.newest_first(self.remote.names())
+        except StoreError as e:
+            self._fail(e)
+            raise
+        for step, name in names:
+            if step <= local_step:
+                break
+            try:
+                started = time.monotonic()
+                mirror.download(self.remote, name, self.local)
+            except UnknownFormatError:
+                raise
+            except (ManifestError, CorruptCheckpointError) as e:
+                log.warning("spotrun: skipping %s: %s; trying an older one", name, e)
+                continue
+            log.info(
+                "spotrun: restored %s from %s in %.1fs",
+                name,
+                self.remote.file_uri(name),
+                time.monotonic() - started,
+            )
+            self.durable_step, self.durable_at = step, time.time()
+            self._ok()
+            return step
+        self._ok()
+        return local_step if local_step >= 0 else None
+
+    def sync_once(self) -> bool:
+        """Upload the newest committed local checkpoint if S3 lacks it; prune S3.
+
+        Returns True when S3 holds the newest local checkpoint afterwards.
+        """
+        newest = mirror.newest_committed(self.local)
+        if newest is None:
+            return True
+        step, name = newest
+        if self.durable_step is not None and step <= self.durable_step:
+            return True
+        try:
+            mirror.upload(self.local, name, self.remote)
+            prune(self.remote, self.keep, self.best)
+        except StoreError as e:
+            self._fail(e)
+            return False
+        except FileNotFoundError:
+            return False  # local retention removed it meanwhile: a newer one exists
+        self.durable_step, self.durable_at = step, time.time()
+        self._ok()
+        return True
