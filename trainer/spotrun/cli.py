@@ -8,7 +8,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import catalog, chaos, layout
+from . import catalog, chaos, layout, transfer
+from .env import Settings
+from .localstore import LocalStore
+from .s3store import S3Store
 from .store import StoreError, open_store
 
 
@@ -56,6 +59,33 @@ def _chaos(args: argparse.Namespace) -> int:
     return 0 if report.identical else 1
 
 
+def _pull(args: argparse.Namespace) -> int:
+    remote, local = _s3(args.uri), LocalStore(args.dir)
+    steps = [args.step] if args.step is not None else None
+    done = transfer.pull(remote, local, steps)
+    print(f"pulled {len(done)} checkpoint(s) into {local.dir}: {', '.join(done) or 'none'}")
+    return 0 if done else 1
+
+
+def _push(args: argparse.Namespace) -> int:
+    local, remote = LocalStore(args.dir), _s3(args.uri)
+    done = transfer.push(local, remote)
+    print(f"pushed {len(done)} checkpoint(s) to {remote.uri}: {', '.join(done) or 'none'}")
+    return 0
+
+
+def _s3(uri: str) -> S3Store:
+    if not uri.startswith("s3://"):
+        raise StoreError(f"{uri!r}: expected an s3://bucket/prefix URI")
+    return S3Store.from_uri(uri)
+
+
+def _sidecar(args: argparse.Namespace) -> int:
+    from . import sidecar
+
+    return sidecar.run(Settings.from_env(), sidecar.SidecarConfig.from_env())
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spotrun", description="resumable training on spot capacity")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -74,6 +104,20 @@ def parser() -> argparse.ArgumentParser:
     inspect.add_argument("uri")
     inspect.add_argument("step", nargs="?", type=int, help="default: the newest valid")
     inspect.set_defaults(func=_inspect)
+
+    pull = sub.add_parser("pull", help="download (and verify) checkpoints from S3")
+    pull.add_argument("uri", help="s3://bucket/prefix")
+    pull.add_argument("dir", help="local checkpoint root")
+    pull.add_argument("--step", type=int, help="one step (default: every valid checkpoint)")
+    pull.set_defaults(func=_pull)
+
+    push = sub.add_parser("push", help="upload local checkpoints to S3 (manifest last)")
+    push.add_argument("dir")
+    push.add_argument("uri")
+    push.set_defaults(func=_push)
+
+    side = sub.add_parser("sidecar", help="restore from and sync to S3 (the pod's sidecar)")
+    side.set_defaults(func=_sidecar)
 
     ch = sub.add_parser("chaos", help="interrupt a training command, then compare bit for bit")
     ch.add_argument("--kills", type=int, default=3, help="SIGTERM interruptions")

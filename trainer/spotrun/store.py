@@ -35,6 +35,10 @@ class Store(Protocol):
 
 def open_store(uri: str) -> Store:
     """``s3://bucket/prefix`` or a local path (``file://`` accepted)."""
+    if uri.startswith("s3://"):
+        from .s3store import S3Store
+
+        return S3Store.from_uri(uri)
     if "://" in uri and not uri.startswith("file://"):
         scheme = uri.split("://", 1)[0]
         raise StoreError(

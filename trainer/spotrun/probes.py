@@ -1,0 +1,47 @@
+"""The sidecar's HTTP probes: /startupz (restore done), /readyz (S3 healthy), /healthz."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+DEFAULT_PORT = 8471
+
+
+@dataclass
+class Health:
+    started: bool = False
+    problem: str | None = None
+
+
+def answer(health: Health, path: str) -> tuple[int, str]:
+    """(HTTP status, body) for a probe path: a pure function of the sidecar's health."""
+    if path == "/healthz":
+        return 200, "ok"
+    if path == "/startupz":
+        return (200, "restored") if health.started else (503, "restoring the newest checkpoint")
+    if path == "/readyz":
+        if not health.started:
+            return 503, "restoring the newest checkpoint"
+        return (503, f"degraded: {health.problem}") if health.problem else (200, "ok")
+    return 404, "unknown probe; use /startupz, /readyz or /healthz"
+
+
+def serve(health: Health, port: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            status, body = answer(health, self.path)
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            return  # probes every few seconds would drown the log
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    threading.Thread(target=server.serve_forever, name="spotrun-probes", daemon=True).start()
+    return server

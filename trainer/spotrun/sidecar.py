@@ -1,0 +1,164 @@
+"""``spotrun sidecar``: restore from S3 before the trainer starts, then upload each checkpoint.
+
+Runs as the pod's native sidecar. Start: download the newest valid checkpoint into
+``SPOTRUN_CHECKPOINT_DIR`` and only then answer /startupz (the trainer starts after it).
+Then: upload every newly committed checkpoint (temp folders are never uploaded). On SIGTERM:
+keep going until the trainer has exited and its final checkpoint is in S3, or a margin before
+the grace deadline; write a one-line JSON summary to the termination message file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import layout, marker
+from .env import Settings
+from .localstore import LocalStore
+from .probes import DEFAULT_PORT, Health, serve
+from .s3errors import PermanentStoreError
+from .s3store import S3Store
+from .signals import StopRequest
+from .store import StoreError
+from .syncer import Syncer
+
+log = logging.getLogger("spotrun")
+
+
+@dataclass(frozen=True)
+class SidecarConfig:
+    port: int = DEFAULT_PORT
+    poll_seconds: float = 0.5
+    restore_timeout: float = 120.0
+    margin_seconds: float = 2.0
+    quiet_seconds: float = 5.0
+    keep: int = 3
+    termination_path: str = "/dev/termination-log"
+
+    @classmethod
+    def from_env(cls) -> SidecarConfig:
+        env = os.environ
+        return cls(
+            port=int(env.get("SPOTRUN_SIDECAR_PORT", DEFAULT_PORT)),
+            poll_seconds=float(env.get("SPOTRUN_SYNC_POLL_SECONDS", cls.poll_seconds)),
+            restore_timeout=float(env.get("SPOTRUN_RESTORE_TIMEOUT", cls.restore_timeout)),
+            keep=int(env.get("SPOTRUN_KEEP", cls.keep)),
+            termination_path=env.get("SPOTRUN_TERMINATION_MESSAGE_PATH", cls.termination_path),
+        )
+
+
+def summary(syncer: Syncer, final_saved: bool, note: str | None) -> str:
+    """The termination message: one line of JSON the operator reads from the pod status."""
+    step = syncer.durable_step
+    return json.dumps(
+        {
+            "step": step,
+            "uri": syncer.remote.file_uri(layout.step_dirname(step)) if step is not None else None,
+            "time": datetime.fromtimestamp(syncer.durable_at, timezone.utc).isoformat()
+            if syncer.durable_at
+            else None,
+            "finalSaved": final_saved,
+            "problem": note,
+        },
+        separators=(",", ":"),
+    )
+
+
+def restore_phase(syncer: Syncer, timeout: float, stop: StopRequest) -> None:
+    """Retry transient failures up to ``timeout``; permanent ones give up at once."""
+    deadline = time.monotonic() + timeout
+    delay = 0.5
+    while True:
+        try:
+            step = syncer.restore_newest()
+            log.info("spotrun sidecar: ready; newest local checkpoint: step %s", step)
+            return
+        except PermanentStoreError:
+            break
+        except StoreError:
+            if time.monotonic() + delay > deadline or stop.requested:
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+    log.error(
+        "spotrun sidecar: starting the trainer without restoring from %s (%s); it trains on "
+        "local checkpoints and uploads resume once S3 works",
+        syncer.remote.uri,
+        syncer.problem,
+    )
+
+
+def _writing(local: LocalStore) -> bool:
+    return any(n.startswith(layout.TMP_PREFIX) for n in local.names())
+
+
+def run(settings: Settings, config: SidecarConfig) -> int:
+    if not settings.storage_uri or not settings.storage_uri.startswith("s3://"):
+        log.error(
+            "spotrun sidecar: SPOTRUN_STORAGE_URI=%r is not an s3:// URI; set it to the bucket "
+            "and prefix that should hold this job's checkpoints",
+            settings.storage_uri,
+        )
+        return 2
+    local = LocalStore(settings.checkpoint_dir)
+    local.dir.mkdir(parents=True, exist_ok=True)
+    syncer = Syncer(local, S3Store.from_uri(settings.storage_uri), keep=config.keep)
+    health = Health()
+    stop = StopRequest()
+    stop.install()
+    server = serve(health, config.port)
+    try:
+        restore_phase(syncer, config.restore_timeout, stop)
+        health.problem = syncer.problem
+        health.started = True
+        (local.root / ".spotrun-ready").touch()
+        final_saved, note = _sync_until_stopped(syncer, health, stop, settings, config)
+    finally:
+        server.shutdown()
+        stop.uninstall()
+    line = summary(syncer, final_saved, note)
+    log.info("spotrun sidecar: %s", line)
+    _write_termination_message(config.termination_path, line)
+    return 0
+
+
+def _sync_until_stopped(
+    syncer: Syncer, health: Health, stop: StopRequest, settings: Settings, config: SidecarConfig
+) -> tuple[bool, str | None]:
+    root = syncer.local.root
+    last_change = time.monotonic()
+    seen: tuple[str, ...] = ()
+    while True:
+        synced = syncer.sync_once()
+        health.problem = syncer.problem
+        if stop.requested and stop.first_at is not None:
+            exit_note = marker.read(root)
+            if exit_note is not None and not _writing(syncer.local):
+                wanted = exit_note.get("step")
+                if wanted is None or (syncer.durable_step or -1) >= int(wanted):
+                    return True, None
+            listing = tuple(sorted(syncer.local.names()))
+            if listing != seen:
+                seen, last_change = listing, time.monotonic()
+            quiet = time.monotonic() - last_change >= config.quiet_seconds
+            if exit_note is None and synced and quiet and not _writing(syncer.local):
+                return False, "the trainer exited without saving a final checkpoint"
+            left = settings.grace_seconds - config.margin_seconds
+            if time.monotonic() - stop.first_at >= left:
+                return (
+                    False,
+                    f"grace deadline reached: {syncer.problem or 'final upload unfinished'}",
+                )
+        time.sleep(config.poll_seconds)
+
+
+def _write_termination_message(path: str, line: str) -> None:
+    try:
+        Path(path).write_text(line)
+    except OSError as e:
+        log.warning("spotrun sidecar: cannot write the termination message to %s: %s", path, e)
