@@ -68,12 +68,13 @@ def steps_lost(before: Attempt, after: Attempt) -> int | None:
 
 
 class _Runner:
-    def __init__(self, command: list[str], workdir: Path) -> None:
+    def __init__(self, command: list[str]) -> None:
         self.command = command
-        self.workdir = workdir
 
-    def start(self, directory: Path, log: Path) -> subprocess.Popen[bytes]:
+    def start(self, directory: Path, log: Path, remote: bool = True) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
+        if not remote:
+            env.pop("SPOTRUN_STORAGE_URI", None)
         env["SPOTRUN_CHECKPOINT_DIR"] = str(directory)
         env["SPOTRUN_PROGRESS_FILE"] = str(directory / "progress.jsonl")
         directory.mkdir(parents=True, exist_ok=True)
@@ -129,15 +130,23 @@ def _interrupt(proc: subprocess.Popen[bytes], kind: str, delay: float, directory
 
 
 def run(
-    command: list[str], kills: int, sigkills: int, seed: int, workdir: Path, timeout: float
+    command: list[str],
+    kills: int,
+    sigkills: int,
+    seed: int,
+    workdir: Path,
+    timeout: float,
+    fresh_dir: bool = False,
 ) -> Report:
+    """``fresh_dir``: every restart gets an empty checkpoint directory, as on a new node, so
+    only what reached SPOTRUN_STORAGE_URI carries over."""
     report = Report()
-    runner = _Runner(command, workdir)
+    runner = _Runner(command)
     rng = random.Random(seed)
     reference_dir, chaos_dir = workdir / "reference", workdir / "interrupted"
     say(f"chaos: reference run (uninterrupted) in {reference_dir}")
     started = time.time()
-    ref = runner.start(reference_dir, workdir / "reference.log")
+    ref = runner.start(reference_dir, workdir / "reference.log", remote=False)
     if ref.wait(timeout=timeout) != 0:
         report.problems.append(
             f"the uninterrupted run exited {ref.returncode}; see {workdir / 'reference.log'}"
@@ -151,18 +160,20 @@ def run(
 
     kinds = plan(kills, sigkills, seed)
     window = max(train_seconds, 0.5) / (len(kinds) + 1)
-    for kind in [*kinds, "none"]:
-        proc = runner.start(chaos_dir, workdir / "interrupted.log")
+    directory = chaos_dir
+    for number, kind in enumerate([*kinds, "none"], start=1):
+        directory = chaos_dir / f"node-{number}" if fresh_dir else chaos_dir
+        proc = runner.start(directory, workdir / "interrupted.log")
         attempt = Attempt(kind, time.time())
         if kind != "none":
             # training starts after imports and the restore: time the delay from there
             while proc.poll() is None and not any(
-                e["event"] in ("start", "restore") for e in _events(chaos_dir, proc.pid)
+                e["event"] in ("start", "restore") for e in _events(directory, proc.pid)
             ):
                 time.sleep(POLL)
-            attempt.interrupted = _interrupt(proc, kind, rng.uniform(0.3, 1.2) * window, chaos_dir)
+            attempt.interrupted = _interrupt(proc, kind, rng.uniform(0.3, 1.2) * window, directory)
         attempt.exit_code = proc.wait(timeout=timeout)
-        _fill(attempt, chaos_dir, proc.pid)
+        _fill(attempt, directory, proc.pid)
         report.attempts.append(attempt)
         expected = 0 if kind in ("sigterm", "none") or not attempt.interrupted else -9
         if attempt.exit_code != expected:
@@ -177,7 +188,7 @@ def run(
         )
         if kind == "none" or not attempt.interrupted:
             break
-    _compare(report, LocalStore(reference_dir), LocalStore(chaos_dir))
+    _compare(report, LocalStore(reference_dir), LocalStore(directory))
     return report
 
 

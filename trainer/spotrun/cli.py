@@ -53,7 +53,9 @@ def _chaos(args: argparse.Namespace) -> int:
         print("spotrun chaos: give the training command after --", file=sys.stderr)
         return 2
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="spotrun-chaos-"))
-    report = chaos.run(command, args.kills, args.sigkill, args.seed, workdir, args.timeout)
+    report = chaos.run(
+        command, args.kills, args.sigkill, args.seed, workdir, args.timeout, args.fresh_dir
+    )
     for line in chaos.format_report(report):
         print(line)
     return 0 if report.identical else 1
@@ -125,6 +127,11 @@ def parser() -> argparse.ArgumentParser:
     ch.add_argument("--seed", type=int, default=0)
     ch.add_argument("--workdir", help="where both runs keep checkpoints and logs")
     ch.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
+    ch.add_argument(
+        "--fresh-dir",
+        action="store_true",
+        help="an empty local directory on every restart (a new node): resume from S3 only",
+    )
     ch.add_argument("command", nargs=argparse.REMAINDER)
     ch.set_defaults(func=_chaos)
     return p
