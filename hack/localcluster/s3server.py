@@ -65,9 +65,8 @@ def running(state: Path, info: S3Info | None) -> bool:
 
 def start(state: Path, timeout: float = 60.0) -> S3Info:
     """Start versitygw on a free loopback port with fresh data; wait until it serves S3."""
-    data = state / "s3" / "data"
     shutil.rmtree(state / "s3", ignore_errors=True)
-    data.mkdir(parents=True)
+    (state / "s3" / "data").mkdir(parents=True)
     info = S3Info(
         port=procs.free_port(),
         access_key=ACCESS_KEY,
@@ -75,6 +74,15 @@ def start(state: Path, timeout: float = 60.0) -> S3Info:
         region=REGION,
         bucket=BUCKET,
     )
+    launch(state, info, timeout)
+    client(info).create_bucket(Bucket=info.bucket)  # type: ignore[attr-defined]
+    return info
+
+
+def launch(state: Path, info: S3Info, timeout: float = 60.0) -> None:
+    """Run versitygw for ``info`` over the data already in the state dir (a restart keeps
+    every object, like a real server coming back); wait until it serves S3."""
+    data = state / "s3" / "data"
     argv = [
         str(config.binary("versitygw")),
         "--port", f"127.0.0.1:{info.port}",
@@ -82,9 +90,9 @@ def start(state: Path, timeout: float = 60.0) -> S3Info:
         "--quiet",
         "posix",
     ]
-    if not _xattrs_work(data):
-        meta = state / "s3" / "meta"
-        meta.mkdir()
+    meta = state / "s3" / "meta"
+    if meta.is_dir() or not _xattrs_work(data):
+        meta.mkdir(exist_ok=True)
         argv += ["--sidecar", str(meta)]
     argv.append(str(data))
     env = dict(os.environ, ROOT_ACCESS_KEY=info.access_key, ROOT_SECRET_KEY=info.secret_key)
@@ -98,8 +106,6 @@ def start(state: Path, timeout: float = 60.0) -> S3Info:
         if time.monotonic() > deadline:
             raise TimeoutError(f"the S3 server did not answer within {timeout:.0f}s")
         time.sleep(0.1)
-    client(info).create_bucket(Bucket=info.bucket)  # type: ignore[attr-defined]
-    return info
 
 
 def stop(state: Path) -> None:

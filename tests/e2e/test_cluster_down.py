@@ -10,6 +10,7 @@ import pytest
 from e2e_support import phase_is, pod, sh, wait_for
 from kubernetes import client
 from kubernetes import config as kube_config
+
 from localcluster import config, procs, state
 
 pytestmark = pytest.mark.e2e

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from e2e_support import phase_is, pod, sh, wait_for
+
 from localcluster import procs
 
 pytestmark = pytest.mark.e2e

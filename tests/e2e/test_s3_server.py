@@ -7,6 +7,7 @@ import subprocess
 
 import boto3
 import pytest
+
 from localcluster import config
 
 pytestmark = pytest.mark.e2e

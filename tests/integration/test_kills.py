@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from spotrun import layout, progress, reader
 from spotrun.localstore import LocalStore
 

@@ -14,6 +14,7 @@ import os
 import sys
 
 import torch
+
 from spotrun import Checkpointer
 
 

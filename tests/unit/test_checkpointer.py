@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from spotrun import Checkpointer, CheckpointMismatchError, KeepBest, UnknownFormatError, layout
 
+from spotrun import Checkpointer, CheckpointMismatchError, KeepBest, UnknownFormatError, layout
 from tests.unit.conftest import Net, train_steps
 
 pytestmark = pytest.mark.unit

@@ -1,4 +1,5 @@
 import pytest
+
 from spotrun.retention import Entry, KeepBest, best_entry, to_delete
 
 pytestmark = pytest.mark.unit

@@ -3,6 +3,7 @@ import random
 import numpy as np
 import pytest
 import torch
+
 from spotrun import codec, rng
 
 pytestmark = pytest.mark.unit

@@ -1,8 +1,9 @@
 import pytest
 import torch
+from torch.utils.data import TensorDataset
+
 from spotrun import ResumableLoader
 from spotrun.sampler import epoch_order
-from torch.utils.data import TensorDataset
 
 pytestmark = pytest.mark.unit
 

@@ -2,6 +2,7 @@ import os
 import signal
 
 import pytest
+
 from spotrun.signals import StopRequest, save_deadline
 
 pytestmark = pytest.mark.unit

@@ -1,6 +1,7 @@
 import pytest
 import torch
 from safetensors.torch import load_file
+
 from spotrun import tensorfile
 from spotrun.snapshot import SnapshotBuffer
 

@@ -116,8 +116,8 @@ class Checkpointer:
         if self._uploader is not None:
             try:
                 self._uploader.syncer.restore_newest()
-            except StoreError as e:
-                log.warning("spotrun: cannot read checkpoints from S3 (%s); using local ones", e)
+            except StoreError:  # the syncer logged the cause
+                log.warning("spotrun: continuing with local checkpoints only")
         loaded = reader.newest_valid(self.store)
         if loaded is None:
             log.info("spotrun: no checkpoint in %s, starting from scratch", self.store.dir)

@@ -30,7 +30,8 @@ def explain(error: BaseException, uri: str, endpoint: str | None) -> StoreError:
         )
     if isinstance(error, EndpointConnectionError | ConnectTimeoutError):
         return StoreError(
-            f"{where}: S3 endpoint unreachable ({error}); check the endpoint URL and the network"
+            f"{where}: S3 endpoint unreachable ({type(error).__name__}); check the endpoint URL "
+            "and the network"
         )
     if isinstance(error, ReadTimeoutError):
         return StoreError(f"{where}: S3 endpoint stopped answering ({error})")
@@ -42,7 +43,7 @@ def explain(error: BaseException, uri: str, endpoint: str | None) -> StoreError:
             )
         if code in _CREDENTIALS:
             return PermanentStoreError(
-                f"{where}: credentials rejected ({code}); check the Secret's "
+                f"{where}: credentials rejected; check the Secret's "
                 "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and the bucket policy"
             )
         if code in _TRANSIENT:

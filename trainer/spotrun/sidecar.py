@@ -63,7 +63,8 @@ def summary(syncer: Syncer, final_saved: bool, note: str | None) -> str:
             if syncer.durable_at
             else None,
             "finalSaved": final_saved,
-            "problem": note,
+            "problem": syncer.problem,
+            "note": note,
         },
         separators=(",", ":"),
     )
