@@ -75,3 +75,39 @@ def test_chaos_reports_divergence_and_fails(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "DIVERGED" in result.stdout or "problem" in result.stdout
+
+
+def test_digits_resuming_only_from_s3_on_a_fresh_disk_every_time_ends_bit_identical(
+    s3, s3_bucket: str, tmp_path: Path
+) -> None:
+    import os
+
+    env = dict(os.environ, **s3.env(), SPOTRUN_STORAGE_URI=f"s3://{s3_bucket}/jobs/digits")
+    result = subprocess.run(
+        [
+            SPOTRUN,
+            "chaos",
+            "--kills",
+            "3",
+            "--sigkill",
+            "1",
+            "--seed",
+            "5",
+            "--fresh-dir",
+            "--workdir",
+            str(tmp_path),
+            "--",
+            sys.executable,
+            str(ROOT / "examples/digits/train.py"),
+            "--epochs",
+            "6",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "IDENTICAL" in result.stdout
+    log = (tmp_path / "interrupted.log").read_text()
+    assert "restored step-" in log and f"s3://{s3_bucket}/jobs/digits" in log

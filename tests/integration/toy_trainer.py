@@ -18,12 +18,14 @@ import torch
 from spotrun import Checkpointer
 
 
-def train(directory: str, mb: int, interval: int, steps: int) -> None:
+def train(directory: str, mb: int, interval: int, steps: int, keep: int = 3) -> None:
     torch.manual_seed(0)
     width = max(int((mb * 2**20 / 4 / 3) ** 0.5), 8)  # params + two Adam moments = mb
     model = torch.nn.Linear(width, width)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    with Checkpointer(directory, model=model, optimizer=opt, interval_steps=interval) as ckpt:
+    with Checkpointer(
+        directory, model=model, optimizer=opt, interval_steps=interval, keep=keep
+    ) as ckpt:
         ckpt.restore()
         x = torch.randn(4, width)
         while ckpt.global_step < steps:
@@ -55,11 +57,15 @@ def main() -> None:
     p.add_argument("--mb", type=int, default=20)
     p.add_argument("--interval", type=int, default=1)
     p.add_argument("--steps", type=int, default=10**9)
+    p.add_argument("--keep", type=int, default=3)
     p.add_argument("--zygote", action="store_true")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
-    (zygote if args.zygote else train)(args.dir, args.mb, args.interval, args.steps)
+    if args.zygote:
+        zygote(args.dir, args.mb, args.interval, args.steps)
+    else:
+        train(args.dir, args.mb, args.interval, args.steps, args.keep)
 
 
 if __name__ == "__main__":
