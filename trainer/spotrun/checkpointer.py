@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from . import codec, marker, reader, retention, rng, writer
+from . import codec, distributed, marker, reader, retention, rng, writer
 from .components import Components, Stateful
 from .direct import DirectUploader
 from .env import Settings
@@ -68,6 +68,11 @@ class Checkpointer:
             raise ValueError(f"interval_seconds must be > 0, got {interval_seconds}")
         if keep < 1:
             raise ValueError(f"keep must be >= 1, got {keep}")
+        if interval_seconds is not None and distributed.world_size() > 1:
+            raise ValueError(
+                "interval_seconds would let ranks decide to save at different steps and meet at "
+                "different barriers under DDP; use interval_steps"
+            )
         self.store = LocalStore(directory if directory is not None else settings.checkpoint_dir)
         self.components = Components(model, optimizer, scheduler, scaler, loader, extras or {})
         self.interval_steps = interval_steps
@@ -166,6 +171,11 @@ class Checkpointer:
         unless ``wait``)."""
         with self._lock:
             self.wait()
+            if not distributed.is_writer():
+                # DDP: rank 0 holds the same weights and writes; the others wait for it
+                self._saved_step = self.global_step
+                distributed.barrier()
+                return
             started = time.monotonic()
             tensor_layout, data, structure = self._snapshot()
             job = (self.global_step, self._epoch(), tensor_layout, data, structure, reason)
@@ -183,6 +193,7 @@ class Checkpointer:
                     target=self._write_checkpoint, args=job, name="spotrun-writer"
                 )
                 self._write.start()
+            distributed.barrier()  # other ranks resume once the snapshot (or write) is done
 
     def wait(self) -> None:
         """Block until the background write in flight (if any) is durable."""
