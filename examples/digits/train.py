@@ -14,11 +14,12 @@ import logging
 import random
 
 import numpy as np
-import spotrun
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import TensorDataset
+
+import spotrun
 
 
 class DigitsCNN(nn.Module):
