@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv test test-unit test-integration test-e2e lint demo bench clean
+.PHONY: venv test test-unit test-integration test-e2e lint demo bench clean crd
 .PHONY: binaries binaries-s3 cluster-up cluster-down lint-hack
 
 venv: $(STAMP)
@@ -50,6 +50,9 @@ test: lint test-unit test-integration test-e2e
 
 demo: venv
 	$(VENV)/bin/spotrun chaos --kills 3 --seed 7 -- $(PY) examples/digits/train.py --epochs 3
+
+crd: venv
+	$(PY) -m spotrun_operator.crd manifests/crd.yaml
 
 bench: venv
 	$(PY) bench/checkpoint_stall.py

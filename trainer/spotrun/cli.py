@@ -88,6 +88,16 @@ def _sidecar(args: argparse.Namespace) -> int:
     return sidecar.run(Settings.from_env(), sidecar.SidecarConfig.from_env())
 
 
+def _exec(args: argparse.Namespace) -> int:
+    from . import execwrap
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        print("spotrun exec: give the command after --", file=sys.stderr)
+        return 2
+    return execwrap.run(command)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spotrun", description="resumable training on spot capacity")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -120,6 +130,10 @@ def parser() -> argparse.ArgumentParser:
 
     side = sub.add_parser("sidecar", help="restore from and sync to S3 (the pod's sidecar)")
     side.set_defaults(func=_sidecar)
+
+    ex = sub.add_parser("exec", help="run a command, forwarding SIGTERM/SIGINT (entrypoint)")
+    ex.add_argument("command", nargs=argparse.REMAINDER)
+    ex.set_defaults(func=_exec)
 
     ch = sub.add_parser("chaos", help="interrupt a training command, then compare bit for bit")
     ch.add_argument("--kills", type=int, default=3, help="SIGTERM interruptions")

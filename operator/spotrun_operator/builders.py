@@ -1,0 +1,244 @@
+"""What pod runs attempt N of a job: pure functions from the job to a Pod manifest (a dict)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from .models import GROUP, KIND, VERSION, JobSpec, JobStatus
+
+LABEL_JOB = "spotrun.dev/job"
+LABEL_ATTEMPT = "spotrun.dev/attempt"
+LABEL_CAPACITY = "spotrun.dev/capacity"
+FINALIZER = "spotrun.dev/outcome"
+SIDECAR = "spotrun-sidecar"
+VOLUME = "spotrun-checkpoints"
+
+# Spot node labels of Karpenter, GKE, AKS and EKS: any one of them selects a spot node.
+SPOT_LABELS: tuple[tuple[str, str], ...] = (
+    ("karpenter.sh/capacity-type", "spot"),
+    ("cloud.google.com/gke-spot", "true"),
+    ("cloud.google.com/gke-preemptible", "true"),
+    ("kubernetes.azure.com/scalesetpriority", "spot"),
+    ("eks.amazonaws.com/capacityType", "SPOT"),
+)
+SPOT_TOLERATIONS: tuple[dict[str, str], ...] = (
+    {
+        "key": "kubernetes.azure.com/scalesetpriority",
+        "operator": "Equal",
+        "value": "spot",
+        "effect": "NoSchedule",
+    },
+    {
+        "key": "cloud.google.com/gke-spot",
+        "operator": "Equal",
+        "value": "true",
+        "effect": "NoSchedule",
+    },
+    {
+        "key": "cloud.google.com/gke-preemptible",
+        "operator": "Equal",
+        "value": "true",
+        "effect": "NoSchedule",
+    },
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A ResumableTrainingJob as read: identity, parsed spec and status."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    resource_version: str
+    spec: JobSpec
+    status: JobStatus
+
+
+def pod_name(job: str, attempt: int) -> str:
+    """Deterministic: one name per attempt, so a retried create conflicts instead of doubling."""
+    return f"{job}-{attempt}"
+
+
+def spot_affinity(terms: list[dict[str, Any]] | None) -> dict[str, Any]:
+    default = [
+        {"matchExpressions": [{"key": k, "operator": "In", "values": [v]}]} for k, v in SPOT_LABELS
+    ]
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": copy.deepcopy(terms) if terms else default
+            }
+        }
+    }
+
+
+def on_demand_affinity() -> dict[str, Any]:
+    """Nodes carrying none of the spot labels (NotIn also matches nodes without the label)."""
+    expressions = [{"key": k, "operator": "NotIn", "values": [v]} for k, v in SPOT_LABELS]
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": expressions}]
+            }
+        }
+    }
+
+
+def trainer_index(spec: JobSpec) -> int:
+    containers = spec.template["spec"]["containers"]
+    if spec.trainerContainer is None:
+        return 0
+    for i, c in enumerate(containers):
+        if c.get("name") == spec.trainerContainer:
+            return i
+    raise ValueError(
+        f"trainerContainer {spec.trainerContainer!r} is not among the template's containers "
+        f"({', '.join(str(c.get('name')) for c in containers)})"
+    )
+
+
+def contract_env(job: Job, attempt: int, device: str) -> list[dict[str, Any]]:
+    """The env contract of DESIGN.md, shared by the trainer and the sidecar."""
+    spec = job.spec
+    storage = spec.checkpoint.storage
+    env: list[dict[str, Any]] = [
+        {"name": "SPOTRUN_JOB", "value": job.name},
+        {"name": "SPOTRUN_NAMESPACE", "value": job.namespace},
+        {"name": "SPOTRUN_ATTEMPT", "value": str(attempt)},
+        {"name": "SPOTRUN_CHECKPOINT_DIR", "value": spec.checkpoint.path},
+        {"name": "SPOTRUN_DEVICE", "value": device},
+        {"name": "SPOTRUN_GRACE_SECONDS", "value": str(spec.terminationGracePeriodSeconds)},
+        {"name": "SPOTRUN_KEEP", "value": str(spec.checkpoint.keep)},
+        {"name": "SPOTRUN_SIDECAR_PORT", "value": str(spec.checkpoint.sidecarPort)},
+    ]
+    if spec.checkpoint.intervalSteps is not None:
+        env.append({"name": "SPOTRUN_INTERVAL_STEPS", "value": str(spec.checkpoint.intervalSteps)})
+    if spec.checkpoint.intervalSeconds is not None:
+        env.append(
+            {"name": "SPOTRUN_INTERVAL_SECONDS", "value": str(spec.checkpoint.intervalSeconds)}
+        )
+    if storage.uri:
+        env.append({"name": "SPOTRUN_STORAGE_URI", "value": storage.uri})
+    if storage.endpoint:
+        env.append({"name": "AWS_ENDPOINT_URL_S3", "value": storage.endpoint})
+    if storage.secretRef:
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            env.append(
+                {
+                    "name": key,
+                    "valueFrom": {"secretKeyRef": {"name": storage.secretRef.name, "key": key}},
+                }
+            )
+    return env
+
+
+def _merge_env(own: list[dict[str, Any]], ours: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ours first; the user's own variables of the same name win (they come later)."""
+    names = {e["name"] for e in own}
+    return [e for e in ours if e["name"] not in names] + own
+
+
+def desired_pod(job: Job, attempt: int, *, on_demand: bool, gpus_available: bool) -> dict[str, Any]:
+    """The Pod of ``attempt``: the user's template plus the sidecar, volume, env and placement."""
+    spec = job.spec
+    template = copy.deepcopy(spec.template)
+    pod_spec: dict[str, Any] = template["spec"]
+    meta = template.get("metadata") or {}
+    index = trainer_index(spec)
+    use_gpu = spec.gpu.count > 0 and (gpus_available or spec.gpu.fallback == "none")
+    device = "cuda" if use_gpu else "cpu"
+    env = contract_env(job, attempt, device)
+    s3 = spec.checkpoint.storage.uri is not None
+
+    trainer = pod_spec["containers"][index]
+    trainer_env = env + ([{"name": "SPOTRUN_UPLOAD", "value": "sidecar"}] if s3 else [])
+    trainer["env"] = _merge_env(trainer.get("env") or [], trainer_env)
+    mounts = trainer.setdefault("volumeMounts", [])
+    mounts.append({"name": VOLUME, "mountPath": spec.checkpoint.path})
+    if spec.signalForwarding and trainer.get("command"):
+        trainer["command"] = ["spotrun", "exec", "--", *trainer["command"]]
+    if use_gpu:
+        resources = trainer.setdefault("resources", {})
+        for kind in ("limits", "requests"):
+            resources.setdefault(kind, {})[spec.gpu.resourceName] = spec.gpu.count
+
+    if s3:
+        pod_spec["initContainers"] = [_sidecar(job, trainer, env)] + (
+            pod_spec.get("initContainers") or []
+        )
+        pod_spec.setdefault("volumes", []).append({"name": VOLUME, "emptyDir": {}})
+    else:
+        claim = spec.checkpoint.storage.pvc
+        assert claim is not None  # the CRD demands exactly one of uri and pvc
+        pod_spec.setdefault("volumes", []).append(
+            {"name": VOLUME, "persistentVolumeClaim": {"claimName": claim.claimName}}
+        )
+
+    pod_spec["restartPolicy"] = "Never"
+    pod_spec["terminationGracePeriodSeconds"] = spec.terminationGracePeriodSeconds
+    if spec.spot.enabled and not on_demand:
+        pod_spec["affinity"] = {
+            **(pod_spec.get("affinity") or {}),
+            **spot_affinity(spec.spot.nodeSelectorTerms),
+        }
+        tolerations = spec.spot.tolerations or [dict(t) for t in SPOT_TOLERATIONS]
+        pod_spec["tolerations"] = (pod_spec.get("tolerations") or []) + copy.deepcopy(tolerations)
+    else:
+        pod_spec["affinity"] = {**(pod_spec.get("affinity") or {}), **on_demand_affinity()}
+
+    labels = {
+        **(meta.get("labels") or {}),
+        LABEL_JOB: job.name,
+        LABEL_ATTEMPT: str(attempt),
+        LABEL_CAPACITY: "on-demand" if on_demand or not spec.spot.enabled else "spot",
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(job.name, attempt),
+            "namespace": job.namespace,
+            "labels": labels,
+            "annotations": dict(meta.get("annotations") or {}),
+            "finalizers": [FINALIZER],
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": KIND,
+                    "name": job.name,
+                    "uid": job.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": pod_spec,
+    }
+
+
+def _sidecar(job: Job, trainer: dict[str, Any], env: list[dict[str, Any]]) -> dict[str, Any]:
+    ckpt = job.spec.checkpoint
+    port = ckpt.sidecarPort
+
+    def probe(path: str, failures: int) -> dict[str, Any]:
+        return {
+            "httpGet": {"path": path, "port": port},
+            "periodSeconds": 1,
+            "failureThreshold": failures,
+        }
+
+    return {
+        "name": SIDECAR,
+        "image": ckpt.sidecarImage or trainer["image"],
+        "command": ["spotrun", "sidecar"],
+        "restartPolicy": "Always",
+        "env": env,
+        "volumeMounts": [{"name": VOLUME, "mountPath": ckpt.path}],
+        "startupProbe": probe("/startupz", 600),
+        "readinessProbe": probe("/readyz", 3),
+        "terminationMessagePolicy": "File",
+    }

@@ -1,0 +1,514 @@
+"""How the operator decides: pure functions from what it observed to what it should do.
+
+``classify_end(pod, node, suspended)`` tells how an attempt's pod ended; ``plan(...)`` compares
+the job's status with its pods and nodes and returns a ``Plan``: the next status, at most one
+pod to create, pods to delete or release, and Events. No I/O here; ``reconcile.py`` applies it.
+
+Idempotency rests on three facts: attempt N's pod is named ``<job>-N``; a pod carries the
+finalizer ``spotrun.dev/outcome`` until the status has recorded how attempt N ended (so its end
+is never missed); and status is patched with a resourceVersion precondition.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from . import models as m
+from .builders import FINALIZER, LABEL_ATTEMPT, LABEL_CAPACITY, SIDECAR, Job, desired_pod, pod_name
+
+# Taints that announce a node is about to go (Karpenter, AWS NTH, cluster-autoscaler, GKE).
+INTERRUPTION_TAINTS = frozenset(
+    {
+        "karpenter.sh/disrupted",
+        "karpenter.sh/disruption",
+        "aws-node-termination-handler/spot-itn",
+        "aws-node-termination-handler/asg-lifecycle-termination",
+        "aws-node-termination-handler/scheduled-maintenance",
+        "aws-node-termination-handler/rebalance-recommendation",
+        "ToBeDeletedByClusterAutoscaler",
+        "cloud.google.com/impending-node-termination",
+        "node.kubernetes.io/out-of-service",
+    }
+)
+PREEMPTION_REASONS = frozenset({"Evicted", "NodeLost", "Shutdown", "Terminated", "NodeShutdown"})
+SIGTERM_EXIT = 143
+SIGKILL_EXIT = 137
+
+
+class Outcome(enum.Enum):
+    SUCCEEDED = "Succeeded"
+    PREEMPTED = "Preempted"
+    FAILED = "Failed"
+    SUSPENDED = "Suspended"
+
+
+@dataclass(frozen=True)
+class Ended:
+    outcome: Outcome
+    why: str
+    exit_code: int | None = None
+    message: str = ""
+    checkpoint: m.CheckpointRef | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class Plan:
+    status: m.JobStatus
+    create: dict[str, Any] | None = None
+    delete: list[str] = field(default_factory=list)
+    release: list[str] = field(default_factory=list)
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    requeue_after: float | None = None
+
+
+def ts(when: datetime) -> str:
+    return when.isoformat().replace("+00:00", "Z")
+
+
+def parse_ts(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def _attempt_of(pod: dict[str, Any]) -> int:
+    value = (pod["metadata"].get("labels") or {}).get(LABEL_ATTEMPT, "")
+    return int(value) if value.isdigit() else 0
+
+
+def _status_of(pod: dict[str, Any], name: str, init: bool = False) -> dict[str, Any] | None:
+    key = "initContainerStatuses" if init else "containerStatuses"
+    for cs in pod.get("status", {}).get(key) or []:
+        if cs.get("name") == name:
+            return dict(cs)
+    return None
+
+
+def _has_condition(pod: dict[str, Any], kind: str) -> bool:
+    return any(
+        c.get("type") == kind and c.get("status") == "True"
+        for c in pod.get("status", {}).get("conditions") or []
+    )
+
+
+def interruption_taint(node: dict[str, Any] | None) -> str | None:
+    """The key of an interruption/deletion taint on the node, if it has one."""
+    for taint in (node or {}).get("spec", {}).get("taints") or []:
+        if taint.get("key") in INTERRUPTION_TAINTS:
+            return str(taint["key"])
+    return None
+
+
+def sidecar_checkpoint(pod: dict[str, Any]) -> m.CheckpointRef | None:
+    """The sidecar's termination message (one line of JSON) as a CheckpointRef."""
+    cs = _status_of(pod, SIDECAR, init=True) or {}
+    for state in (cs.get("state") or {}, cs.get("lastState") or {}):
+        message = (state.get("terminated") or {}).get("message")
+        if not message:
+            continue
+        try:
+            data = json.loads(message)
+        except json.JSONDecodeError:
+            return None
+        if not isinstance(data, dict) or data.get("step") is None:
+            return None
+        return m.CheckpointRef(
+            step=int(data["step"]),
+            uri=data.get("uri"),
+            time=data.get("time"),
+            finalSaved=bool(data.get("finalSaved")),
+        )
+    return None
+
+
+def _run_seconds(pod: dict[str, Any], trainer: dict[str, Any] | None) -> float:
+    start = parse_ts(pod.get("status", {}).get("startTime"))
+    end = parse_ts(((trainer or {}).get("state") or {}).get("terminated", {}).get("finishedAt"))
+    return max(0.0, (end - start).total_seconds()) if start and end else 0.0
+
+
+def classify_end(
+    pod: dict[str, Any], node: dict[str, Any] | None, suspended: bool, trainer_name: str
+) -> Ended | None:
+    """How the pod of an attempt ended; None while it has not ended.
+
+    A pod the platform ended (DisruptionTarget, eviction, deletion, a node tainted for
+    interruption or gone, an exit by SIGTERM) is a preemption even when the trainer saved and
+    exited 0; when the job is suspended, that deletion was ours: Suspended. Otherwise exit 0 is
+    success and anything else a failure of the user's code.
+    """
+    phase = pod.get("status", {}).get("phase")
+    if phase not in ("Succeeded", "Failed"):
+        return None
+    trainer = _status_of(pod, trainer_name)
+    terminated = ((trainer or {}).get("state") or {}).get("terminated") or {}
+    code = terminated.get("exitCode")
+    checkpoint = sidecar_checkpoint(pod)
+    seconds = _run_seconds(pod, trainer)
+    signs = []
+    if _has_condition(pod, "DisruptionTarget"):
+        signs.append("DisruptionTarget")
+    if pod.get("status", {}).get("reason") in PREEMPTION_REASONS:
+        signs.append(str(pod["status"]["reason"]))
+    if pod["metadata"].get("deletionTimestamp"):
+        signs.append("pod deleted")
+    # A node gone or tainted explains an end only where the trainer did not exit on its own.
+    if code in (None, SIGTERM_EXIT, SIGKILL_EXIT):
+        if node is None and pod.get("spec", {}).get("nodeName"):
+            signs.append(f"node {pod['spec']['nodeName']} gone")
+        elif taint := interruption_taint(node):
+            signs.append(f"node tainted {taint}")
+    if code == SIGTERM_EXIT:
+        signs.append("exit after SIGTERM")
+    if signs and suspended:
+        return Ended(Outcome.SUSPENDED, "suspended", code, checkpoint=checkpoint, seconds=seconds)
+    if signs:
+        return Ended(
+            Outcome.PREEMPTED, ", ".join(signs), code, checkpoint=checkpoint, seconds=seconds
+        )
+    if phase == "Succeeded":
+        return Ended(Outcome.SUCCEEDED, "exit 0", 0, checkpoint=checkpoint, seconds=seconds)
+    message = str(terminated.get("message") or terminated.get("reason") or "").strip()
+    return Ended(Outcome.FAILED, f"exit code {code}", code, message, checkpoint, seconds)
+
+
+def set_condition(
+    status: m.JobStatus,
+    kind: str,
+    on: bool,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int,
+) -> None:
+    value: Literal["True", "False"] = "True" if on else "False"
+    for i, c in enumerate(status.conditions):
+        if c.type == kind:
+            if c.status == value and c.reason == reason and c.message == message:
+                if c.observedGeneration != generation:
+                    status.conditions[i] = c.model_copy(update={"observedGeneration": generation})
+                return
+            when = c.lastTransitionTime if c.status == value else ts(now)
+            status.conditions[i] = m.Condition(
+                type=kind,
+                status=value,
+                reason=reason,
+                message=message,
+                lastTransitionTime=when,
+                observedGeneration=generation,
+            )
+            return
+    status.conditions.append(
+        m.Condition(
+            type=kind,
+            status=value,
+            reason=reason,
+            message=message,
+            lastTransitionTime=ts(now),
+            observedGeneration=generation,
+        )
+    )
+
+
+class _Planner:
+    def __init__(self, job: Job, now: datetime) -> None:
+        self.job = job
+        self.spec = job.spec
+        self.now = now
+        self.plan = Plan(status=job.status.model_copy(deep=True))
+        self.st = self.plan.status
+
+    def cond(self, kind: str, on: bool, reason: str, message: str = "") -> None:
+        set_condition(self.st, kind, on, reason, message, self.now, self.job.generation)
+
+    def event(self, reason: str, message: str, warning: bool = False) -> None:
+        self.plan.events.append(("Warning" if warning else "Normal", reason, message))
+
+    def finish(self, ok: bool, reason: str, message: str) -> None:
+        self.st.phase = "Succeeded" if ok else "Failed"
+        self.st.completionTime = ts(self.now)
+        self.st.activePod = None
+        self.cond(m.COND_SUCCEEDED if ok else m.COND_FAILED, True, reason, message)
+        self.cond(m.COND_RUNNING, False, reason, message)
+        self.event(reason, message, warning=not ok)
+
+    def advance(self, backoff: float) -> None:
+        """Attempt N is over: the next one gets N+1 (its pod is created by a later pass)."""
+        self.st.attempt += 1
+        self.st.activePod = None
+        self.st.notBefore = ts(self.now + timedelta(seconds=backoff)) if backoff > 0 else None
+        self.plan.requeue_after = backoff
+
+    def record(self, ended: Ended, capacity: str) -> None:
+        st, spec, name = self.st, self.spec, pod_name(self.job.name, self.st.attempt)
+        if ended.checkpoint is not None and (
+            st.lastCheckpoint is None
+            or (ended.checkpoint.step or 0) >= (st.lastCheckpoint.step or 0)
+        ):
+            st.lastCheckpoint = ended.checkpoint
+            st.progress = f"step {ended.checkpoint.step}"
+        if capacity == "on-demand":
+            st.onDemandSeconds = round(st.onDemandSeconds + ended.seconds, 3)
+        else:
+            st.spotSeconds = round(st.spotSeconds + ended.seconds, 3)
+        st.lastExitCode = ended.exit_code
+        step = st.lastCheckpoint.step if st.lastCheckpoint else None
+        saved = f"last checkpoint step {step}" if step is not None else "no checkpoint yet"
+        if ended.checkpoint is not None and ended.outcome is not Outcome.SUCCEEDED:
+            saved += (
+                " (final save made it)"
+                if ended.checkpoint.finalSaved
+                else (" (final save did not make it)")
+            )
+        if ended.outcome is Outcome.SUCCEEDED:
+            self.finish(
+                True, m.REASON_COMPLETED, f"attempt {st.attempt} ({name}) completed; {saved}"
+            )
+            return
+        if ended.outcome is Outcome.SUSPENDED:
+            st.phase = "Suspended"
+            self.cond(m.COND_SUSPENDED, True, m.REASON_SUSPENDED, f"suspended; {saved}")
+            self.cond(m.COND_RUNNING, False, m.REASON_SUSPENDED, "suspended")
+            self.event(m.REASON_SUSPENDED, f"attempt {st.attempt} ({name}) stopped; {saved}")
+            self.advance(0)
+            return
+        if ended.outcome is Outcome.PREEMPTED:
+            st.preemptions += 1
+            st.consecutivePreemptions += 1
+            message = (
+                f"attempt {st.attempt} ({name}) preempted ({ended.why}); {saved}; "
+                f"preemption {st.preemptions} of at most {spec.spot.maxPreemptions}"
+            )
+            self.event(m.REASON_PREEMPTED, message, warning=True)
+            if st.preemptions > spec.spot.maxPreemptions:
+                self.finish(
+                    False,
+                    m.REASON_MAX_PREEMPTIONS,
+                    f"{st.preemptions} preemptions exceed spot.maxPreemptions="
+                    f"{spec.spot.maxPreemptions}",
+                )
+                return
+            self.cond(m.COND_PREEMPTED, True, m.REASON_PREEMPTED, message)
+            after = spec.spot.fallbackToOnDemandAfter
+            if (
+                spec.spot.enabled
+                and not st.onDemand
+                and after is not None
+                and st.consecutivePreemptions >= after
+            ):
+                st.onDemand = True
+                self.event(
+                    m.REASON_ON_DEMAND,
+                    f"{st.consecutivePreemptions} preemptions in a "
+                    f"row: attempt {st.attempt + 1} runs on on-demand nodes",
+                )
+            st.phase = "Restarting"
+            self.advance(spec.spot.backoffSeconds)
+            return
+        st.failures += 1
+        st.consecutivePreemptions = 0
+        detail = f"attempt {st.attempt} ({name}) failed with {ended.why}"
+        if ended.message:
+            detail += f": {ended.message[-800:]}"
+        if st.failures > spec.backoffLimit:
+            self.finish(
+                False,
+                m.REASON_BACKOFF_LIMIT,
+                f"{st.failures} failures exceed backoffLimit={spec.backoffLimit}; last: {detail}",
+            )
+            return
+        self.event(
+            m.REASON_FAILED_ATTEMPT,
+            f"{detail}; retry {st.failures} of {spec.backoffLimit}",
+            warning=True,
+        )
+        st.phase = "Restarting"
+        self.advance(min(60.0, spec.spot.backoffSeconds * 2 ** (st.failures - 1)))
+
+
+def plan(
+    job: Job,
+    pods: list[dict[str, Any]],
+    nodes: dict[str, dict[str, Any]],
+    gpus_available: bool,
+    now: datetime,
+) -> Plan:
+    """Everything the operator should do for ``job`` now, given its pods and the nodes."""
+    p = _Planner(job, now)
+    st, spec, out = p.st, job.spec, p.plan
+    st.observedGeneration = job.generation
+    trainer_name = spec.template["spec"]["containers"][_trainer_index(job)]["name"]
+    if st.startTime is None:
+        st.startTime = ts(now)
+    current = pod_name(job.name, st.attempt) if st.attempt else None
+
+    for old in pods:
+        meta = old["metadata"]
+        if _attempt_of(old) >= st.attempt and st.phase not in ("Succeeded", "Failed"):
+            continue
+        if FINALIZER in (meta.get("finalizers") or []):
+            out.release.append(meta["name"])
+        over = old.get("status", {}).get("phase") in ("Succeeded", "Failed")
+        if not meta.get("deletionTimestamp") and not over:
+            out.delete.append(meta["name"])
+    if st.phase in ("Succeeded", "Failed"):
+        return out
+
+    if spec.activeDeadlineSeconds is not None:
+        started = parse_ts(st.startTime)
+        if started and (now - started).total_seconds() > spec.activeDeadlineSeconds:
+            p.finish(
+                False,
+                m.REASON_DEADLINE,
+                f"running longer than activeDeadlineSeconds={spec.activeDeadlineSeconds}",
+            )
+            if current and any(x["metadata"]["name"] == current for x in pods):
+                out.delete.append(current)
+                out.release.append(current)
+            return out
+
+    by_name = {x["metadata"]["name"]: x for x in pods}
+    pod = by_name.get(current) if current else None
+    if pod is not None:
+        st.activePod = current
+        node = nodes.get(pod.get("spec", {}).get("nodeName") or "")
+        ended = classify_end(pod, node, spec.suspend, trainer_name)
+        if ended is not None:
+            capacity = (pod["metadata"].get("labels") or {}).get(LABEL_CAPACITY, "spot")
+            p.record(ended, capacity)
+            out.release.append(current or "")
+            _savings(st, spec)
+            return out
+        _observe_running(p, pod, node)
+        return out
+    if current is not None and st.activePod == current:
+        # The pod vanished without a recorded end (deleted by force): the platform took it.
+        p.record(
+            Ended(Outcome.SUSPENDED if spec.suspend else Outcome.PREEMPTED, "pod disappeared"),
+            "on-demand" if st.onDemand else "spot",
+        )
+        return out
+    _start_attempt(p, gpus_available)
+    return out
+
+
+def _trainer_index(job: Job) -> int:
+    from .builders import trainer_index
+
+    return trainer_index(job.spec)
+
+
+def _savings(st: m.JobStatus, spec: m.JobSpec) -> None:
+    cost = spec.cost
+    if cost.onDemandHourly is None or cost.spotHourly is None:
+        return
+    total = st.spotSeconds + st.onDemandSeconds
+    paid = st.spotSeconds * cost.spotHourly + st.onDemandSeconds * cost.onDemandHourly
+    st.estimatedSavings = round((total * cost.onDemandHourly - paid) / 3600, 6)
+
+
+def _start_attempt(p: _Planner, gpus_available: bool) -> None:
+    st, spec, job = p.st, p.spec, p.job
+    if spec.suspend:
+        if st.phase != "Suspended":
+            st.phase = "Suspended"
+            p.cond(m.COND_SUSPENDED, True, m.REASON_SUSPENDED, "suspended before a pod started")
+        return
+    not_before = parse_ts(st.notBefore)
+    if not_before is not None and p.now < not_before:
+        p.plan.requeue_after = (not_before - p.now).total_seconds()
+        return
+    resumed = st.phase == "Suspended"
+    st.attempt = max(st.attempt, 1)
+    st.notBefore = None
+    on_demand = st.onDemand or not spec.spot.enabled
+    p.plan.create = desired_pod(job, st.attempt, on_demand=on_demand, gpus_available=gpus_available)
+    name = pod_name(job.name, st.attempt)
+    st.activePod = name
+    if st.phase not in ("Restarting", "Running") or resumed:
+        st.phase = "Pending"
+    if resumed:
+        p.cond(m.COND_SUSPENDED, False, m.REASON_RESUMED, "resumed")
+        p.event(m.REASON_RESUMED, f"resumed as attempt {st.attempt} ({name})")
+    if spec.gpu.count > 0 and not gpus_available and spec.gpu.fallback == "cpu":
+        p.event(
+            "CPUFallback",
+            f"no node offers {spec.gpu.resourceName}: attempt "
+            f"{st.attempt} runs on CPU (SPOTRUN_DEVICE=cpu)",
+        )
+    where = "on-demand" if on_demand else "spot"
+    if st.lastCheckpoint is not None and st.lastCheckpoint.step is not None:
+        p.event(
+            m.REASON_RESTORING,
+            f"attempt {st.attempt} ({name}) on {where} nodes restores "
+            f"from step {st.lastCheckpoint.step}",
+        )
+    else:
+        p.event(m.REASON_CREATED, f"attempt {st.attempt} ({name}) created on {where} nodes")
+
+
+def _observe_running(p: _Planner, pod: dict[str, Any], node: dict[str, Any] | None) -> None:
+    st, spec, out = p.st, p.spec, p.plan
+    meta, status = pod["metadata"], pod.get("status", {})
+    deleting = bool(meta.get("deletionTimestamp"))
+    name = meta["name"]
+    if spec.suspend:
+        if not deleting:
+            out.delete.append(name)
+            p.event(m.REASON_SUSPENDED, f"suspending: {name} gets SIGTERM and saves")
+        return
+    taint = interruption_taint(node)
+    if taint and not deleting:
+        out.delete.append(name)
+        p.event(
+            m.REASON_INTERRUPTION,
+            f"node {pod['spec'].get('nodeName')} has taint {taint}: deleting {name} now so "
+            "the trainer has the whole grace period to save",
+            warning=True,
+        )
+    if status.get("phase") == "Running":
+        if st.phase != "Running":
+            st.phase = "Running"
+        p.cond(
+            m.COND_RUNNING,
+            True,
+            m.REASON_STARTED,
+            f"{name} runs on node {pod['spec'].get('nodeName')}",
+        )
+        if any(c.type == m.COND_PREEMPTED for c in st.conditions):
+            p.cond(m.COND_PREEMPTED, False, m.REASON_STARTED, "")
+        return
+    scheduled = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None
+    )
+    if scheduled and scheduled.get("status") == "False":
+        p.cond(
+            m.COND_RUNNING,
+            False,
+            m.REASON_UNSCHEDULABLE,
+            f"{name} cannot be scheduled: {scheduled.get('message', '')}",
+        )
+        timeout = spec.spot.pendingTimeoutSeconds
+        created = parse_ts(meta.get("creationTimestamp"))
+        if (
+            timeout is not None
+            and created is not None
+            and spec.spot.enabled
+            and not st.onDemand
+            and not deleting
+        ):
+            waited = (p.now - created).total_seconds()
+            if waited >= timeout:
+                st.onDemand = True
+                p.event(
+                    m.REASON_PENDING_TIMEOUT,
+                    f"{name} pending {waited:.0f}s for spot "
+                    f"capacity: attempt {st.attempt + 1} runs on on-demand nodes",
+                )
+                out.delete.append(name)
+                p.advance(0)
+            else:
+                out.requeue_after = timeout - waited

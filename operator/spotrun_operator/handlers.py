@@ -1,0 +1,129 @@
+"""kopf handlers: thin. Every event of a job, of its pods or of a node, and a timer, trigger
+the same level-based reconcile of the job (``reconcile.reconcile_once``) in a worker thread.
+
+In memory there are only locks (one pass per job at a time) and wake-up timers; everything a
+decision depends on is read from the API on each pass, so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+
+from . import decisions
+from .builders import LABEL_JOB
+from .kube import Conflict, Kube, load_config
+from .models import GROUP, PLURAL, VERSION
+from .reconcile import reconcile_once
+
+log = logging.getLogger("spotrun_operator")
+RESYNC_SECONDS = 10.0
+RETRY_SECONDS = 0.5
+
+
+@dataclass
+class Reconciler:
+    """Serializes passes per job and schedules the next one when a plan asks for it."""
+
+    kube: Kube
+    locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    wakeups: dict[tuple[str, str], asyncio.TimerHandle] = field(default_factory=dict)
+
+    async def run(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        lock = self.locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            try:
+                after = await asyncio.to_thread(reconcile_once, self.kube, namespace, name)
+            except Conflict as err:
+                log.info("%s; reconciling again", err)
+                after = RETRY_SECONDS
+            except ApiException as err:
+                log.warning(
+                    "%s/%s: API error %s %s; retrying", namespace, name, err.status, err.reason
+                )
+                after = RETRY_SECONDS * 4
+        if after is not None and after < RESYNC_SECONDS:
+            self.wake(namespace, name, max(after, 0.05))
+
+    def wake(self, namespace: str, name: str, delay: float) -> None:
+        key = (namespace, name)
+        if (old := self.wakeups.pop(key, None)) is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self.wakeups[key] = loop.call_later(
+            delay, lambda: asyncio.ensure_future(self.run(namespace, name))
+        )
+
+    def forget(self, namespace: str, name: str) -> None:
+        if (old := self.wakeups.pop((namespace, name), None)) is not None:
+            old.cancel()
+        self.locks.pop((namespace, name), None)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    """Keep kopf's own bookkeeping in annotations (status belongs to the schema)."""
+    settings.persistence.finalizer = f"{GROUP}/operator"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not one line per event
+    settings.watching.server_timeout = 300
+    memo.reconciler = Reconciler(Kube(load_config()))
+
+
+def _reconciler(memo: Any) -> Reconciler:
+    reconciler: Reconciler = memo.reconciler
+    return reconciler
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def job_event(type: str, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+    """Any change of a job (spec, status, deletion): reconcile it."""
+    assert namespace is not None  # the CRD is namespaced
+    if type == "DELETED":
+        _reconciler(memo).forget(namespace, name)
+        return
+    await _reconciler(memo).run(namespace, name)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS)
+async def resync(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+    """Periodic level-based resync: heals missed events."""
+    assert namespace is not None
+    await _reconciler(memo).run(namespace, name)
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_JOB: kopf.PRESENT})
+async def pod_event(labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any) -> None:
+    """A pod of a job changed: reconcile its job."""
+    assert namespace is not None
+    await _reconciler(memo).run(namespace, labels[LABEL_JOB])
+
+
+@kopf.index("", "v1", "pods", labels={LABEL_JOB: kopf.PRESENT})
+def pods_by_node(
+    spec: kopf.Spec, labels: Mapping[str, str], namespace: str | None, **_: Any
+) -> dict[str, tuple[str, str]] | None:
+    """Which jobs have pods on a node (for node events)."""
+    node = spec.get("nodeName")
+    return {str(node): (str(namespace), labels[LABEL_JOB])} if node else None
+
+
+@kopf.on.event("", "v1", "nodes")
+async def node_event(name: str, spec: kopf.Spec, type: str, memo: Any, **kwargs: Any) -> None:
+    """A node got an interruption taint or went away: reconcile the jobs with pods on it."""
+    if type != "DELETED" and decisions.interruption_taint({"spec": dict(spec)}) is None:
+        return
+    index: kopf.Index[str, tuple[str, str]] = kwargs["pods_by_node"]
+    for namespace, job in set(index.get(name, [])):
+        await _reconciler(memo).run(namespace, job)

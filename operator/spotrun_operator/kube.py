@@ -1,0 +1,164 @@
+"""All Kubernetes API calls of the operator (the kubernetes client, raw JSON dicts)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from .builders import FINALIZER, LABEL_JOB
+from .models import GROUP, KIND, PLURAL, VERSION
+
+log = logging.getLogger("spotrun_operator")
+
+
+class Conflict(Exception):
+    """The object changed since it was read; reconcile again from a fresh read."""
+
+
+def load_config() -> client.ApiClient:
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+def _json(response: Any) -> Any:
+    return json.loads(response.data)
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(
+                _json(
+                    self.custom.get_namespaced_custom_object(
+                        GROUP, VERSION, namespace, PLURAL, name, _preload_content=False
+                    )
+                )
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def list_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        data = _json(
+            self.core.list_namespaced_pod(
+                namespace, label_selector=f"{LABEL_JOB}={job}", _preload_content=False
+            )
+        )
+        return list(data["items"])
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        return list(_json(self.core.list_node(_preload_content=False))["items"])
+
+    def create_pod(self, namespace: str, body: dict[str, Any]) -> bool:
+        """Create; False when a pod of that name exists already (a retried create)."""
+        try:
+            pod: Any = body
+            self.core.create_namespaced_pod(namespace, pod, _preload_content=False)
+            return True
+        except ApiException as err:
+            if err.status == 409:
+                return False
+            raise
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        """Graceful delete: the pod's own terminationGracePeriodSeconds applies."""
+        try:
+            self.core.delete_namespaced_pod(name, namespace, _preload_content=False)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+    def release_pod(self, namespace: str, name: str) -> None:
+        """Drop our finalizer (the attempt's end is recorded in the job's status)."""
+        try:
+            pod = _json(self.core.read_namespaced_pod(name, namespace, _preload_content=False))
+        except ApiException as err:
+            if err.status == 404:
+                return
+            raise
+        finalizers = pod["metadata"].get("finalizers") or []
+        if FINALIZER not in finalizers:
+            return
+        patch = [
+            {
+                "op": "test",
+                "path": "/metadata/resourceVersion",
+                "value": pod["metadata"]["resourceVersion"],
+            },
+            {
+                "op": "replace",
+                "path": "/metadata/finalizers",
+                "value": [f for f in finalizers if f != FINALIZER],
+            },
+        ]
+        try:
+            self.core.patch_namespaced_pod(name, namespace, patch, _preload_content=False)
+        except ApiException as err:
+            if err.status in (409, 422):
+                raise Conflict(f"pod {namespace}/{name} changed") from err
+            if err.status != 404:
+                raise
+
+    def patch_status(
+        self, namespace: str, name: str, resource_version: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Replace status if the job is still at ``resource_version``; Conflict otherwise."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        try:
+            return dict(
+                _json(
+                    self.custom.patch_namespaced_custom_object_status(
+                        GROUP, VERSION, namespace, PLURAL, name, body, _preload_content=False
+                    )
+                )
+            )
+        except ApiException as err:
+            if err.status == 409:
+                raise Conflict(f"job {namespace}/{name} changed") from err
+            raise
+
+    def event(self, job: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        meta = job["metadata"]
+        now = datetime.now(timezone.utc)
+        body = {
+            "metadata": {
+                "name": f"{meta['name']}.{uuid.uuid4().hex[:12]}",
+                "namespace": meta["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message[:1024],
+            "firstTimestamp": now.isoformat(),
+            "lastTimestamp": now.isoformat(),
+            "count": 1,
+            "source": {"component": "spotrun-operator"},
+            "reportingComponent": "spotrun.dev/operator",
+            "reportingInstance": "spotrun-operator",
+        }
+        try:
+            event: Any = body
+            self.core.create_namespaced_event(meta["namespace"], event, _preload_content=False)
+        except ApiException as err:  # an Event is best effort; never block a decision on it
+            log.warning("cannot record event %s on %s: %s", reason, meta["name"], err.reason)

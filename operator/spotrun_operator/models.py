@@ -1,0 +1,361 @@
+"""The ResumableTrainingJob API: pydantic models of spec and status, the single source.
+
+``crd.py`` turns these models into the CRD's OpenAPI schema; the reconciler parses every
+object it reads into ``JobSpec`` / ``JobStatus``. Descriptions here are what
+``kubectl explain`` prints. Condition reasons are constants next to the types.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+GROUP = "spotrun.dev"
+VERSION = "v1alpha1"
+KIND = "ResumableTrainingJob"
+PLURAL = "resumabletrainingjobs"
+SINGULAR = "resumabletrainingjob"
+SHORT_NAME = "rtj"
+
+# Condition types.
+COND_RUNNING = "Running"
+COND_PREEMPTED = "Preempted"
+COND_SUSPENDED = "Suspended"
+COND_SUCCEEDED = "Succeeded"
+COND_FAILED = "Failed"
+
+# Condition / Event reasons (CamelCase, as Kubernetes does).
+REASON_CREATED = "AttemptCreated"
+REASON_STARTED = "AttemptRunning"
+REASON_UNSCHEDULABLE = "Unschedulable"
+REASON_PREEMPTED = "Preempted"
+REASON_RESTORING = "Restoring"
+REASON_FAILED_ATTEMPT = "AttemptFailed"
+REASON_BACKOFF_LIMIT = "BackoffLimitExceeded"
+REASON_MAX_PREEMPTIONS = "MaxPreemptionsExceeded"
+REASON_COMPLETED = "Completed"
+REASON_SUSPENDED = "Suspended"
+REASON_RESUMED = "Resumed"
+REASON_ON_DEMAND = "FallbackToOnDemand"
+REASON_PENDING_TIMEOUT = "PendingTimeout"
+REASON_INTERRUPTION = "InterruptionNotice"
+REASON_DEADLINE = "DeadlineExceeded"
+REASON_INVALID = "InvalidSpec"
+
+S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class SecretRef(_Model):
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=NAME_PATTERN,
+        description="Name of a Secret in the job's namespace holding AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY. Only the pod reads it; the operator never does.",
+    )
+
+
+class PvcRef(_Model):
+    claimName: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=NAME_PATTERN,
+        description="A PersistentVolumeClaim (ReadWriteMany, e.g. NFS) mounted at the "
+        "checkpoint path; the sidecar then has nothing to sync.",
+    )
+
+
+class Storage(_Model):
+    uri: str | None = Field(
+        default=None,
+        pattern=S3_URI_PATTERN,
+        max_length=1024,
+        description="Where checkpoints live: s3://bucket/prefix. Exactly one of uri and pvc.",
+    )
+    endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+(/.*)?$",
+        max_length=1024,
+        description="S3 endpoint URL (http(s)://host:port) for S3-compatible servers; "
+        "empty means AWS.",
+    )
+    secretRef: SecretRef | None = Field(
+        default=None, description="Credentials for S3 (never put keys in the spec)."
+    )
+    pvc: PvcRef | None = Field(
+        default=None,
+        description="A PersistentVolumeClaim instead of S3. Exactly one of uri and pvc.",
+    )
+
+
+class KeepBest(_Model):
+    metric: str = Field(min_length=1, max_length=63, description="Metric name to rank by.")
+    mode: Literal["max", "min"] = Field(default="max", description="max or min is best.")
+
+
+class CheckpointSpec(_Model):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.storage.uri) != has(self.storage.pvc)",
+                    "message": "checkpoint.storage needs exactly one of uri (s3://...) or pvc",
+                },
+                {
+                    "rule": "!has(self.storage.pvc) || !has(self.storage.secretRef)",
+                    "message": "checkpoint.storage.secretRef only applies to S3 (uri), not pvc",
+                },
+            ]
+        },
+    )
+    storage: Storage = Field(description="Where checkpoints are kept across attempts.")
+    path: str = Field(
+        default="/spotrun/checkpoints",
+        pattern=r"^/.*",
+        max_length=1024,
+        description="Absolute path of the shared checkpoint volume inside the pod "
+        "(SPOTRUN_CHECKPOINT_DIR).",
+    )
+    intervalSteps: int | None = Field(
+        default=None, ge=1, description="Save every N steps (passed to the trainer)."
+    )
+    intervalSeconds: int | None = Field(
+        default=None, ge=1, description="Save every N seconds (passed to the trainer)."
+    )
+    keep: int = Field(default=3, ge=1, le=1000, description="Keep the newest N checkpoints.")
+    keepBest: KeepBest | None = Field(
+        default=None, description="Also keep the best checkpoint by a metric."
+    )
+    sidecarImage: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Image of the spotrun sidecar; default: the trainer container's image.",
+    )
+    sidecarPort: int = Field(
+        default=8471, ge=1024, le=65535, description="Port of the sidecar's HTTP probes."
+    )
+    deleteOnJobDeletion: bool = Field(
+        default=False, description="Delete the checkpoints when the job is deleted."
+    )
+
+
+class SpotSpec(_Model):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.fallbackToOnDemandAfter) || "
+                    "self.fallbackToOnDemandAfter <= self.maxPreemptions",
+                    "message": "spot.fallbackToOnDemandAfter must not exceed spot.maxPreemptions",
+                }
+            ]
+        },
+    )
+    enabled: bool = Field(default=True, description="Run on spot nodes (false: on-demand).")
+    nodeSelectorTerms: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Node affinity terms (ORed) that select spot nodes; default: the spot "
+        "labels of Karpenter, GKE, AKS and EKS.",
+        json_schema_extra={
+            "items": {
+                "type": "object",
+                "description": "A core/v1 NodeSelectorTerm.",
+                "x-kubernetes-preserve-unknown-fields": True,
+            }
+        },
+    )
+    tolerations: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Tolerations for spot taints; default: the GKE and AKS spot taints.",
+        json_schema_extra={
+            "items": {
+                "type": "object",
+                "description": "A core/v1 Toleration.",
+                "x-kubernetes-preserve-unknown-fields": True,
+            }
+        },
+    )
+    maxPreemptions: int = Field(
+        default=20, ge=0, le=10000, description="Fail the job after more preemptions than this."
+    )
+    fallbackToOnDemandAfter: int | None = Field(
+        default=None,
+        ge=1,
+        description="After N preemptions in a row, the next attempt runs on on-demand nodes.",
+    )
+    pendingTimeoutSeconds: int | None = Field(
+        default=None,
+        ge=1,
+        description="A pod Pending this long for want of spot capacity is replaced by one "
+        "on on-demand nodes.",
+    )
+    backoffSeconds: float = Field(
+        default=1.0, ge=0, le=600, description="Wait before the attempt after a preemption."
+    )
+
+
+class GpuSpec(_Model):
+    count: int = Field(default=0, ge=0, le=64, description="GPUs for the trainer container.")
+    fallback: Literal["none", "cpu"] = Field(
+        default="none",
+        description="cpu: where no node offers GPUs, run on CPU (SPOTRUN_DEVICE=cpu); "
+        "none: wait for a GPU.",
+    )
+    resourceName: str = Field(
+        default="nvidia.com/gpu", min_length=1, description="Extended resource to request."
+    )
+
+
+class CostSpec(_Model):
+    spotHourly: float | None = Field(
+        default=None, ge=0, description="Price of a spot node per hour (any currency)."
+    )
+    onDemandHourly: float | None = Field(
+        default=None, ge=0, description="Price of an on-demand node per hour (same currency)."
+    )
+
+
+TEMPLATE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Pod template (like a Job's) holding the trainer container.",
+    "x-kubernetes-preserve-unknown-fields": True,
+    "required": ["spec"],
+    "properties": {
+        "metadata": {
+            "type": "object",
+            "description": "Labels and annotations for the pods.",
+            "x-kubernetes-preserve-unknown-fields": True,
+        },
+        "spec": {
+            "type": "object",
+            "description": "Pod spec; the first container (or trainerContainer) is the trainer.",
+            "x-kubernetes-preserve-unknown-fields": True,
+            "required": ["containers"],
+            "properties": {
+                "containers": {
+                    "type": "array",
+                    "minItems": 1,
+                    "description": "The containers; one of them is the trainer.",
+                    "items": {
+                        "type": "object",
+                        "description": "A container (core/v1 Container).",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                        "required": ["name", "image"],
+                        "properties": {
+                            "name": {"type": "string", "description": "Container name."},
+                            "image": {"type": "string", "description": "Container image."},
+                        },
+                    },
+                }
+            },
+        },
+    },
+}
+
+
+class JobSpec(_Model):
+    template: dict[str, Any] = Field(
+        description=TEMPLATE_SCHEMA["description"], json_schema_extra=TEMPLATE_SCHEMA
+    )
+    trainerContainer: str | None = Field(
+        default=None, description="Name of the trainer container; default: the first."
+    )
+    checkpoint: CheckpointSpec = Field(description="Checkpoint storage and cadence.")
+    spot: SpotSpec = Field(
+        default_factory=SpotSpec,
+        json_schema_extra={"default": {}},
+        description="Spot placement and limits.",
+    )
+    gpu: GpuSpec = Field(
+        default_factory=GpuSpec,
+        json_schema_extra={"default": {}},
+        description="GPU request and CPU fallback.",
+    )
+    backoffLimit: int = Field(
+        default=3, ge=0, le=1000, description="Failures (not preemptions) retried before Failed."
+    )
+    suspend: bool = Field(
+        default=False, description="true: save and stop the pod; false again: resume."
+    )
+    activeDeadlineSeconds: int | None = Field(
+        default=None, ge=1, description="Fail the job when it has run longer than this."
+    )
+    ttlSecondsAfterFinished: int | None = Field(
+        default=None, ge=0, description="Delete the job this long after it finished."
+    )
+    terminationGracePeriodSeconds: int = Field(
+        default=60,
+        ge=5,
+        le=3600,
+        description="Seconds the trainer has to save after SIGTERM (SPOTRUN_GRACE_SECONDS).",
+    )
+    signalForwarding: bool = Field(
+        default=True,
+        description="Run the trainer's command under `spotrun exec --` so SIGTERM reaches it.",
+    )
+    cost: CostSpec = Field(
+        default_factory=CostSpec,
+        json_schema_extra={"default": {}},
+        description="Prices for the savings estimate.",
+    )
+
+
+class Condition(_Model):
+    """A Kubernetes-style condition."""
+
+    type: str = Field(description="Running, Preempted, Suspended, Succeeded or Failed.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase reason.")
+    message: str = Field(default="", description="Human-readable details.")
+    lastTransitionTime: str = Field(description="When status last changed (RFC 3339).")
+    observedGeneration: int = Field(default=0, description="The spec generation seen.")
+
+
+class CheckpointRef(_Model):
+    step: int | None = Field(default=None, description="Global step of the checkpoint.")
+    epoch: int | None = Field(default=None, description="Epoch of the checkpoint.")
+    uri: str | None = Field(default=None, description="Where it is stored.")
+    time: str | None = Field(default=None, description="When it became durable (RFC 3339).")
+    finalSaved: bool | None = Field(
+        default=None, description="Whether the attempt's final save (on SIGTERM) made it."
+    )
+
+
+Phase = Literal["Pending", "Running", "Restarting", "Suspended", "Succeeded", "Failed"]
+
+
+class JobStatus(_Model):
+    phase: Phase = Field(default="Pending", description="One-word summary of the conditions.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Kubernetes-style conditions."
+    )
+    observedGeneration: int = Field(default=0, description="The spec generation last acted on.")
+    attempt: int = Field(default=0, description="Number of the current (or last) attempt.")
+    activePod: str | None = Field(default=None, description="Pod of the current attempt.")
+    preemptions: int = Field(default=0, description="Attempts ended by the platform.")
+    consecutivePreemptions: int = Field(default=0, description="Preemptions in a row.")
+    failures: int = Field(default=0, description="Attempts ended by the trainer's own error.")
+    onDemand: bool = Field(default=False, description="The current attempt targets on-demand.")
+    notBefore: str | None = Field(
+        default=None, description="The next attempt starts no earlier (backoff, RFC 3339)."
+    )
+    lastCheckpoint: CheckpointRef | None = Field(
+        default=None, description="The newest durable checkpoint known."
+    )
+    lastExitCode: int | None = Field(default=None, description="Trainer exit code, last attempt.")
+    progress: str | None = Field(default=None, description="Progress summary (step).")
+    startTime: str | None = Field(default=None, description="When the first attempt started.")
+    completionTime: str | None = Field(default=None, description="When the job finished.")
+    spotSeconds: float = Field(default=0, description="Pod seconds on spot nodes.")
+    onDemandSeconds: float = Field(default=0, description="Pod seconds on on-demand nodes.")
+    estimatedSavings: float | None = Field(
+        default=None, description="Estimated savings vs all-on-demand (cost currency)."
+    )

@@ -1,0 +1,118 @@
+"""One reconcile pass: read the job, its pods and the nodes; plan; apply the plan in order.
+
+Order matters for idempotency: create the pod first (a conflict means it exists), then patch
+status with the job's resourceVersion as precondition, and only then release finalizers and
+delete pods, so no attempt's end can be lost between two passes, whatever instant the operator
+dies at.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import decisions
+from .builders import Job
+from .kube import Kube
+from .models import COND_FAILED, REASON_INVALID, JobSpec, JobStatus
+
+log = logging.getLogger("spotrun_operator")
+
+
+class InvalidJob(Exception):
+    """The object cannot be parsed into the model (only possible past the CRD's validation)."""
+
+
+def parse(body: dict[str, Any]) -> Job:
+    meta = body["metadata"]
+    try:
+        spec = JobSpec.model_validate(body.get("spec") or {})
+        status = JobStatus.model_validate(body.get("status") or {})
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        raise InvalidJob(f"{meta['namespace']}/{meta['name']}: {problems}") from None
+    return Job(
+        name=meta["name"],
+        namespace=meta["namespace"],
+        uid=meta["uid"],
+        generation=int(meta.get("generation") or 0),
+        resource_version=meta["resourceVersion"],
+        spec=spec,
+        status=status,
+    )
+
+
+def gpus_available(nodes: list[dict[str, Any]], resource: str) -> bool:
+    return any(
+        str((n.get("status") or {}).get("allocatable", {}).get(resource, "0")) not in ("0", "")
+        for n in nodes
+    )
+
+
+def reconcile_once(kube: Kube, namespace: str, name: str) -> float | None:
+    """Bring one job one step closer to what it should be; returns seconds until a recheck."""
+    body = kube.get_job(namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return None
+    try:
+        job = parse(body)
+    except InvalidJob as err:
+        _mark_invalid(kube, body, str(err))
+        return None
+    pods = kube.list_pods(namespace, name)
+    nodes = kube.list_nodes()
+    plan = decisions.plan(
+        job,
+        pods,
+        {n["metadata"]["name"]: n for n in nodes},
+        gpus_available(nodes, job.spec.gpu.resourceName),
+        datetime.now(timezone.utc),
+    )
+    if plan.create is not None and kube.create_pod(namespace, plan.create):
+        log.info("created pod %s/%s", namespace, plan.create["metadata"]["name"])
+    new_status = plan.status.model_dump(mode="json", exclude_none=True)
+    old_status = body.get("status") or {}
+    if new_status != old_status:
+        removed = {k: None for k in old_status if k not in new_status}
+        kube.patch_status(namespace, name, job.resource_version, {**new_status, **removed})
+    for pod in plan.delete:
+        log.info("deleting pod %s/%s", namespace, pod)
+        kube.delete_pod(namespace, pod)
+    for pod in plan.release:
+        kube.release_pod(namespace, pod)
+    for kind, reason, message in plan.events:
+        log.info("%s/%s: %s: %s", namespace, name, reason, message)
+        kube.event(body, kind, reason, message)
+    return plan.requeue_after
+
+
+def _mark_invalid(kube: Kube, body: dict[str, Any], message: str) -> None:
+    status = dict(body.get("status") or {})
+    if status.get("phase") == "Failed":
+        return
+    now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    status.update(
+        phase="Failed",
+        conditions=[
+            {
+                "type": COND_FAILED,
+                "status": "True",
+                "reason": REASON_INVALID,
+                "message": message,
+                "lastTransitionTime": now,
+                "observedGeneration": int(body["metadata"].get("generation") or 0),
+            }
+        ],
+    )
+    kube.patch_status(
+        body["metadata"]["namespace"],
+        body["metadata"]["name"],
+        body["metadata"]["resourceVersion"],
+        status,
+    )
+    kube.event(body, "Warning", REASON_INVALID, message)
