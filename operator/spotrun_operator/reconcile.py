@@ -58,6 +58,10 @@ def reconcile_once(kube: Kube, namespace: str, name: str) -> float | None:
     """Bring one job one step closer to what it should be; returns seconds until a recheck."""
     body = kube.get_job(namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
+        # The job is going: its pods go too (ownerReferences), once our finalizer is off.
+        for pod in kube.list_pods(namespace, name):
+            kube.delete_pod(namespace, pod["metadata"]["name"])
+            kube.release_pod(namespace, pod["metadata"]["name"])
         return None
     try:
         job = parse(body)
