@@ -59,9 +59,9 @@ def reconcile_once(kube: Kube, namespace: str, name: str) -> float | None:
     body = kube.get_job(namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         # The job is going: its pods go too (ownerReferences), once our finalizer is off.
-        for pod in kube.list_pods(namespace, name):
-            kube.delete_pod(namespace, pod["metadata"]["name"])
-            kube.release_pod(namespace, pod["metadata"]["name"])
+        for leftover in kube.list_pods(namespace, name):
+            kube.delete_pod(namespace, leftover["metadata"]["name"])
+            kube.release_pod(namespace, leftover["metadata"]["name"])
         return None
     try:
         job = parse(body)
