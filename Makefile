@@ -55,7 +55,7 @@ crd: venv
 	$(PY) -m spotrun_operator.crd manifests/crd.yaml
 
 bench: venv
-	$(PY) bench/checkpoint_stall.py
+	$(PY) bench/checksum_speed.py && $(PY) bench/checkpoint_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
