@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv test test-unit test-integration test-e2e lint demo bench clean crd
+.PHONY: venv test test-unit test-integration test-e2e lint demo bench bench-s3 clean crd
 .PHONY: binaries binaries-s3 cluster-up cluster-down lint-hack
 
 venv: $(STAMP)
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 lint: venv
-	$(VENV)/bin/ruff check trainer operator tests examples bench hack
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
 test-unit: venv
@@ -56,6 +56,9 @@ crd: venv
 
 bench: venv
 	$(PY) bench/checksum_speed.py && $(PY) bench/checkpoint_bench.py
+
+bench-s3: venv binaries-s3
+	$(PY) bench/s3_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
