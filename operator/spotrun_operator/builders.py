@@ -157,6 +157,7 @@ def desired_pod(job: Job, attempt: int, *, on_demand: bool, gpus_available: bool
     trainer = pod_spec["containers"][index]
     trainer_env = env + ([{"name": "SPOTRUN_UPLOAD", "value": "sidecar"}] if s3 else [])
     trainer["env"] = _merge_env(trainer.get("env") or [], trainer_env)
+    trainer.setdefault("terminationMessagePolicy", "FallbackToLogsOnError")  # last log lines
     mounts = trainer.setdefault("volumeMounts", [])
     mounts.append({"name": VOLUME, "mountPath": spec.checkpoint.path})
     if spec.signalForwarding and trainer.get("command"):
