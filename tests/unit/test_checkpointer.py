@@ -177,3 +177,27 @@ def test_tensors_saved_from_a_gpu_come_back_on_the_device_at_hand(ckdir: Path) -
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert again.components.extras["ema"].device.type == expected
     assert torch.equal(again.components.extras["ema"].cpu(), torch.ones(3))
+
+
+def test_a_failed_background_write_is_reported_and_retried_at_close(
+    ckdir: Path, spotrun_log, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spotrun import writer
+
+    real_write = writer.write
+    failures = iter([OSError(28, "No space left on device")])
+
+    def flaky(*args: object, **kwargs: object) -> Path:
+        for error in failures:
+            raise error
+        return real_write(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writer, "write", flaky)
+    ckpt, model, opt = _new(ckdir, interval_steps=2)
+    train_steps(ckpt, model, opt, 2)
+    ckpt.wait()
+    assert isinstance(ckpt.write_error, OSError)
+    assert "saving step 2" in spotrun_log.text and "No space left" in spotrun_log.text
+    ckpt.close()  # the final save retries and succeeds
+    assert ckpt.durable_step == 2 and ckpt.write_error is None
+    assert (_folder(ckdir, 2) / layout.MANIFEST).exists()

@@ -90,7 +90,7 @@ class Checkpointer:
         self._buffer = SnapshotBuffer()
         self._lock = threading.RLock()  # one save at a time; guards the buffer
         self._write: threading.Thread | None = None
-        self._write_error: BaseException | None = None
+        self.write_error: BaseException | None = None  # the last background write's failure
         self._in_optimizer_step = False
         self._dirty = False  # parameters moved since the last step boundary
         self._boundary: dict[str, Any] = {}
@@ -190,7 +190,7 @@ class Checkpointer:
                 self._write_checkpoint(*job)
             else:
                 self._write = threading.Thread(
-                    target=self._write_checkpoint, args=job, name="spotrun-writer"
+                    target=self._write_in_background, args=job, name="spotrun-writer"
                 )
                 self._write.start()
             distributed.barrier()  # other ranks resume once the snapshot (or write) is done
@@ -207,7 +207,8 @@ class Checkpointer:
         if self._closed:
             return
         try:
-            if self._saved_step != self.global_step:
+            self.wait()
+            if self.durable_step != self.global_step:  # also retries a failed background write
                 self.save(reason="final", wait=True)
             self._finish()
         finally:
@@ -297,6 +298,14 @@ class Checkpointer:
         tensor_layout, data = self._buffer.take(tensors)
         return tensor_layout, data, json.dumps(structure).encode()
 
+    def _write_in_background(self, *job: Any) -> None:
+        """The writer thread: a failure is logged and kept in ``write_error``, never lost."""
+        try:
+            self._write_checkpoint(*job)
+        except BaseException as e:  # noqa: B036 (a thread must not die silently)
+            self.write_error = e
+            log.error("spotrun: saving step %d to %s failed: %s", job[0], self.store.dir, e)
+
     def _write_checkpoint(
         self,
         step: int,
@@ -307,24 +316,19 @@ class Checkpointer:
         reason: str,
     ) -> None:
         started = time.monotonic()
-        try:
-            folder = writer.write(
-                self.store,
-                step=step,
-                epoch=epoch,
-                tensor_layout=tensor_layout,
-                data=data,
-                structure=structure,
-                metrics=dict(self._metrics),
-                reason=reason,
-            )
-            self._apply_retention()
-        except OSError as e:
-            self._write_error = e
-            log.error("spotrun: saving step %d to %s failed: %s", step, self.store.dir, e)
-            return
+        folder = writer.write(
+            self.store,
+            step=step,
+            epoch=epoch,
+            tensor_layout=tensor_layout,
+            data=data,
+            structure=structure,
+            metrics=dict(self._metrics),
+            reason=reason,
+        )
         self.last_save_seconds = time.monotonic() - started
         self.durable_step = step
+        self.write_error = None
         if self._uploader is not None:
             self._uploader.notify()
         self._progress.event("saved", step, reason=reason, seconds=self.last_save_seconds)
@@ -335,6 +339,13 @@ class Checkpointer:
             folder,
             self.last_save_seconds,
         )
+        if reason not in ("preemption", "emergency"):  # in a hurry: prune next time
+            try:
+                self._apply_retention()
+            except OSError as e:
+                log.warning(
+                    "spotrun: could not delete old checkpoints in %s: %s", self.store.dir, e
+                )
 
     def _apply_retention(self) -> None:
         prune(self.store, self.keep, self.keep_best)
