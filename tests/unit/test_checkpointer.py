@@ -201,3 +201,30 @@ def test_a_failed_background_write_is_reported_and_retried_at_close(
     ckpt.close()  # the final save retries and succeeds
     assert ckpt.durable_step == 2 and ckpt.write_error is None
     assert (_folder(ckdir, 2) / layout.MANIFEST).exists()
+
+
+def test_periodic_snapshots_hold_the_boundary_state_while_training_runs_on(ckdir: Path) -> None:
+    """Parameters and optimizer state are copied in the writer thread during the next step;
+    the optimizer waits for that copy, so each checkpoint holds exactly its step's values."""
+    from spotrun import reader
+    from spotrun.localstore import LocalStore
+
+    model = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.BatchNorm1d(512))
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    ckpt = Checkpointer(
+        ckdir, model=model, optimizer=opt, interval_steps=1, keep=100, handle_signals=False
+    )
+    expected = {}
+    for _ in range(8):
+        loss = model(torch.randn(16, 256)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        ckpt.step()
+        expected[ckpt.global_step] = {k: v.clone() for k, v in model.state_dict().items()}
+    ckpt.close()
+    store = LocalStore(ckdir)
+    for step, state in expected.items():
+        saved = reader.decode_state(reader.load_verified(store, layout.step_dirname(step)))
+        for key, value in state.items():
+            assert torch.equal(saved["model"][key], value), (step, key)

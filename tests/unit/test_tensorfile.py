@@ -21,7 +21,7 @@ def _tensors() -> dict[str, torch.Tensor]:
 
 def test_written_file_is_valid_safetensors_and_reads_back_zero_copy(tmp_path) -> None:
     tensors = _tensors()
-    layout, data = SnapshotBuffer().take(tensors)
+    layout, data, _ = SnapshotBuffer().take(tensors)
     path = tmp_path / "t.safetensors"
     path.write_bytes(layout.header + data.numpy().tobytes())
     theirs = load_file(str(path))
@@ -33,8 +33,8 @@ def test_written_file_is_valid_safetensors_and_reads_back_zero_copy(tmp_path) ->
 
 def test_snapshot_buffer_is_reused_across_saves() -> None:
     buffer = SnapshotBuffer()
-    _, first = buffer.take(_tensors())
-    _, second = buffer.take(_tensors())
+    _, first, _ = buffer.take(_tensors())
+    _, second, _ = buffer.take(_tensors())
     assert first.data_ptr() == second.data_ptr()
 
 

@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -97,6 +98,8 @@ class Checkpointer:
         self._progress = ProgressLog(settings.progress_file)
         self._stop = StopRequest()
         self._closed = False
+        self._copied = threading.Event()
+        self._copied.set()
         self._hooks = self._watch_optimizer(optimizer)
         self._uploader = direct_uploader(settings, self.store, keep, keep_best)
         self._mark_boundary()
@@ -177,7 +180,7 @@ class Checkpointer:
                 distributed.barrier()
                 return
             started = time.monotonic()
-            tensor_layout, data, structure = self._snapshot()
+            tensor_layout, data, structure, copy_rest = self._snapshot(deferred=not wait)
             job = (self.global_step, self._epoch(), tensor_layout, data, structure, reason)
             self._last_save_at = time.monotonic()
             self._saved_step = self.global_step
@@ -187,10 +190,12 @@ class Checkpointer:
                 self._last_save_at - started,
             )
             if wait:
+                copy_rest()
                 self._write_checkpoint(*job)
             else:
+                self._copied.clear()
                 self._write = threading.Thread(
-                    target=self._write_in_background, args=job, name="spotrun-writer"
+                    target=self._write_in_background, args=(copy_rest, *job), name="spotrun-writer"
                 )
                 self._write.start()
             distributed.barrier()  # other ranks resume once the snapshot (or write) is done
@@ -292,15 +297,28 @@ class Checkpointer:
         """True when parameters are still those of the last step boundary."""
         return not (self._in_optimizer_step or self._dirty)
 
-    def _snapshot(self) -> tuple[Any, torch.Tensor, bytes]:
+    def _snapshot(self, deferred: bool) -> tuple[Any, torch.Tensor, bytes, Callable[[], None]]:
         state = self.components.capture(self._boundary, self.global_step, self._epoch())
         structure, tensors = codec.encode(state)
-        tensor_layout, data = self._buffer.take(tensors)
-        return tensor_layout, data, json.dumps(structure).encode()
+        later = self._deferrable(tensors) if deferred else frozenset()
+        tensor_layout, data, copy_rest = self._buffer.take(tensors, later)
+        return tensor_layout, data, json.dumps(structure).encode(), copy_rest
 
-    def _write_in_background(self, *job: Any) -> None:
+    def _deferrable(self, tensors: dict[str, torch.Tensor]) -> frozenset[str]:
+        """Keys only ``optimizer.step()`` changes: parameters and optimizer state (and only
+        when the optimizer is watched, so its step can wait for the copy)."""
+        if not self._hooks:
+            return frozenset()
+        params = {f"model/{name}" for name, _ in self.components.model.named_parameters()}
+        return frozenset(k for k in tensors if k in params or k.startswith("optimizer/state/"))
+
+    def _write_in_background(self, copy_rest: Callable[[], None], *job: Any) -> None:
         """The writer thread: a failure is logged and kept in ``write_error``, never lost."""
         try:
+            try:
+                copy_rest()
+            finally:
+                self._copied.set()  # the optimizer may step again
             self._write_checkpoint(*job)
         except BaseException as e:  # noqa: B036 (a thread must not die silently)
             self.write_error = e
@@ -404,6 +422,7 @@ class Checkpointer:
             return []
 
         def pre(*_: Any) -> None:
+            self._copied.wait()  # parameters may change only once the snapshot has them
             self._in_optimizer_step = True
 
         def post(*_: Any) -> None:

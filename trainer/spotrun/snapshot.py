@@ -1,11 +1,15 @@
 """An in-memory copy of the training state, taken into one reused host buffer.
 
-Taking the snapshot is the only part of a periodic save that stalls training: a copy of every
-tensor into a buffer allocated once (pinned when the state lives on a GPU) and reused while the
-layout stays the same. The host keeps at most this one extra copy of the state.
+A periodic save copies every tensor into a buffer allocated once (pinned when the state lives on
+a GPU) and reused while the layout stays the same; the host keeps at most this one extra copy.
+Parameters and optimizer state only change inside ``optimizer.step()``, so their copy can run in
+the writer thread during the next forward/backward (the optimizer waits for it); everything
+else (buffers such as BatchNorm statistics, RNG, extras) is copied before training resumes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -23,18 +27,19 @@ class SnapshotBuffer:
     def capacity(self) -> int:
         return 0 if self._buffer is None else self._buffer.numel()
 
-    def take(self, tensors: dict[str, torch.Tensor]) -> tuple[tensorfile.Layout, torch.Tensor]:
-        """Copy ``tensors`` into the buffer; returns (layout, the filled data section)."""
+    def take(
+        self, tensors: dict[str, torch.Tensor], deferred: frozenset[str] = frozenset()
+    ) -> tuple[tensorfile.Layout, torch.Tensor, Callable[[], None]]:
+        """Copy ``tensors`` into the buffer, except the ``deferred`` keys: those are copied by
+        the returned function (the writer thread calls it while training goes on).
+
+        Returns (layout, the data section, copy_deferred)."""
         layout = self._layout_for(tensors)
         data = self._data(layout.data_size, any(t.is_cuda for t in tensors.values()))
         targets = tensorfile.views(layout, data)
-        with torch.no_grad():
-            for key, target in targets.items():
-                source = tensors[key]
-                target.copy_(source.detach(), non_blocking=source.is_cuda)
-        if any(t.is_cuda for t in tensors.values()):
-            torch.cuda.synchronize()
-        return layout, data
+        _copy(targets, tensors, [k for k in targets if k not in deferred])
+        later = [k for k in targets if k in deferred]
+        return layout, data, lambda: _copy(targets, tensors, later)
 
     def _layout_for(self, tensors: dict[str, torch.Tensor]) -> tensorfile.Layout:
         signature = tuple(sorted((k, t.dtype, tuple(t.shape)) for k, t in tensors.items()))
@@ -49,3 +54,16 @@ class SnapshotBuffer:
                 max(size, 1), dtype=torch.uint8, pin_memory=pinned and torch.cuda.is_available()
             )
         return self._buffer[:size]
+
+
+def _copy(
+    targets: dict[str, torch.Tensor], sources: dict[str, torch.Tensor], keys: list[str]
+) -> None:
+    cuda = False
+    with torch.no_grad():
+        for key in keys:
+            source = sources[key]
+            cuda = cuda or source.is_cuda
+            targets[key].copy_(source.detach(), non_blocking=source.is_cuda)
+    if cuda:
+        torch.cuda.current_stream().synchronize()

@@ -20,18 +20,42 @@ NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 
 def job(status: dict[str, Any] | None = None, **spec: Any) -> Job:
     body: dict[str, Any] = {
-        "template": {"spec": {"containers": [
-            {"name": "trainer", "image": "img", "command": ["python", "train.py"]}]}},
-        "checkpoint": {"storage": {"uri": "s3://bucket/jobs/a", "endpoint": "http://s3:9000",
-                                   "secretRef": {"name": "creds"}}},
+        "template": {
+            "spec": {
+                "containers": [
+                    {"name": "trainer", "image": "img", "command": ["python", "train.py"]}
+                ]
+            }
+        },
+        "checkpoint": {
+            "storage": {
+                "uri": "s3://bucket/jobs/a",
+                "endpoint": "http://s3:9000",
+                "secretRef": {"name": "creds"},
+            }
+        },
     }
     body.update(spec)
-    return Job("a", "ns", "uid-1", 1, "100", JobSpec.model_validate(body),
-               JobStatus.model_validate(status or {}))
+    return Job(
+        "a",
+        "ns",
+        "uid-1",
+        1,
+        "100",
+        JobSpec.model_validate(body),
+        JobStatus.model_validate(status or {}),
+    )
 
 
-def ended_pod(attempt: int, phase: str, code: int, *, disrupted: bool = False,
-              deleted: bool = False, step: int | None = 40) -> dict[str, Any]:
+def ended_pod(
+    attempt: int,
+    phase: str,
+    code: int,
+    *,
+    disrupted: bool = False,
+    deleted: bool = False,
+    step: int | None = 40,
+) -> dict[str, Any]:
     pod = desired_pod(job(), attempt, on_demand=False, gpus_available=False)
     pod["spec"]["nodeName"] = "spot-1"
     sidecar = {"step": step, "uri": "s3://bucket/jobs/a/x", "time": None, "finalSaved": True}
@@ -40,11 +64,24 @@ def ended_pod(attempt: int, phase: str, code: int, *, disrupted: bool = False,
         "phase": phase,
         "startTime": "2026-01-01T11:00:00Z",
         "conditions": [{"type": "DisruptionTarget", "status": "True"}] if disrupted else [],
-        "containerStatuses": [{"name": "trainer", "state": {"terminated": {
-            "exitCode": code, "finishedAt": "2026-01-01T11:10:00Z",
-            "message": "Traceback: boom" if code else ""}}}],
-        "initContainerStatuses": [{"name": builders.SIDECAR, "state": {"terminated": {
-            "exitCode": 0, "message": sidecar_msg}}}],
+        "containerStatuses": [
+            {
+                "name": "trainer",
+                "state": {
+                    "terminated": {
+                        "exitCode": code,
+                        "finishedAt": "2026-01-01T11:10:00Z",
+                        "message": "Traceback: boom" if code else "",
+                    }
+                },
+            }
+        ],
+        "initContainerStatuses": [
+            {
+                "name": builders.SIDECAR,
+                "state": {"terminated": {"exitCode": 0, "message": sidecar_msg}},
+            }
+        ],
     }
     if deleted:
         pod["metadata"]["deletionTimestamp"] = "2026-01-01T11:09:00Z"
@@ -62,20 +99,26 @@ def test_pod_has_the_contract_sidecar_and_spot_placement():
     trainer = pod["spec"]["containers"][0]
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in trainer["env"]}
     assert env["SPOTRUN_ATTEMPT"] == "3" and env["SPOTRUN_UPLOAD"] == "sidecar"
-    assert env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": "creds",
-                                                         "key": "AWS_ACCESS_KEY_ID"}}
+    assert env["AWS_ACCESS_KEY_ID"] == {
+        "secretKeyRef": {"name": "creds", "key": "AWS_ACCESS_KEY_ID"}
+    }
     assert trainer["command"] == ["spotrun", "exec", "--", "python", "train.py"]
     sidecar = pod["spec"]["initContainers"][0]
     assert sidecar["restartPolicy"] == "Always"
     assert sidecar["startupProbe"]["httpGet"]["path"] == "/startupz"
     assert pod["spec"]["restartPolicy"] == "Never"
     terms = pod["spec"]["affinity"]["nodeAffinity"][
-        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
     assert {t["matchExpressions"][0]["key"] for t in terms} >= {
-        "karpenter.sh/capacity-type", "cloud.google.com/gke-spot",
-        "kubernetes.azure.com/scalesetpriority", "eks.amazonaws.com/capacityType"}
-    assert any(t["key"] == "kubernetes.azure.com/scalesetpriority"
-               for t in pod["spec"]["tolerations"])
+        "karpenter.sh/capacity-type",
+        "cloud.google.com/gke-spot",
+        "kubernetes.azure.com/scalesetpriority",
+        "eks.amazonaws.com/capacityType",
+    }
+    assert any(
+        t["key"] == "kubernetes.azure.com/scalesetpriority" for t in pod["spec"]["tolerations"]
+    )
 
 
 def test_gpu_request_or_cpu_fallback():
@@ -94,8 +137,8 @@ def test_on_demand_pod_avoids_spot_nodes_and_tolerates_nothing():
     pod = desired_pod(job(), 2, on_demand=True, gpus_available=False)
     assert "tolerations" not in pod["spec"]
     exprs = pod["spec"]["affinity"]["nodeAffinity"][
-        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
-        "matchExpressions"]
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"][0]["matchExpressions"]
     assert all(e["operator"] == "NotIn" for e in exprs)
 
 
@@ -103,8 +146,9 @@ def test_pvc_storage_mounts_the_claim_without_a_sidecar():
     pvc = job(checkpoint={"storage": {"pvc": {"claimName": "nfs"}}})
     pod = desired_pod(pvc, 1, on_demand=False, gpus_available=False)
     assert "initContainers" not in pod["spec"]
-    assert {"name": builders.VOLUME, "persistentVolumeClaim": {"claimName": "nfs"}} in pod[
-        "spec"]["volumes"]
+    assert {"name": builders.VOLUME, "persistentVolumeClaim": {"claimName": "nfs"}} in pod["spec"][
+        "volumes"
+    ]
 
 
 def test_signal_forwarding_can_be_turned_off():
@@ -112,18 +156,24 @@ def test_signal_forwarding_can_be_turned_off():
     assert pod["spec"]["containers"][0]["command"] == ["python", "train.py"]
 
 
-@pytest.mark.parametrize(("pod", "node", "outcome"), [
-    (ended_pod(1, "Succeeded", 0), NODE, Outcome.SUCCEEDED),
-    (ended_pod(1, "Succeeded", 0, disrupted=True), NODE, Outcome.PREEMPTED),
-    (ended_pod(1, "Succeeded", 0, deleted=True), NODE, Outcome.PREEMPTED),
-    (ended_pod(1, "Succeeded", 0), None, Outcome.SUCCEEDED),
-    (ended_pod(1, "Failed", 137), None, Outcome.PREEMPTED),
-    (ended_pod(1, "Failed", 1), None, Outcome.FAILED),
-    (ended_pod(1, "Failed", 143), NODE, Outcome.PREEMPTED),
-    (ended_pod(1, "Failed", 137), {"spec": {"taints": [{"key": "karpenter.sh/disrupted"}]}},
-     Outcome.PREEMPTED),
-    (ended_pod(1, "Failed", 1), NODE, Outcome.FAILED),
-])
+@pytest.mark.parametrize(
+    ("pod", "node", "outcome"),
+    [
+        (ended_pod(1, "Succeeded", 0), NODE, Outcome.SUCCEEDED),
+        (ended_pod(1, "Succeeded", 0, disrupted=True), NODE, Outcome.PREEMPTED),
+        (ended_pod(1, "Succeeded", 0, deleted=True), NODE, Outcome.PREEMPTED),
+        (ended_pod(1, "Succeeded", 0), None, Outcome.SUCCEEDED),
+        (ended_pod(1, "Failed", 137), None, Outcome.PREEMPTED),
+        (ended_pod(1, "Failed", 1), None, Outcome.FAILED),
+        (ended_pod(1, "Failed", 143), NODE, Outcome.PREEMPTED),
+        (
+            ended_pod(1, "Failed", 137),
+            {"spec": {"taints": [{"key": "karpenter.sh/disrupted"}]}},
+            Outcome.PREEMPTED,
+        ),
+        (ended_pod(1, "Failed", 1), NODE, Outcome.FAILED),
+    ],
+)
 def test_classify_end(pod, node, outcome):
     ended = classify_end(pod, node, False, "trainer")
     assert ended is not None and ended.outcome is outcome
@@ -175,36 +225,47 @@ def test_fallback_to_on_demand_after_consecutive_preemptions():
     job_ = job(status, spot={"fallbackToOnDemandAfter": 2})
     out = plan(job_, [ended_pod(2, "Failed", 143)], {}, False, NOW)
     assert out.status.onDemand
-    nxt = plan(job(out.status.model_dump(), spot={"fallbackToOnDemandAfter": 2}), [], {},
-               False, NOW + timedelta(seconds=5))
+    nxt = plan(
+        job(out.status.model_dump(), spot={"fallbackToOnDemandAfter": 2}),
+        [],
+        {},
+        False,
+        NOW + timedelta(seconds=5),
+    )
     assert nxt.create is not None
     assert nxt.create["metadata"]["labels"][builders.LABEL_CAPACITY] == "on-demand"
 
 
 def test_max_preemptions_fails_the_job():
     status = {"attempt": 3, "activePod": "a-3", "preemptions": 2}
-    out = plan(job(status, spot={"maxPreemptions": 2}), [ended_pod(3, "Failed", 143)], {},
-               False, NOW)
+    out = plan(
+        job(status, spot={"maxPreemptions": 2}), [ended_pod(3, "Failed", 143)], {}, False, NOW
+    )
     assert out.status.phase == "Failed"
 
 
 def test_interruption_taint_deletes_the_running_pod_once():
     tainted = {"spec": {"taints": [{"key": "karpenter.sh/disrupted", "effect": "NoSchedule"}]}}
     running = ended_pod(1, "Running", 0)
-    out = plan(job({"attempt": 1, "activePod": "a-1"}), [running], {"spot-1": tainted},
-               False, NOW)
+    out = plan(job({"attempt": 1, "activePod": "a-1"}), [running], {"spot-1": tainted}, False, NOW)
     assert out.delete == ["a-1"]
     assert any(r == "InterruptionNotice" for _, r, _m in out.events)
     running["metadata"]["deletionTimestamp"] = "2026-01-01T12:00:00Z"
-    again = plan(job({"attempt": 1, "activePod": "a-1"}), [running], {"spot-1": tainted},
-                 False, NOW)
+    again = plan(
+        job({"attempt": 1, "activePod": "a-1"}), [running], {"spot-1": tainted}, False, NOW
+    )
     assert again.delete == []
 
 
 def test_suspend_deletes_then_resume_creates_the_next_attempt():
     running = ended_pod(1, "Running", 0)
-    out = plan(job({"attempt": 1, "activePod": "a-1"}, suspend=True), [running],
-               {"spot-1": NODE}, False, NOW)
+    out = plan(
+        job({"attempt": 1, "activePod": "a-1"}, suspend=True),
+        [running],
+        {"spot-1": NODE},
+        False,
+        NOW,
+    )
     assert out.delete == ["a-1"]
     stopped = ended_pod(1, "Succeeded", 0, deleted=True)
     out = plan(job({"attempt": 1, "activePod": "a-1"}, suspend=True), [stopped], {}, False, NOW)
@@ -218,9 +279,15 @@ def test_pending_timeout_moves_to_on_demand():
     pending = ended_pod(1, "Pending", 0)
     pending["metadata"]["creationTimestamp"] = "2026-01-01T11:59:00Z"
     pending["status"]["conditions"] = [
-        {"type": "PodScheduled", "status": "False", "message": "0/3 nodes are available"}]
-    out = plan(job({"attempt": 1, "activePod": "a-1"}, spot={"pendingTimeoutSeconds": 30}),
-               [pending], {}, False, NOW)
+        {"type": "PodScheduled", "status": "False", "message": "0/3 nodes are available"}
+    ]
+    out = plan(
+        job({"attempt": 1, "activePod": "a-1"}, spot={"pendingTimeoutSeconds": 30}),
+        [pending],
+        {},
+        False,
+        NOW,
+    )
     assert out.status.onDemand and out.status.attempt == 2 and out.delete == ["a-1"]
 
 
