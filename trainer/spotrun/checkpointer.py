@@ -180,8 +180,8 @@ class Checkpointer:
                 distributed.barrier()
                 return
             started = time.monotonic()
-            tensor_layout, data, structure, copy_rest = self._snapshot(deferred=not wait)
-            job = (self.global_step, self._epoch(), tensor_layout, data, structure, reason)
+            image, size, structure, copy_rest = self._snapshot(deferred=not wait)
+            job = (self.global_step, self._epoch(), image, size, structure, reason)
             self._last_save_at = time.monotonic()
             self._saved_step = self.global_step
             log.debug(
@@ -297,12 +297,13 @@ class Checkpointer:
         """True when parameters are still those of the last step boundary."""
         return not (self._in_optimizer_step or self._dirty)
 
-    def _snapshot(self, deferred: bool) -> tuple[Any, torch.Tensor, bytes, Callable[[], None]]:
+    def _snapshot(self, deferred: bool) -> tuple[memoryview, int, bytes, Callable[[], None]]:
         state = self.components.capture(self._boundary, self.global_step, self._epoch())
         structure, tensors = codec.encode(state)
         later = self._deferrable(tensors) if deferred else frozenset()
-        tensor_layout, data, copy_rest = self._buffer.take(tensors, later)
-        return tensor_layout, data, json.dumps(structure).encode(), copy_rest
+        _, _, copy_rest = self._buffer.take(tensors, later)
+        image, size = self._buffer.file_image()
+        return image, size, json.dumps(structure).encode(), copy_rest
 
     def _deferrable(self, tensors: dict[str, torch.Tensor]) -> frozenset[str]:
         """Keys only ``optimizer.step()`` changes: parameters and optimizer state (and only
@@ -328,8 +329,8 @@ class Checkpointer:
         self,
         step: int,
         epoch: int,
-        tensor_layout: Any,
-        data: torch.Tensor,
+        tensor_file: memoryview,
+        tensor_size: int,
         structure: bytes,
         reason: str,
     ) -> None:
@@ -338,8 +339,8 @@ class Checkpointer:
             self.store,
             step=step,
             epoch=epoch,
-            tensor_layout=tensor_layout,
-            data=data,
+            tensor_file=tensor_file,
+            tensor_size=tensor_size,
             structure=structure,
             metrics=dict(self._metrics),
             reason=reason,

@@ -15,6 +15,8 @@ import torch
 
 from . import tensorfile
 
+ALIGN = tensorfile.ALIGN
+
 
 class SnapshotBuffer:
     """Owns the host buffer; ``take`` fills it and returns the tensors' layout."""
@@ -22,6 +24,7 @@ class SnapshotBuffer:
     def __init__(self) -> None:
         self._buffer: torch.Tensor | None = None
         self._layout: tensorfile.Layout | None = None
+        self._region: torch.Tensor | None = None
 
     @property
     def capacity(self) -> int:
@@ -35,11 +38,17 @@ class SnapshotBuffer:
 
         Returns (layout, the data section, copy_deferred)."""
         layout = self._layout_for(tensors)
-        data = self._data(layout.data_size, any(t.is_cuda for t in tensors.values()))
+        data = self._place(layout, any(t.is_cuda for t in tensors.values()))
         targets = tensorfile.views(layout, data)
         _copy(targets, tensors, [k for k in targets if k not in deferred])
         later = [k for k in targets if k in deferred]
         return layout, data, lambda: _copy(targets, tensors, later)
+
+    def file_image(self) -> tuple[memoryview, int]:
+        """The whole tensor file (header + data) of the last ``take``: a page-aligned view
+        padded to whole pages, and the file's real size."""
+        assert self._region is not None and self._layout is not None, "take() first"
+        return self._region.numpy().data, self._layout.file_size
 
     def _layout_for(self, tensors: dict[str, torch.Tensor]) -> tensorfile.Layout:
         signature = tuple(sorted((k, t.dtype, tuple(t.shape)) for k, t in tensors.items()))
@@ -47,13 +56,19 @@ class SnapshotBuffer:
             self._layout = tensorfile.plan(tensors)
         return self._layout
 
-    def _data(self, size: int, pinned: bool) -> torch.Tensor:
-        if self._buffer is None or self._buffer.numel() < size:
+    def _place(self, layout: tensorfile.Layout, pinned: bool) -> torch.Tensor:
+        """Lay [header][data][padding] out at a page boundary of the buffer; return the data."""
+        padded = -(-layout.file_size // ALIGN) * ALIGN
+        if self._buffer is None or self._buffer.numel() < padded + ALIGN:
             self._buffer = None  # free the old one before allocating the larger one
             self._buffer = torch.empty(
-                max(size, 1), dtype=torch.uint8, pin_memory=pinned and torch.cuda.is_available()
+                padded + ALIGN, dtype=torch.uint8, pin_memory=pinned and torch.cuda.is_available()
             )
-        return self._buffer[:size]
+        offset = -self._buffer.data_ptr() % ALIGN
+        self._region = self._buffer[offset : offset + padded]
+        header = len(layout.header)
+        self._region[:header].copy_(torch.frombuffer(bytearray(layout.header), dtype=torch.uint8))
+        return self._region[header : header + layout.data_size]
 
 
 def _copy(

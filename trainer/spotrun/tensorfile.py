@@ -30,6 +30,7 @@ DTYPES: dict[torch.dtype, str] = {
     torch.float8_e5m2: "F8_E5M2",
 }
 BY_NAME = {name: dtype for dtype, name in DTYPES.items()}
+ALIGN = 4096  # the header is padded to a page so the data section can be written with O_DIRECT
 
 
 class TensorFileError(ValueError):
@@ -50,7 +51,7 @@ class Layout:
     """Where each tensor lives in the data section, and the header that describes it."""
 
     slots: tuple[Slot, ...]
-    header: bytes  # 8-byte length + JSON, padded so the data section starts 8-aligned
+    header: bytes  # 8-byte length + JSON, padded with spaces so the data starts page-aligned
     data_size: int
 
     @property
@@ -86,7 +87,7 @@ def _header(slots: list[Slot], metadata: dict[str, str]) -> bytes:
             "data_offsets": [s.start, s.end],
         }
     body = json.dumps(entries, separators=(",", ":")).encode()
-    body += b" " * (-(8 + len(body)) % 8)
+    body += b" " * (-(8 + len(body)) % ALIGN)
     return struct.pack("<Q", len(body)) + body
 
 

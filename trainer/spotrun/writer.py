@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 from pathlib import Path
 
-import torch
-
-from . import checksum, layout, manifest, tensorfile
+from . import checksum, layout, manifest
 from .localstore import LocalStore, fsync_dir
 from .stale import writer_token
 
@@ -38,13 +37,45 @@ def _write_part(crc: int, fd: int, part: memoryview) -> int:
     return crc
 
 
+def _write_direct(path: Path, image: memoryview, size: int) -> manifest.FileEntry:
+    """Write the page-aligned ``image`` (``size`` real bytes) bypassing the page cache.
+
+    On these VMs a buffered 1 GiB write+fsync took 0.8-5.5 s and slowed concurrent training
+    steps 1.7-2.4x; O_DIRECT took 0.5-0.8 s at 1.1-1.2x (bench/write_modes.py). Filesystems
+    without O_DIRECT (tmpfs, some overlays) get the buffered path.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_DIRECT, 0o644)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        return _write_file(path, [image[:size]])
+    crc = 0
+    try:
+        for start in range(0, len(image), CHUNK):
+            chunk = image[start : start + CHUNK]
+            crc = checksum.extend(crc, chunk[: max(min(len(chunk), size - start), 0)])
+            while chunk:
+                chunk = chunk[os.write(fd, chunk) :]
+        os.ftruncate(fd, size)  # drop the padding of the last page
+        os.fsync(fd)
+    except OSError as e:
+        os.close(fd)
+        if e.errno != errno.EINVAL:
+            raise
+        path.unlink()
+        return _write_file(path, [image[:size]])
+    os.close(fd)
+    return manifest.FileEntry(path=path.name, size=size, crc32c=checksum.to_hex(crc))
+
+
 def write(
     store: LocalStore,
     *,
     step: int,
     epoch: int,
-    tensor_layout: tensorfile.Layout,
-    data: torch.Tensor,
+    tensor_file: memoryview,
+    tensor_size: int,
     structure: bytes,
     metrics: dict[str, float],
     reason: str,
@@ -53,9 +84,8 @@ def write(
     store.dir.mkdir(parents=True, exist_ok=True)
     tmp = store.dir / layout.tmp_dirname(step, writer_token(secrets.token_hex(3)))
     tmp.mkdir()
-    payload = data.numpy().data if data.numel() else memoryview(b"")
     files = [
-        _write_file(tmp / layout.TENSORS, [memoryview(tensor_layout.header), payload]),
+        _write_direct(tmp / layout.TENSORS, tensor_file, tensor_size),
         _write_file(tmp / layout.STRUCTURE, [memoryview(structure)]),
     ]
     record = manifest.new(step, epoch, files, metrics, reason)
