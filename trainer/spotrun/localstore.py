@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from . import layout
@@ -32,7 +33,9 @@ class LocalStore:
     def has_manifest(self, name: str) -> bool:
         return (self.dir / name / layout.MANIFEST).is_file()
 
-    def read(self, name: str, path: str) -> bytearray:
+    def read(
+        self, name: str, path: str, progress: Callable[[int], None] | None = None
+    ) -> bytearray:
         file = self.dir / name / path
         with open(file, "rb", buffering=0) as f:
             size = os.fstat(f.fileno()).st_size
@@ -41,6 +44,8 @@ class LocalStore:
             done = 0
             while done < size and (n := f.readinto(view[done:])):
                 done += n
+        if progress:
+            progress(done)
         return blob if done == size else blob[:done]
 
     def delete(self, name: str) -> None:

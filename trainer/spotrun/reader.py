@@ -12,6 +12,7 @@ import torch
 from . import checksum, codec, layout, tensorfile
 from .manifest import Manifest, ManifestError, UnknownFormatError, parse
 from .store import Store
+from .transferlog import TransferLog
 
 log = logging.getLogger("spotrun")
 
@@ -46,11 +47,12 @@ def read_manifest(store: Store, name: str) -> Manifest:
 def load_verified(store: Store, name: str) -> Loaded:
     """Read every file the manifest lists and check its size and CRC32C."""
     manifest = read_manifest(store, name)
+    progress = TransferLog(f"reading {store.file_uri(name)}", manifest.total_size)
     files = {}
     for entry in manifest.files:
         where = store.file_uri(name, entry.path)
         try:
-            blob = store.read(name, entry.path)
+            blob = store.read(name, entry.path, progress)
         except FileNotFoundError:
             raise CorruptCheckpointError(f"{where}: missing (the manifest lists it)") from None
         if len(blob) != entry.size:

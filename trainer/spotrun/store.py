@@ -6,6 +6,7 @@ commit protocol: payload first, ``MANIFEST.json`` last; deletion removes the man
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -22,8 +23,11 @@ class Store(Protocol):
 
     def has_manifest(self, name: str) -> bool: ...
 
-    def read(self, name: str, path: str) -> bytearray:
-        """The whole file ``checkpoints/<name>/<path>``; FileNotFoundError if absent."""
+    def read(
+        self, name: str, path: str, progress: Callable[[int], None] | None = None
+    ) -> bytearray:
+        """The whole file ``checkpoints/<name>/<path>``; FileNotFoundError if absent.
+        ``progress`` is called with byte counts as parts arrive."""
         ...
 
     def delete(self, name: str) -> None:
