@@ -77,6 +77,7 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     )
     settings.posting.level = logging.WARNING
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not one line per event
+    logging.getLogger("spotrun_operator").setLevel(logging.INFO)  # decisions and Events
     settings.watching.server_timeout = 300
     memo.reconciler = Reconciler(Kube(load_config()))
 
