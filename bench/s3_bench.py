@@ -129,10 +129,12 @@ def sigterm_to_s3(work: Path, bucket: str, gib: float) -> None:
     the final checkpoint durable in S3."""
     script = work / "trainer.py"
     script.write_text(
-        "import torch, spotrun\n"
+        "import logging, torch, spotrun\n"
+        "logging.basicConfig(level=logging.INFO)\n"
         f"m = torch.nn.Linear(8192, {int(gib * 2**30 / 4 / 8192)}, bias=False)\n"
         "with spotrun.Checkpointer(model=m, interval_steps=10**9) as c:\n"
         "    c.restore()\n"
+        "    c.store.root.mkdir(parents=True, exist_ok=True)\n"
         "    open(c.store.root / 'running', 'w').close()\n"
         "    while True:\n"
         "        c.step()\n"
@@ -145,6 +147,8 @@ def sigterm_to_s3(work: Path, bucket: str, gib: float) -> None:
     )
     proc = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE)
     while not (work / "sigterm" / "running").exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"the trainer exited early: {proc.stderr.read().decode()}")  # type: ignore[union-attr]
         time.sleep(0.05)
     started = time.perf_counter()
     proc.send_signal(signal.SIGTERM)
