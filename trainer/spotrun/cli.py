@@ -7,15 +7,21 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import catalog, chaos, layout, transfer
-from .env import Settings
-from .localstore import LocalStore
-from .s3store import S3Store
-from .store import StoreError, open_store
+from .store import StoreError
+
+if TYPE_CHECKING:
+    from .s3store import S3Store
+
+# Subcommands import what they need when they run: `spotrun exec` must install its signal
+# handlers within milliseconds, not after importing torch (seconds).
 
 
 def _ls(args: argparse.Namespace) -> int:
+    from . import catalog
+    from .store import open_store
+
     rows = catalog.scan(open_store(args.uri), verify=not args.fast)
     for line in catalog.format_rows(rows):
         print(line)
@@ -23,6 +29,9 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from . import catalog
+    from .store import open_store
+
     rows = [r for r in catalog.scan(open_store(args.uri)) if r.step is not None]
     for r in rows:
         print(f"{r.name}: {'ok' if r.valid else r.problem}")
@@ -33,6 +42,9 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from . import catalog, layout
+    from .store import open_store
+
     store = open_store(args.uri)
     if args.step is None:
         newest = next((r for r in catalog.scan(store) if r.valid), None)
@@ -48,6 +60,8 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _chaos(args: argparse.Namespace) -> int:
+    from . import chaos
+
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         print("spotrun chaos: give the training command after --", file=sys.stderr)
@@ -62,6 +76,9 @@ def _chaos(args: argparse.Namespace) -> int:
 
 
 def _pull(args: argparse.Namespace) -> int:
+    from . import transfer
+    from .localstore import LocalStore
+
     remote, local = _s3(args.uri), LocalStore(args.dir)
     steps = [args.step] if args.step is not None else None
     done = transfer.pull(remote, local, steps)
@@ -70,6 +87,9 @@ def _pull(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
+    from . import transfer
+    from .localstore import LocalStore
+
     local, remote = LocalStore(args.dir), _s3(args.uri)
     done = transfer.push(local, remote)
     print(f"pushed {len(done)} checkpoint(s) to {remote.uri}: {', '.join(done) or 'none'}")
@@ -77,6 +97,8 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _s3(uri: str) -> S3Store:
+    from .s3store import S3Store
+
     if not uri.startswith("s3://"):
         raise StoreError(f"{uri!r}: expected an s3://bucket/prefix URI")
     return S3Store.from_uri(uri)
@@ -84,6 +106,7 @@ def _s3(uri: str) -> S3Store:
 
 def _sidecar(args: argparse.Namespace) -> int:
     from . import sidecar
+    from .env import Settings
 
     return sidecar.run(Settings.from_env(), sidecar.SidecarConfig.from_env())
 

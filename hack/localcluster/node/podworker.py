@@ -340,7 +340,7 @@ class PodWorker(threading.Thread):
             run_once(dict(hook, timeoutSeconds=remaining), run.spec, process)
         process.signal(signal.SIGTERM)
 
-    def _stop(self, runs: list[ContainerRun], deadline: float) -> None:
+    def _stop_runs(self, runs: list[ContainerRun], deadline: float) -> None:
         """preStop + SIGTERM ``runs`` together, wait for them until ``deadline``, then SIGKILL."""
         for run in runs:
             if run.running and run.process is not None:
@@ -358,14 +358,14 @@ class PodWorker(threading.Thread):
 
     def _stop_sidecars(self, deadline: float) -> None:
         for run in reversed(self.sidecars):
-            self._stop([run], deadline)
+            self._stop_runs([run], deadline)
 
     def _terminate(self) -> None:
         """Graceful deletion (or the active deadline): stop everything, report, delete."""
         meta = self.pod["metadata"]
         grace = meta.get("deletionGracePeriodSeconds") if self._deleting() else None
         deadline = self._grace_deadline(grace)
-        self._stop([r for r in self.init_runs if r.kind == INIT] + self.main_runs, deadline)
+        self._stop_runs([r for r in self.init_runs if r.kind == INIT] + self.main_runs, deadline)
         self._stop_sidecars(deadline)
         ok = all(r.exit_code == 0 for r in self.main_runs) and self.restart_policy != "Always"
         self._finish("Succeeded" if ok and self.initialized else "Failed", self.reason,
