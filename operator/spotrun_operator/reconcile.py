@@ -84,14 +84,16 @@ def reconcile_once(kube: Kube, namespace: str, name: str) -> float | None:
     if new_status != old_status:
         removed = {k: None for k in old_status if k not in new_status}
         kube.patch_status(namespace, name, job.resource_version, {**new_status, **removed})
+    # The status now records the decision: tell about it before anything below can hit a
+    # conflict (a later pass sees the decision as made and would not tell again).
+    for kind, reason, message in plan.events:
+        log.info("%s/%s: %s: %s", namespace, name, reason, message)
+        kube.event(body, kind, reason, message)
     for pod in plan.delete:
         log.info("deleting pod %s/%s", namespace, pod)
         kube.delete_pod(namespace, pod)
     for pod in plan.release:
         kube.release_pod(namespace, pod)
-    for kind, reason, message in plan.events:
-        log.info("%s/%s: %s: %s", namespace, name, reason, message)
-        kube.event(body, kind, reason, message)
     return plan.requeue_after
 
 

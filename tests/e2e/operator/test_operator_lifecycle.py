@@ -84,12 +84,6 @@ class PodLedger:
         self._watch.stop()
 
 
-@pytest.mark.xfail(
-    reason="blocked by the process node: PodWorker._stop (hack/localcluster/node/podworker.py) "
-    "shadows threading.Thread._stop, so join()/is_alive() on a finished worker raises TypeError "
-    "and kills the preempt and pods threads; then no new pod ever runs",
-    strict=False,
-)
 def test_operator_sigkilled_at_random_moments_makes_no_duplicate_pod(
     cluster, namespace, operator, process_node, s3, s3_bucket
 ):
