@@ -49,7 +49,7 @@ lint-hack: venv
 test: lint test-unit test-integration test-e2e
 
 demo: venv
-	$(VENV)/bin/spotrun chaos --kills 3 --seed 7 -- $(PY) examples/digits/train.py --epochs 3
+	$(VENV)/bin/spotrun chaos --kills 3 --sigkill 2 --seed 7 -- $(PY) examples/digits/train.py --epochs 4
 
 crd: venv
 	$(PY) -m spotrun_operator.crd manifests/crd.yaml
