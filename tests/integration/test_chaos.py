@@ -14,29 +14,17 @@ ROOT = Path(__file__).resolve().parents[2]
 SPOTRUN = str(Path(sys.executable).with_name("spotrun"))
 
 
+def _chaos(
+    workdir: Path, flags: list[str], epochs: int, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``spotrun chaos FLAGS`` on the digits example."""
+    command = [SPOTRUN, "chaos", *flags, "--workdir", str(workdir), "--", sys.executable]
+    command += [str(ROOT / "examples/digits/train.py"), "--epochs", str(epochs)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+
+
 def test_digits_under_five_sigterms_and_two_sigkills_ends_bit_identical(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            SPOTRUN,
-            "chaos",
-            "--kills",
-            "5",
-            "--sigkill",
-            "2",
-            "--seed",
-            "11",
-            "--workdir",
-            str(tmp_path),
-            "--",
-            sys.executable,
-            str(ROOT / "examples/digits/train.py"),
-            "--epochs",
-            "8",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = _chaos(tmp_path, ["--kills", "5", "--sigkill", "2", "--seed", "11"], epochs=8)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "IDENTICAL" in result.stdout
     table = [line.split() for line in result.stdout.splitlines()[1:] if line[:3].strip().isdigit()]
@@ -83,30 +71,8 @@ def test_digits_resuming_only_from_s3_on_a_fresh_disk_every_time_ends_bit_identi
     import os
 
     env = dict(os.environ, **s3.env(), SPOTRUN_STORAGE_URI=f"s3://{s3_bucket}/jobs/digits")
-    result = subprocess.run(
-        [
-            SPOTRUN,
-            "chaos",
-            "--kills",
-            "3",
-            "--sigkill",
-            "1",
-            "--seed",
-            "5",
-            "--fresh-dir",
-            "--workdir",
-            str(tmp_path),
-            "--",
-            sys.executable,
-            str(ROOT / "examples/digits/train.py"),
-            "--epochs",
-            "6",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+    flags = ["--kills", "3", "--sigkill", "1", "--seed", "5", "--fresh-dir"]
+    result = _chaos(tmp_path, flags, epochs=6, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "IDENTICAL" in result.stdout
     log = (tmp_path / "interrupted.log").read_text()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,7 +17,7 @@ from spotrun import Checkpointer, layout, mirror, reader
 from spotrun.localstore import LocalStore
 from spotrun.s3store import S3Store, TransferSettings
 from spotrun.syncer import Syncer
-from tests.integration.s3util import HERE, run_env, wait_for
+from tests.integration.s3util import run_env, toy, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -126,68 +124,27 @@ def test_s3_killed_mid_multipart_upload_retries_and_never_exposes_a_partial_chec
         s3server.stop(state)
 
 
+@pytest.mark.usefixtures("s3_credentials")
 def test_two_overlapping_attempts_never_delete_each_others_newest(
-    s3, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3, s3_bucket: str, tmp_path: Path
 ) -> None:
-    for key, value in s3.env().items():
-        monkeypatch.setenv(key, value)
     uri = f"s3://{s3_bucket}/jobs/overlap"
     env_a = run_env(s3.env(), tmp_path / "a", uri, SPOTRUN_ATTEMPT="1")
-    first = subprocess.run(
-        [
-            sys.executable,
-            str(HERE / "toy_trainer.py"),
-            str(tmp_path / "a"),
-            "--mb",
-            "2",
-            "--steps",
-            "10",
-            "--interval",
-            "5",
-        ],
-        env=env_a,
-        capture_output=True,
-        timeout=120,
-    )
-    assert first.returncode == 0, first.stderr.decode()
+    env_b = run_env(s3.env(), tmp_path / "b", uri, SPOTRUN_ATTEMPT="2")
+    first = toy(tmp_path / "a", env_a, "--mb", "2", "--steps", "10", "--interval", "5")
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err.decode()
     remote = S3Store.from_uri(uri)
     watcher = BucketWatcher(remote.client, s3_bucket, "jobs/overlap/")
     watcher.start()
     # the old attempt resumes on its own disk while the new one restores step 10 from S3;
     # both keep only 1 checkpoint, so each one's retention would love to delete the other's
-    old = subprocess.Popen(
-        [
-            sys.executable,
-            str(HERE / "toy_trainer.py"),
-            str(tmp_path / "a"),
-            "--mb",
-            "2",
-            "--steps",
-            "40",
-            "--interval",
-            "5",
-            "--keep",
-            "1",
-        ],
-        env=env_a,
-    )
-    new = subprocess.Popen(
-        [
-            sys.executable,
-            str(HERE / "toy_trainer.py"),
-            str(tmp_path / "b"),
-            "--mb",
-            "2",
-            "--steps",
-            "33",
-            "--interval",
-            "5",
-            "--keep",
-            "1",
-        ],
-        env=run_env(s3.env(), tmp_path / "b", uri, SPOTRUN_ATTEMPT="2"),
-    )
-    assert old.wait(timeout=180) == 0 and new.wait(timeout=180) == 0
+    flags = ("--mb", "2", "--interval", "5", "--keep", "1")
+    old = toy(tmp_path / "a", env_a, *flags, "--steps", "40")
+    new = toy(tmp_path / "b", env_b, *flags, "--steps", "33")
+    for proc in (old, new):
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err.decode()
     watcher.done.set()
     watcher.join()
     assert watcher.violations == []

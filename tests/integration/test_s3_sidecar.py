@@ -13,14 +13,7 @@ from spotrun.localstore import LocalStore
 from spotrun.s3store import S3Store
 from tests.integration.s3util import Sidecar, run_env, toy, wait_for
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def _s3_credentials(s3, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    """This process reads the bucket too: the standard AWS variables, as a pod would have."""
-    for key, value in s3.env().items():
-        monkeypatch.setenv(key, value)
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("s3_credentials")]
 
 
 def _store(s3, bucket: str, prefix: str) -> S3Store:  # type: ignore[no-untyped-def]

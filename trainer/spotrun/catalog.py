@@ -30,8 +30,9 @@ def scan(store: Store, verify: bool = True) -> list[Row]:
     """Every folder under checkpoints/, newest first; ``verify`` reads and checks payloads."""
     rows = []
     names = store.names()
-    committed = {name for _, name in layout.newest_first(names)}
-    for _, name in layout.newest_first(names):
+    newest = layout.newest_first(names)
+    committed = {name for _, name in newest}
+    for _, name in newest:
         rows.append(_row(store, name, verify))
     for name in sorted(set(names) - committed):
         why = (
