@@ -50,8 +50,9 @@ def main() -> None:
     port = args.server.rsplit(":", 1)[1]
 
     def fetch(kind: str, namespace: str, name: str) -> Obj | None:
+        scope = f"/namespaces/{namespace}" if namespace else ""  # "": cluster-scoped (PVs)
         try:
-            obj: Obj = kube.get(f"/api/v1/namespaces/{namespace}/{kind}/{name}")
+            obj: Obj = kube.get(f"/api/v1{scope}/{kind}/{name}")
             return obj
         except KubeError as err:
             if err.status == 404:

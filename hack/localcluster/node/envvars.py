@@ -8,7 +8,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 Obj = dict[str, Any]
-# Fetch a ConfigMap or Secret by (kind, namespace, name); None when it does not exist.
+# Fetch an object by (kind, namespace, name), e.g. ("secrets", "ns", "creds"); namespace ""
+# for a cluster-scoped kind ("persistentvolumes"); None when it does not exist.
 Fetch = Callable[[str, str, str], Obj | None]
 
 _REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")

@@ -2,7 +2,10 @@
 
 emptyDir -> an empty directory; configMap / secret / downwardAPI / projected (incl. the
 ServiceAccount token from the TokenRequest API and ``kube-root-ca.crt``) -> directories of
-files; hostPath -> the host path itself. Other volume types fail with a clear message.
+files; hostPath -> the host path itself; persistentVolumeClaim -> the directory of the
+PersistentVolume bound to the claim (``hostPath`` or ``local.path``; a claim not bound yet
+keeps the pod ContainerCreating, as a kubelet waiting to mount it). Other volume types fail
+with a clear message.
 """
 
 from __future__ import annotations
@@ -81,6 +84,49 @@ def _downward(directory: Path, pod: Obj, items: list[Obj], default_mode: int | N
         _write(directory, item["path"], value.encode(), _mode(item.get("mode"), default_mode))
 
 
+# PersistentVolumeSpec fields that are not a volume source.
+_PV_FIELDS = frozenset({
+    "accessModes", "capacity", "claimRef", "mountOptions", "nodeAffinity",
+    "persistentVolumeReclaimPolicy", "storageClassName", "volumeMode",
+    "volumeAttributesClassName",
+})
+
+
+def claimed_path(claim: Obj, namespace: str, fetch: Fetch) -> Path:
+    """The host directory of the PersistentVolume bound to ``claim`` (a pod volume's
+    ``persistentVolumeClaim``); ConfigError while the claim is missing or unbound."""
+    name = claim["claimName"]
+    pvc = fetch("persistentvolumeclaims", namespace, name)
+    if pvc is None:
+        raise ConfigError(f'persistentvolumeclaim "{name}" not found')
+    phase = (pvc.get("status") or {}).get("phase", "Pending")
+    volume_name = (pvc.get("spec") or {}).get("volumeName")
+    if phase != "Bound" or not volume_name:
+        raise ConfigError(f'persistentvolumeclaim "{name}" is not bound (phase {phase})')
+    pv = fetch("persistentvolumes", "", volume_name)
+    if pv is None:
+        raise ConfigError(f'persistentvolume "{volume_name}" of claim "{name}" not found')
+    bound_to = (pv["spec"].get("claimRef") or {}).get("uid")
+    if bound_to != pvc["metadata"]["uid"]:
+        raise ConfigError(f'persistentvolume "{volume_name}" is not bound to claim "{name}"')
+    if "hostPath" in pv["spec"]:
+        source = pv["spec"]["hostPath"]
+        path = Path(source["path"])
+        if source.get("type") == "DirectoryOrCreate":
+            path.mkdir(parents=True, exist_ok=True)
+    elif "local" in pv["spec"]:
+        path = Path(pv["spec"]["local"]["path"])
+    else:
+        kinds = sorted(k for k in pv["spec"] if k not in _PV_FIELDS)
+        raise ConfigError(
+            f'persistentvolume "{volume_name}": type {kinds} is not supported by the process '
+            "node (supported: hostPath, local)"
+        )
+    if not path.is_dir():
+        raise ConfigError(f'persistentvolume "{volume_name}": path {path} does not exist')
+    return path
+
+
 def prepare(pod: Obj, pod_dir: Path, fetch: Fetch, token: TokenSource) -> dict[str, Path]:
     """Materialise every volume of ``pod``; return volume name -> host path."""
     meta, spec = pod["metadata"], pod["spec"]
@@ -91,6 +137,9 @@ def prepare(pod: Obj, pod_dir: Path, fetch: Fetch, token: TokenSource) -> dict[s
         directory = pod_dir / "volumes" / name
         if "hostPath" in volume:
             out[name] = Path(volume["hostPath"]["path"])
+            continue
+        if "persistentVolumeClaim" in volume:
+            out[name] = claimed_path(volume["persistentVolumeClaim"], namespace, fetch)
             continue
         if directory.exists() and "emptyDir" not in volume:
             shutil.rmtree(directory)
@@ -134,7 +183,8 @@ def prepare(pod: Obj, pod_dir: Path, fetch: Fetch, token: TokenSource) -> dict[s
             kinds = sorted(k for k in volume if k != "name")
             raise ConfigError(
                 f"volume {name}: type {kinds} is not supported by the process node "
-                "(supported: emptyDir, configMap, secret, downwardAPI, projected, hostPath)"
+                "(supported: emptyDir, configMap, secret, downwardAPI, projected, hostPath, "
+                "persistentVolumeClaim)"
             )
     return out
 

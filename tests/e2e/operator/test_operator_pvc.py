@@ -1,0 +1,109 @@
+"""Checkpoints on a PersistentVolumeClaim (a ReadWriteMany volume, as NFS on premises) instead
+of S3: no sidecar, the next attempt restores from the volume."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_support import IMAGE, read_pod, wait_for
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from test_operator_digits import ARGS, PLURAL, events_of, get_job, running_on
+from test_operator_retries import finished
+
+from spotrun import layout, reader
+from spotrun.localstore import LocalStore
+
+pytestmark = pytest.mark.e2e
+
+EPOCHS = 20  # 900 steps: preempted once mid-training
+
+
+@pytest.fixture
+def claim(cluster: Any, namespace: str, tmp_path: Path) -> Iterator[Path]:
+    """A static ReadWriteMany hostPath PersistentVolume bound to the claim ``checkpoints``;
+    yields the volume's host directory."""
+    core = cluster.core()
+    directory = tmp_path / "pv"
+    directory.mkdir()
+    pv = f"checkpoints-{namespace}"
+    core.create_persistent_volume({
+        "metadata": {"name": pv},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
+                 "storageClassName": "", "persistentVolumeReclaimPolicy": "Retain",
+                 "hostPath": {"path": str(directory), "type": "Directory"}},
+    })
+    core.create_namespaced_persistent_volume_claim(namespace, {
+        "metadata": {"name": "checkpoints"},
+        "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "", "volumeName": pv,
+                 "resources": {"requests": {"storage": "1Gi"}}},
+    })
+    wait_for(lambda: core.read_namespaced_persistent_volume_claim("checkpoints", namespace)
+             .status.phase == "Bound", "the claim to be bound", timeout=60)
+    try:
+        yield directory
+    finally:
+        try:
+            core.delete_persistent_volume(pv)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+
+def committed_steps(root: Path) -> list[int]:
+    folder = root / layout.CHECKPOINTS
+    names = [p.parent.name for p in folder.glob(f"*/{layout.MANIFEST}")] if folder.is_dir() else []
+    return sorted(s for n in names if (s := layout.parse_step_dirname(n)) is not None)
+
+
+def test_checkpoints_on_a_pvc_survive_a_preemption(
+    cluster, namespace, operator, process_node, claim
+):
+    core, custom = cluster.core(), client.CustomObjectsApi(cluster.api)
+    custom.create_namespaced_custom_object(*ARGS, namespace, PLURAL, {
+        "apiVersion": "spotrun.dev/v1alpha1", "kind": "ResumableTrainingJob",
+        "metadata": {"name": "pvc"},
+        "spec": {
+            "template": {"spec": {"containers": [{
+                "name": "trainer", "image": IMAGE,
+                "command": ["python", "examples/digits/train.py", "--epochs", str(EPOCHS)],
+            }]}},
+            "checkpoint": {"storage": {"pvc": {"claimName": "checkpoints"}},
+                           "sidecarPort": 18700},
+            "terminationGracePeriodSeconds": 30,
+        },
+    })
+    node = wait_for(lambda: running_on(core, namespace, "pvc-1"), "pvc-1 to run", timeout=120)
+    pod = read_pod(core, namespace, "pvc-1")
+    assert not pod.spec.init_containers  # no sidecar: nothing to sync
+    assert [v.persistent_volume_claim.claim_name for v in pod.spec.volumes
+            if v.persistent_volume_claim] == ["checkpoints"]
+    wait_for(lambda: [s for s in committed_steps(claim) if s >= 100],
+             "a checkpoint past step 100 on the volume", timeout=120)
+    process_node.preempt(node)
+    process_node.add_node("spot")
+
+    done = wait_for(lambda: finished(custom, namespace, "pvc"), "the job to finish", timeout=180)
+    status = done["status"]
+    assert status["phase"] == "Succeeded", status
+    assert (status["preemptions"], status["failures"], status["attempt"]) == (1, 0, 2)
+
+    saved = re.search(r"step (\d+) is durable; exiting 0", process_node.log(namespace, "pvc-1",
+                                                                            "trainer"))
+    assert saved, process_node.log(namespace, "pvc-1", "trainer")[-2000:]
+    step = int(saved.group(1))
+    assert 100 <= step < EPOCHS * 45
+    second = process_node.log(namespace, "pvc-2", "trainer")
+    assert f"restored step {step} " in second, second[-2000:]
+
+    final = EPOCHS * 45
+    assert committed_steps(claim)[-1] == final
+    newest = reader.newest_valid(LocalStore(str(claim)))
+    assert newest is not None and newest.step == final  # every file matches its manifest
+    reasons = [r for r, _ in events_of(core, namespace, "pvc")]
+    assert reasons.count("Preempted") == 1, reasons
+    assert get_job(custom, namespace, "pvc")["status"]["phase"] == "Succeeded"
