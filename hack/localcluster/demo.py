@@ -1,0 +1,300 @@
+"""`make demo`: the digits job on the local cluster, its spot node preempted twice.
+
+``main`` sets everything up (the S3 server, the control plane with 3 spot and 1 on-demand
+process nodes, ``helm install`` of charts/spotrun, the S3 Secret), submits
+manifests/examples/job.yaml, and hands over to ``watch_job``: live progress the way
+``kubectl get rtj -w`` shows it, two preemptions at random steps, then the summary and
+demo-report.png. Everything it started is stopped at the end, on an error or on Ctrl-C.
+``watch_job`` is also what the e2e test drives against the test session's cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import config, controlplane, procs, s3server, state
+from .demoreport import Attempt, Outcome, Preemption, draw, summary
+from .node.handle import ProcessNode
+
+GROUP, VERSION, PLURAL = "spotrun.dev", "v1alpha1", "resumabletrainingjobs"
+LABEL_JOB, LABEL_ATTEMPT, LABEL_CAPACITY = (
+    "spotrun.dev/job",
+    "spotrun.dev/attempt",
+    "spotrun.dev/capacity",
+)
+# The job it submits; SPOTRUN_DEMO_JOB names another file (e.g. your own job).
+JOB_FILE = Path(
+    os.environ.get("SPOTRUN_DEMO_JOB", config.REPO_ROOT / "manifests" / "examples" / "job.yaml")
+)
+CHART = config.REPO_ROOT / "charts" / "spotrun"
+OPERATOR_NAMESPACE = "spotrun-system"
+SECRET = "s3-credentials"
+
+
+def load_job(path: Path, bucket: str, endpoint: str) -> dict[str, Any]:
+    """The example job, pointed at this S3 server and bucket (the prefix is kept)."""
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    job: dict[str, Any] = copy.deepcopy(
+        next(d for d in docs if d.get("kind") == "ResumableTrainingJob")
+    )
+    storage = job["spec"]["checkpoint"]["storage"]
+    prefix = str(storage["uri"]).removeprefix("s3://").partition("/")[2]
+    storage["uri"] = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+    storage["endpoint"] = endpoint
+    return job
+
+
+def planned_epochs(job: dict[str, Any]) -> int | None:
+    """``--epochs N`` of the trainer's command, if it says."""
+    for c in job["spec"]["template"]["spec"]["containers"]:
+        argv = [str(x) for x in (c.get("command") or []) + (c.get("args") or [])]
+        if "--epochs" in argv[:-1]:
+            return int(argv[argv.index("--epochs") + 1])
+    return None
+
+
+def preemption_steps(total: int, rng: random.Random) -> list[int]:
+    """Two random moments: one in the first 20–40 % of training, one at 55–80 %."""
+    return [int(total * rng.uniform(0.2, 0.4)), int(total * rng.uniform(0.55, 0.8))]
+
+
+@dataclass
+class Watch:
+    """What the demo saw of one job: its attempts (log lines included) and the preemptions."""
+
+    core: Any
+    namespace: str
+    name: str
+    trainer: str
+    t0: float = field(default_factory=time.monotonic)
+    attempts: dict[str, Attempt] = field(default_factory=dict)
+    preemptions: list[Preemption] = field(default_factory=list)
+    followers: list[threading.Thread] = field(default_factory=list)
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def observe(self, pods: list[Any]) -> None:
+        seen = set()
+        for pod in pods:
+            meta = pod.metadata
+            seen.add(meta.name)
+            labels = meta.labels or {}
+            a = self.attempts.setdefault(
+                meta.name, Attempt(int(labels.get(LABEL_ATTEMPT, "0")), meta.name)
+            )
+            a.node = pod.spec.node_name or a.node
+            a.capacity = labels.get(LABEL_CAPACITY, a.capacity)
+            running = any(
+                s.name == self.trainer and s.state and s.state.running
+                for s in (pod.status.container_statuses or [])
+            )
+            if running and a.started is None:
+                a.started = self.now()
+                self.follow(a)
+            if pod.status.phase in ("Succeeded", "Failed") and a.ended is None:
+                a.ended = self.now()
+        for name, a in self.attempts.items():
+            if name not in seen and a.ended is None:
+                a.ended = self.now()
+
+    def follow(self, a: Attempt) -> None:
+        def run() -> None:
+            try:
+                stream = self.core.read_namespaced_pod_log(
+                    a.pod, self.namespace, container=self.trainer, follow=True,
+                    _preload_content=False,
+                )
+                rest = b""
+                for chunk in stream.stream(4096):
+                    rest += chunk
+                    *lines, rest = rest.split(b"\n")
+                    for line in lines:
+                        a.feed(line.decode(errors="replace"), self.now())
+            except Exception as err:  # noqa: BLE001 - a lost log stream only thins the report
+                print(f"  (log of {a.pod} ended: {type(err).__name__})", flush=True)
+
+        thread = threading.Thread(target=run, name=f"log-{a.pod}", daemon=True)
+        thread.start()
+        self.followers.append(thread)
+
+    def ordered(self) -> list[Attempt]:
+        return sorted(self.attempts.values(), key=lambda a: a.number)
+
+
+def _row(cells: list[str]) -> str:
+    widths = [8, 11, 8, 7, 12, 12, 14]
+    return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
+
+
+def watch_job(
+    api: Any,
+    job: dict[str, Any],
+    namespace: str,
+    preempt: Callable[[str], None],
+    add_spot_node: Callable[[], str],
+    out: Path,
+    seed: int = 7,
+    timeout: float = 900.0,
+    echo: Callable[[str], None] = print,
+) -> list[str]:
+    """Submit ``job``, preempt its spot node twice at random steps, report; the summary lines."""
+    from kubernetes import client
+
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    name = job["metadata"]["name"]
+    trainer = job["spec"]["template"]["spec"]["containers"][0]["name"]
+    rng = random.Random(seed)
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, job)
+    w = Watch(core, namespace, name, trainer)
+    echo(_row(["NAME", "PHASE", "ATTEMPT", "STEP", "CHECKPOINT", "PREEMPTIONS", "NODE"]))
+    targets: list[int] | None = None
+    last_row: list[str] = []
+    status: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body: dict[str, Any] = custom.get_namespaced_custom_object(  # type: ignore[assignment]
+            GROUP, VERSION, namespace, PLURAL, name
+        )
+        status = body.get("status") or {}
+        pods = core.list_namespaced_pod(namespace, label_selector=f"{LABEL_JOB}={name}").items
+        w.observe(pods)
+        attempts = w.ordered()
+        current = attempts[-1] if attempts else None
+        step = max((a.last_step for a in attempts), default=0)
+        row = [
+            name, str(status.get("phase", "")), str(status.get("attempt", "")),
+            str(step), str((status.get("lastCheckpoint") or {}).get("step", "")),
+            str(status.get("preemptions", 0)), current.node if current else "",
+        ]
+        if row != last_row and (row[:3] + row[4:] != last_row[:3] + last_row[4:]
+                                or step - int(last_row[3] or 0) >= 100):
+            echo(_row(row))
+            last_row = row
+        if status.get("phase") in ("Succeeded", "Failed"):
+            break
+        if targets is None and attempts and attempts[0].steps_per_epoch:
+            epochs = planned_epochs(job) or 20
+            targets = preemption_steps(epochs * attempts[0].steps_per_epoch, rng)
+            echo(f"# the demo will preempt the spot node at steps {targets[0]} and {targets[1]}")
+        due = targets[len(w.preemptions)] if targets and len(w.preemptions) < 2 else None
+        if (
+            due is not None and current is not None and current.ended is None
+            and current.capacity == "spot" and current.node and current.last_step >= due
+            and all(p.attempt != current.number for p in w.preemptions)
+        ):
+            w.preemptions.append(Preemption(w.now(), current.node, current.number,
+                                            current.last_step))
+            echo(f"# preempting {current.node} (spot) at step {current.last_step}: "
+                 "interruption notice, drain, node deleted")
+            preempt(current.node)
+            echo(f"# a new spot node joins: {add_spot_node()}")
+        time.sleep(0.5)
+    else:
+        raise TimeoutError(f"{namespace}/{name} did not finish within {timeout:.0f}s")
+    for thread in w.followers:
+        thread.join(timeout=15)
+    w.observe(core.list_namespaced_pod(namespace, label_selector=f"{LABEL_JOB}={name}").items)
+    cost = job["spec"].get("cost") or {}
+    outcome = Outcome(
+        str(status.get("phase")),
+        float(status.get("spotSeconds") or 0),
+        float(status.get("onDemandSeconds") or 0),
+        cost.get("spotHourly"),
+        cost.get("onDemandHourly"),
+    )
+    lines = summary(w.ordered(), w.preemptions, outcome, w.now())
+    draw(w.ordered(), w.preemptions, out)
+    return lines + [f"picture: {out}"]
+
+
+def _run(argv: list[str], **kwargs: Any) -> None:
+    print("$ " + " ".join(argv), flush=True)
+    subprocess.run(argv, check=True, **kwargs)
+
+
+def _install(record: state.ClusterRecord) -> Any:
+    """``helm install`` the chart (the process node runs the operator's pod), the S3 Secret."""
+    from kubernetes import client
+    from kubernetes import config as kube_config
+
+    cp, s3 = record.control_plane, record.s3
+    assert cp is not None and s3 is not None
+    env = {**os.environ, "KUBECONFIG": cp.kubeconfig}
+    _run([str(config.binary("helm")), "install", "spotrun", str(CHART),
+          "--namespace", OPERATOR_NAMESPACE, "--create-namespace", "--wait", "--timeout", "3m"],
+         env=env)
+    api = kube_config.new_client_from_config(config_file=cp.kubeconfig)  # type: ignore[no-untyped-call]
+    client.CoreV1Api(api).create_namespaced_secret("default", client.V1Secret(
+        metadata=client.V1ObjectMeta(name=SECRET),
+        string_data={"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key},
+    ))
+    print(f"secret default/{SECRET} holds the S3 keys; the operator cannot read it", flush=True)
+    return api
+
+
+def _down(st: Path) -> None:
+    controlplane.stop(st)
+    s3server.stop(st)
+    procs.sweep(st)
+    record = state.load(st)
+    record.control_plane, record.s3 = None, None
+    state.save(st, record)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hack/demo", description=__doc__)
+    parser.add_argument("--seed", type=int, default=7, help="where the preemptions fall")
+    parser.add_argument("--out", type=Path, default=config.REPO_ROOT / "demo-report.png")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the cluster up afterwards (`hack/cluster down` stops it)")
+    args = parser.parse_args(argv)
+    # Its own state dir: the demo starts and stops its cluster, never one `hack/cluster up` made.
+    st = Path(os.environ.get("SPOTRUN_STATE_DIR", config.cache_dir() / "demo"))
+    print(f"spotrun demo: local cluster in {st}", flush=True)
+    _down(st)  # a re-run starts clean
+    started = time.monotonic()
+    try:
+        record = state.load(st)
+        record.s3 = s3server.start(st)
+        state.save(st, record)
+        record.control_plane = controlplane.start(
+            st, 3, 1, progress=lambda message: print(f"  {message}", flush=True))
+        state.save(st, record)
+        print(f"cluster up in {time.monotonic() - started:.0f}s: S3 at {record.s3.endpoint}, "
+              "3 spot and 1 on-demand process nodes", flush=True)
+        api = _install(record)
+        node = ProcessNode(record.control_plane.node_control_port, st)
+        job = load_job(JOB_FILE, record.s3.bucket, record.s3.endpoint)
+        print(f"$ kubectl apply -f {JOB_FILE.relative_to(config.REPO_ROOT)}", flush=True)
+        lines = watch_job(api, job, "default", lambda n: node.preempt(n, 2.0),
+                          lambda: node.add_node("spot"), args.out, seed=args.seed)
+        print("\n" + "\n".join(lines), flush=True)
+        return 0 if lines[0].startswith("job Succeeded") else 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: tearing everything down", flush=True)
+        return 130
+    finally:
+        if args.keep:
+            print("cluster left up: `eval \"$(hack/cluster env)\"` with "
+                  f"SPOTRUN_STATE_DIR={st}; `hack/cluster down` when done", flush=True)
+        else:
+            _down(st)
+            print("demo cluster stopped; no process left", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
