@@ -6,8 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv test test-unit test-integration test-e2e lint demo bench bench-s3 clean crd
-.PHONY: binaries binaries-s3 cluster-up cluster-down lint-hack
+.PHONY: venv test test-unit test-integration test-e2e lint demo demo-local bench bench-s3 clean crd
+.PHONY: binaries binaries-s3 cluster-up cluster-down lint-hack manifests
 
 venv: $(STAMP)
 
@@ -48,17 +48,33 @@ lint-hack: venv
 
 test: lint test-unit test-integration test-e2e
 
-demo: venv
+# The cluster demo (hack/localcluster/demo.py): helm install, the example job, 2 preemptions,
+# a summary and demo-report.png. demo-local: the same kind of chaos without Kubernetes.
+demo: venv binaries
+	hack/demo
+
+demo-local: venv
 	$(VENV)/bin/spotrun chaos --kills 3 --sigkill 2 --seed 7 -- $(PY) examples/digits/train.py --epochs 4
 
+# The CRDs are generated into manifests/ and copied into the chart (a test checks the copies).
 crd: venv
 	$(PY) -m spotrun_operator.crd manifests/crd.yaml
+	$(PY) -m spotrun_operator.reference docs/reference.md
+	cp manifests/crd.yaml charts/spotrun/files/crd.yaml
+	if [ -f manifests/kopf-peering-crd.yaml ]; then cp manifests/kopf-peering-crd.yaml charts/spotrun/files/; fi
+
+# manifests/{install,rbac,operator}.yaml rendered from charts/spotrun (a test fails when stale).
+manifests: venv crd
+	$(PY) charts/generate_manifests.py
 
 bench: venv
 	$(PY) bench/checksum_speed.py && $(PY) bench/checkpoint_bench.py
 
 bench-s3: venv binaries-s3
 	$(PY) bench/s3_bench.py
+
+bench-operator: venv binaries
+	$(PY) bench/operator_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

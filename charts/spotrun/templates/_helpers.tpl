@@ -95,9 +95,10 @@ holds them when it watches all namespaces, a Role in each watched namespace othe
   resources: [customresourcedefinitions]
   verbs: [get, list, watch]
 {{- if and (include "spotrun.peering" .) (not .Values.watchNamespaces) }}
-# --- kopf: peering of 2+ replicas (one active), cluster-wide.
+# --- kopf: peering of 2+ replicas (one active): a ClusterKopfPeering when it watches all
+# namespaces, a KopfPeering per namespace when started with --namespace.
 - apiGroups: [kopf.dev]
-  resources: [clusterkopfpeerings]
+  resources: [clusterkopfpeerings, kopfpeerings]
   verbs: [get, list, watch, patch]
 {{- end }}
 {{- end }}
