@@ -2,7 +2,9 @@
 
 Namespace-scoped with ``--namespace`` (repeatable) or ``SPOTRUN_NAMESPACES`` (comma-separated);
 cluster-wide otherwise. ``--liveness`` serves kopf's health endpoint; ``--peering`` joins a
-kopf peering so that of several replicas only one is active.
+kopf peering so that of several replicas only one is active. ``--metrics-port N``
+(``SPOTRUN_METRICS_PORT``; 0 or unset: off) serves Prometheus metrics at ``:N/metrics``;
+``--log-level`` (``SPOTRUN_LOG_LEVEL``, default INFO) sets how much the operator logs.
 """
 
 from __future__ import annotations
@@ -24,15 +26,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--liveness",
         default=os.environ.get("SPOTRUN_LIVENESS"),
-        help="e.g. http://0.0.0.0:8080/healthz",
+        help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz",
     )
     p.add_argument(
         "--peering",
         default=os.environ.get("SPOTRUN_PEERING"),
         help="kopf peering name (for 2+ replicas); default: standalone",
     )
-    p.add_argument("--verbose", "-v", action="store_true")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("SPOTRUN_METRICS_PORT") or 0),
+        help="serve Prometheus metrics at http://0.0.0.0:PORT/metrics; 0: off (default)",
+    )
+    p.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        default=(os.environ.get("SPOTRUN_LOG_LEVEL") or "INFO").upper(),
+        help="the operator's log level (default INFO: decisions and Events)",
+    )
+    p.add_argument("--verbose", "-v", action="store_true", help="kopf's own verbose logging")
     args = p.parse_args(argv)
+    os.environ["SPOTRUN_LOG_LEVEL"] = args.log_level  # read by the kopf startup handler
     namespaces = args.namespace or [
         n for n in os.environ.get("SPOTRUN_NAMESPACES", "").split(",") if n
     ]
@@ -41,8 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     cmd += [f"--peering={args.peering}"] if args.peering else ["--standalone"]
     if args.liveness:
         cmd.append(f"--liveness={args.liveness}")
-    if args.verbose:
-        cmd.append("--verbose")
+    if args.verbose or args.log_level == "DEBUG":
+        cmd.append("--debug" if args.log_level == "DEBUG" else "--verbose")
+    elif args.log_level in ("WARNING", "ERROR"):
+        cmd.append("--quiet")
+    if args.metrics_port:
+        from .metrics import METRICS
+
+        METRICS.serve(args.metrics_port)
     from kopf import cli
 
     try:

@@ -36,6 +36,7 @@ INTERRUPTION_TAINTS = frozenset(
 )
 PREEMPTION_REASONS = frozenset({"Evicted", "NodeLost", "Shutdown", "Terminated", "NodeShutdown"})
 SIGTERM_EXIT = 143
+PROGRESS_SECONDS = 5.0  # a running attempt's sidecar is asked for its progress this often
 SIGKILL_EXIT = 137
 
 
@@ -54,6 +55,7 @@ class Ended:
     message: str = ""
     checkpoint: m.CheckpointRef | None = None
     seconds: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -64,6 +66,13 @@ class Plan:
     release: list[str] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
     requeue_after: float | None = None
+    ended: Ended | None = None  # the end of an attempt this plan records
+    delete_job: bool = False  # ttlSecondsAfterFinished has run out
+
+    def requeue(self, seconds: float) -> None:
+        """Recheck no later than ``seconds`` from now."""
+        if self.requeue_after is None or seconds < self.requeue_after:
+            self.requeue_after = seconds
 
 
 def ts(when: datetime) -> str:
@@ -102,26 +111,71 @@ def interruption_taint(node: dict[str, Any] | None) -> str | None:
     return None
 
 
-def sidecar_checkpoint(pod: dict[str, Any]) -> m.CheckpointRef | None:
-    """The sidecar's termination message (one line of JSON) as a CheckpointRef."""
+def checkpoint_report(data: Any) -> tuple[m.CheckpointRef, dict[str, float]] | None:
+    """A checkpoint as the sidecar reports it (its /status or its termination message):
+    the CheckpointRef and the checkpoint's metrics; None for anything without a step."""
+    if not isinstance(data, dict) or not isinstance(data.get("step"), int):
+        return None
+    epoch, metrics = data.get("epoch"), data.get("metrics")
+    ref = m.CheckpointRef(
+        step=data["step"],
+        epoch=epoch if isinstance(epoch, int) else None,
+        uri=data["uri"] if isinstance(data.get("uri"), str) else None,
+        time=data["time"] if isinstance(data.get("time"), str) else None,
+        finalSaved=bool(data["finalSaved"]) if "finalSaved" in data else None,
+    )
+    numbers = {
+        str(k): float(v)
+        for k, v in (metrics.items() if isinstance(metrics, dict) else ())
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    return ref, numbers
+
+
+def progress_text(step: int | None, epoch: int | None, metrics: dict[str, float]) -> str:
+    """``step 450 (epoch 3), loss 0.123``: what `kubectl get rtj` shows as progress."""
+    text = f"step {step}" + (f" (epoch {epoch})" if epoch is not None else "")
+    names = sorted(metrics, key=lambda k: (k != "loss", k))[:2]
+    return ", ".join([text, *(f"{k} {metrics[k]:.4g}" for k in names)])
+
+
+def sidecar_report(pod: dict[str, Any]) -> tuple[m.CheckpointRef, dict[str, float]] | None:
+    """The sidecar's termination message (one line of JSON): its newest durable checkpoint."""
     cs = _status_of(pod, SIDECAR, init=True) or {}
     for state in (cs.get("state") or {}, cs.get("lastState") or {}):
         message = (state.get("terminated") or {}).get("message")
         if not message:
             continue
         try:
-            data = json.loads(message)
+            return checkpoint_report(json.loads(message))
         except json.JSONDecodeError:
             return None
-        if not isinstance(data, dict) or data.get("step") is None:
-            return None
-        return m.CheckpointRef(
-            step=int(data["step"]),
-            uri=data.get("uri"),
-            time=data.get("time"),
-            finalSaved=bool(data.get("finalSaved")),
-        )
     return None
+
+
+def sidecar_checkpoint(pod: dict[str, Any]) -> m.CheckpointRef | None:
+    """The sidecar's termination message as a CheckpointRef."""
+    report = sidecar_report(pod)
+    return report[0] if report is not None else None
+
+
+def observe_checkpoint(st: m.JobStatus, ref: m.CheckpointRef, metrics: dict[str, float]) -> None:
+    """A durable checkpoint seen (live /status or an attempt's end) moves the progress on.
+
+    Never backwards; at the same step what is known already (finalSaved, uri) is kept."""
+    old = st.lastCheckpoint
+    if ref.step is None or (old is not None and (old.step or 0) > ref.step):
+        return
+    if old is not None and old.step == ref.step:
+        ref = m.CheckpointRef(
+            step=ref.step,
+            epoch=old.epoch if old.epoch is not None else ref.epoch,
+            uri=old.uri or ref.uri,
+            time=old.time or ref.time,
+            finalSaved=ref.finalSaved if ref.finalSaved is not None else old.finalSaved,
+        )
+    st.lastCheckpoint = ref
+    st.progress = progress_text(ref.step, ref.epoch, metrics)
 
 
 def _run_seconds(pod: dict[str, Any], trainer: dict[str, Any] | None) -> float:
@@ -146,7 +200,8 @@ def classify_end(
     trainer = _status_of(pod, trainer_name)
     terminated = ((trainer or {}).get("state") or {}).get("terminated") or {}
     code = terminated.get("exitCode")
-    checkpoint = sidecar_checkpoint(pod)
+    report = sidecar_report(pod)
+    checkpoint, metrics = report if report is not None else (None, {})
     seconds = _run_seconds(pod, trainer)
     signs = []
     if _has_condition(pod, "DisruptionTarget"):
@@ -164,15 +219,13 @@ def classify_end(
     if code == SIGTERM_EXIT:
         signs.append("exit after SIGTERM")
     if signs and suspended:
-        return Ended(Outcome.SUSPENDED, "suspended", code, checkpoint=checkpoint, seconds=seconds)
+        return Ended(Outcome.SUSPENDED, "suspended", code, "", checkpoint, seconds, metrics)
     if signs:
-        return Ended(
-            Outcome.PREEMPTED, ", ".join(signs), code, checkpoint=checkpoint, seconds=seconds
-        )
+        return Ended(Outcome.PREEMPTED, ", ".join(signs), code, "", checkpoint, seconds, metrics)
     if phase == "Succeeded":
-        return Ended(Outcome.SUCCEEDED, "exit 0", 0, checkpoint=checkpoint, seconds=seconds)
+        return Ended(Outcome.SUCCEEDED, "exit 0", 0, "", checkpoint, seconds, metrics)
     message = str(terminated.get("message") or terminated.get("reason") or "").strip()
-    return Ended(Outcome.FAILED, f"exit code {code}", code, message, checkpoint, seconds)
+    return Ended(Outcome.FAILED, f"exit code {code}", code, message, checkpoint, seconds, metrics)
 
 
 def set_condition(
@@ -244,12 +297,9 @@ class _Planner:
 
     def record(self, ended: Ended, capacity: str) -> None:
         st, spec, name = self.st, self.spec, pod_name(self.job.name, self.st.attempt)
-        if ended.checkpoint is not None and (
-            st.lastCheckpoint is None
-            or (ended.checkpoint.step or 0) >= (st.lastCheckpoint.step or 0)
-        ):
-            st.lastCheckpoint = ended.checkpoint
-            st.progress = f"step {ended.checkpoint.step}"
+        self.plan.ended = ended
+        if ended.checkpoint is not None:
+            observe_checkpoint(st, ended.checkpoint, ended.metrics)
         if capacity == "on-demand":
             st.onDemandSeconds = round(st.onDemandSeconds + ended.seconds, 3)
         else:
@@ -335,8 +385,38 @@ def plan(
     nodes: dict[str, dict[str, Any]],
     gpus_available: bool,
     now: datetime,
+    live: Any = None,
 ) -> Plan:
-    """Everything the operator should do for ``job`` now, given its pods and the nodes."""
+    """Everything the operator should do for ``job`` now, given its pods and the nodes.
+
+    ``live`` is what the running attempt's sidecar reports at /status (its newest durable
+    checkpoint), when the operator could read it."""
+    out = _plan(job, pods, nodes, gpus_available, now, live)
+    _expire(out, job.spec, now)
+    return out
+
+
+def _expire(out: Plan, spec: m.JobSpec, now: datetime) -> None:
+    """ttlSecondsAfterFinished: a finished job is deleted that long after completionTime."""
+    st = out.status
+    done = parse_ts(st.completionTime)
+    if spec.ttlSecondsAfterFinished is None or st.phase not in ("Succeeded", "Failed") or not done:
+        return
+    left = (done - now).total_seconds() + spec.ttlSecondsAfterFinished
+    if left <= 0:
+        out.delete_job = True
+    else:
+        out.requeue(left)
+
+
+def _plan(
+    job: Job,
+    pods: list[dict[str, Any]],
+    nodes: dict[str, dict[str, Any]],
+    gpus_available: bool,
+    now: datetime,
+    live: Any,
+) -> Plan:
     p = _Planner(job, now)
     st, spec, out = p.st, job.spec, p.plan
     st.observedGeneration = job.generation
@@ -381,8 +461,14 @@ def plan(
             p.record(ended, capacity)
             out.release.append(current or "")
             _savings(st, spec)
+            _replace_at_once(p, gpus_available)
             return out
         _observe_running(p, pod, node)
+        if pod.get("status", {}).get("phase") == "Running" and not spec.suspend:
+            if (report := checkpoint_report(live)) is not None:
+                observe_checkpoint(st, *report)
+            if live is not None:
+                out.requeue(PROGRESS_SECONDS)
         return out
     if current is not None and st.activePod == current:
         # The pod vanished without a recorded end (deleted by force): the platform took it.
@@ -390,9 +476,17 @@ def plan(
             Ended(Outcome.SUSPENDED if spec.suspend else Outcome.PREEMPTED, "pod disappeared"),
             "on-demand" if st.onDemand else "spot",
         )
+        _replace_at_once(p, gpus_available)
         return out
     _start_attempt(p, gpus_available)
     return out
+
+
+def _replace_at_once(p: _Planner, gpus_available: bool) -> None:
+    """Without backoff the next attempt's pod is created by the pass that saw the end (its
+    name is fixed, so a repeated pass cannot make a second one)."""
+    if p.st.phase == "Restarting" and p.st.notBefore is None:
+        _start_attempt(p, gpus_available)
 
 
 def _trainer_index(job: Job) -> int:

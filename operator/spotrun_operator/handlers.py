@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,9 @@ from kubernetes.client.exceptions import ApiException
 
 from . import decisions
 from .builders import LABEL_JOB
+from .cleanup import LABEL_CLEANUP
 from .kube import Conflict, Kube, load_config
+from .metrics import METRICS, Metrics
 from .models import GROUP, PLURAL, VERSION
 from .reconcile import reconcile_once
 
@@ -32,6 +35,7 @@ class Reconciler:
     """Serializes passes per job and schedules the next one when a plan asks for it."""
 
     kube: Kube
+    metrics: Metrics = METRICS
     locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     wakeups: dict[tuple[str, str], asyncio.TimerHandle] = field(default_factory=dict)
 
@@ -40,7 +44,10 @@ class Reconciler:
         lock = self.locks.setdefault(key, asyncio.Lock())
         async with lock:
             try:
-                after = await asyncio.to_thread(reconcile_once, self.kube, namespace, name)
+                with self.metrics.reconcile.time():
+                    after = await asyncio.to_thread(
+                        reconcile_once, self.kube, namespace, name, self.metrics
+                    )
             except Conflict as err:
                 log.info("%s; reconciling again", err)
                 after = RETRY_SECONDS
@@ -49,7 +56,7 @@ class Reconciler:
                     "%s/%s: API error %s %s; retrying", namespace, name, err.status, err.reason
                 )
                 after = RETRY_SECONDS * 4
-        if after is not None and after < RESYNC_SECONDS:
+        if after is not None:
             self.wake(namespace, name, max(after, 0.05))
 
     def wake(self, namespace: str, name: str, delay: float) -> None:
@@ -65,6 +72,7 @@ class Reconciler:
         if (old := self.wakeups.pop((namespace, name), None)) is not None:
             old.cancel()
         self.locks.pop((namespace, name), None)
+        self.metrics.job_gone((namespace, name))
 
 
 @kopf.on.startup()
@@ -77,7 +85,8 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     )
     settings.posting.level = logging.WARNING
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not one line per event
-    logging.getLogger("spotrun_operator").setLevel(logging.INFO)  # decisions and Events
+    level = os.environ.get("SPOTRUN_LOG_LEVEL", "INFO").upper()
+    logging.getLogger("spotrun_operator").setLevel(level)  # INFO: decisions and Events
     settings.watching.server_timeout = 300
     memo.reconciler = Reconciler(Kube(load_config()))
 
@@ -109,6 +118,15 @@ async def pod_event(labels: Mapping[str, str], namespace: str | None, memo: Any,
     """A pod of a job changed: reconcile its job."""
     assert namespace is not None
     await _reconciler(memo).run(namespace, labels[LABEL_JOB])
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_CLEANUP: kopf.PRESENT})
+async def cleanup_pod_event(
+    labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
+) -> None:
+    """A checkpoint-cleanup pod of a deleted job changed: carry on with that job."""
+    assert namespace is not None
+    await _reconciler(memo).run(namespace, labels[LABEL_CLEANUP])
 
 
 @kopf.index("", "v1", "pods", labels={LABEL_JOB: kopf.PRESENT})

@@ -60,6 +60,60 @@ class Kube:
         )
         return list(data["items"])
 
+    def list_labelled_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        data = _json(
+            self.core.list_namespaced_pod(
+                namespace, label_selector=selector, _preload_content=False
+            )
+        )
+        return list(data["items"])
+
+    def delete_job(self, namespace: str, name: str, uid: str) -> None:
+        """Delete the job (exactly this one: a UID precondition); its pods follow it."""
+        body: Any = {"preconditions": {"uid": uid}, "propagationPolicy": "Background"}
+        try:
+            self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, body=body, _preload_content=False
+            )
+        except ApiException as err:
+            if err.status == 409:
+                raise Conflict(f"job {namespace}/{name} was replaced") from err
+            if err.status != 404:
+                raise
+
+    def set_job_finalizer(
+        self, body: dict[str, Any], finalizer: str, present: bool
+    ) -> dict[str, Any] | None:
+        """Add or remove one finalizer of the job as read in ``body`` (resourceVersion
+        precondition); returns the job as patched, None when it is gone."""
+        meta = body["metadata"]
+        current = list(meta.get("finalizers") or [])
+        wanted = [f for f in current if f != finalizer] + ([finalizer] if present else [])
+        patch = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
+            {"op": "add", "path": "/metadata/finalizers", "value": wanted},
+        ]
+        try:
+            return dict(
+                _json(
+                    self.custom.patch_namespaced_custom_object(
+                        GROUP,
+                        VERSION,
+                        meta["namespace"],
+                        PLURAL,
+                        meta["name"],
+                        patch,
+                        _preload_content=False,
+                    )
+                )
+            )
+        except ApiException as err:
+            if err.status in (409, 422):
+                raise Conflict(f"job {meta['namespace']}/{meta['name']} changed") from err
+            if err.status == 404:
+                return None
+            raise
+
     def list_nodes(self) -> list[dict[str, Any]]:
         return list(_json(self.core.list_node(_preload_content=False))["items"])
 

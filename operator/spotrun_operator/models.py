@@ -139,10 +139,18 @@ class CheckpointSpec(_Model):
         description="Image of the spotrun sidecar; default: the trainer container's image.",
     )
     sidecarPort: int = Field(
-        default=8471, ge=1024, le=65535, description="Port of the sidecar's HTTP probes."
+        default=8471,
+        ge=1024,
+        le=65535,
+        description="Port of the sidecar's HTTP probes and of its /status (the newest durable "
+        "checkpoint, which the operator reads for status.progress).",
     )
     deleteOnJobDeletion: bool = Field(
-        default=False, description="Delete the checkpoints when the job is deleted."
+        default=False,
+        description="Delete the checkpoints when the job is deleted: the job then carries the "
+        "finalizer spotrun.dev/checkpoint-cleanup, and its deletion runs a one-shot pod "
+        "(`spotrun purge`, with the sidecar's image and credentials) that deletes every object "
+        "under the storage prefix (or empties the PVC path). false: checkpoints stay.",
     )
 
 
@@ -289,7 +297,9 @@ class JobSpec(_Model):
         default=None, ge=1, description="Fail the job when it has run longer than this."
     )
     ttlSecondsAfterFinished: int | None = Field(
-        default=None, ge=0, description="Delete the job this long after it finished."
+        default=None,
+        ge=0,
+        description="Delete the job (and its pods) this many seconds after completionTime.",
     )
     terminationGracePeriodSeconds: int = Field(
         default=60,
@@ -348,10 +358,16 @@ class JobStatus(_Model):
         default=None, description="The next attempt starts no earlier (backoff, RFC 3339)."
     )
     lastCheckpoint: CheckpointRef | None = Field(
-        default=None, description="The newest durable checkpoint known."
+        default=None,
+        description="The newest durable checkpoint known: from the running attempt's sidecar "
+        "(/status) and from each attempt's end (the sidecar's termination message).",
     )
     lastExitCode: int | None = Field(default=None, description="Trainer exit code, last attempt.")
-    progress: str | None = Field(default=None, description="Progress summary (step).")
+    progress: str | None = Field(
+        default=None,
+        description="Progress of the newest durable checkpoint, e.g. 'step 450 (epoch 3), loss "
+        "0.123'; updated while the attempt runs.",
+    )
     startTime: str | None = Field(default=None, description="When the first attempt started.")
     completionTime: str | None = Field(default=None, description="When the job finished.")
     spotSeconds: float = Field(default=0, description="Pod seconds on spot nodes.")

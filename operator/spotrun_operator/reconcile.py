@@ -9,14 +9,16 @@ dies at.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import ValidationError
 
-from . import decisions
-from .builders import Job
+from . import cleanup, decisions, live
+from .builders import Job, pod_name
 from .kube import Kube
+from .metrics import Metrics
 from .models import COND_FAILED, REASON_INVALID, JobSpec, JobStatus
 
 log = logging.getLogger("spotrun_operator")
@@ -54,15 +56,17 @@ def gpus_available(nodes: list[dict[str, Any]], resource: str) -> bool:
     )
 
 
-def reconcile_once(kube: Kube, namespace: str, name: str) -> float | None:
+def reconcile_once(
+    kube: Kube, namespace: str, name: str, metrics: Metrics | None = None
+) -> float | None:
     """Bring one job one step closer to what it should be; returns seconds until a recheck."""
+    metrics = metrics or Metrics()
+    key = (namespace, name)
+    seen_at = time.time()
     body = kube.get_job(namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
-        # The job is going: its pods go too (ownerReferences), once our finalizer is off.
-        for leftover in kube.list_pods(namespace, name):
-            kube.delete_pod(namespace, leftover["metadata"]["name"])
-            kube.release_pod(namespace, leftover["metadata"]["name"])
-        return None
+        metrics.job_gone(key)
+        return _job_going(kube, namespace, name, body)
     try:
         job = parse(body)
     except InvalidJob as err:
@@ -76,14 +80,24 @@ def reconcile_once(kube: Kube, namespace: str, name: str) -> float | None:
         {n["metadata"]["name"]: n for n in nodes},
         gpus_available(nodes, job.spec.gpu.resourceName),
         datetime.now(timezone.utc),
+        live=_live_report(job, pods),
     )
     if plan.create is not None and kube.create_pod(namespace, plan.create):
         log.info("created pod %s/%s", namespace, plan.create["metadata"]["name"])
+        if plan.status.attempt > 1:
+            metrics.replaced(key, time.time())
     new_status = plan.status.model_dump(mode="json", exclude_none=True)
     old_status = body.get("status") or {}
     if new_status != old_status:
         removed = {k: None for k in old_status if k not in new_status}
-        kube.patch_status(namespace, name, job.resource_version, {**new_status, **removed})
+        body = kube.patch_status(namespace, name, job.resource_version, {**new_status, **removed})
+        metrics.recorded(
+            key,
+            plan.status.preemptions - job.status.preemptions,
+            plan.status.failures - job.status.failures,
+            seen_at,
+        )
+    metrics.job_seen(key, plan.status.phase)
     # The status now records the decision: tell about it before anything below can hit a
     # conflict (a later pass sees the decision as made and would not tell again).
     for kind, reason, message in plan.events:
@@ -94,7 +108,62 @@ def reconcile_once(kube: Kube, namespace: str, name: str) -> float | None:
         kube.delete_pod(namespace, pod)
     for pod in plan.release:
         kube.release_pod(namespace, pod)
+    change = cleanup.finalizer_change(
+        job.spec.checkpoint.deleteOnJobDeletion, body["metadata"].get("finalizers") or []
+    )
+    if change is not None:
+        kube.set_job_finalizer(body, cleanup.FINALIZER, change == "add")
+    if plan.delete_job:
+        log.info(
+            "%s/%s: ttlSecondsAfterFinished=%s has run out: deleting the job",
+            namespace,
+            name,
+            job.spec.ttlSecondsAfterFinished,
+        )
+        kube.delete_job(namespace, name, job.uid)
+        return None
     return plan.requeue_after
+
+
+def _live_report(job: Job, pods: list[dict[str, Any]]) -> Any:
+    """What the current attempt's sidecar reports at /status (None if it cannot be asked)."""
+    current = pod_name(job.name, job.status.attempt)
+    pod = next((p for p in pods if p["metadata"]["name"] == current), None)
+    url = live.sidecar_url(pod, job.spec.checkpoint.sidecarPort) if pod is not None else None
+    return live.fetch(url) if url else None
+
+
+def _job_going(kube: Kube, namespace: str, name: str, body: dict[str, Any] | None) -> float | None:
+    """The job is gone or being deleted: stop its pods; delete its checkpoints if it asks."""
+    leftovers = kube.list_pods(namespace, name)
+    for pod in leftovers:
+        kube.delete_pod(namespace, pod["metadata"]["name"])
+        kube.release_pod(namespace, pod["metadata"]["name"])
+    if body is None or cleanup.FINALIZER not in (body["metadata"].get("finalizers") or []):
+        return None
+    try:
+        job = parse(body)
+    except InvalidJob as err:
+        kube.event(body, "Warning", cleanup.REASON_ABANDONED, f"{err}: checkpoints not deleted")
+        kube.set_job_finalizer(body, cleanup.FINALIZER, False)
+        return None
+    running = any(
+        (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed") for p in leftovers
+    )
+    pods = kube.list_labelled_pods(namespace, f"{cleanup.LABEL_CLEANUP}={name}")
+    todo = cleanup.plan_cleanup(job, running, pods)
+    if todo.create is not None and kube.create_pod(namespace, todo.create):
+        log.info("created cleanup pod %s/%s", namespace, todo.create["metadata"]["name"])
+    elif todo.create is not None:
+        todo.events.clear()  # an earlier pass created it and told already
+    for kind, reason, message in todo.events:
+        log.info("%s/%s: %s: %s", namespace, name, reason, message)
+        kube.event(body, kind, reason, message)
+    if todo.release:
+        kube.set_job_finalizer(body, cleanup.FINALIZER, False)
+    for pod_name_ in todo.delete:
+        kube.delete_pod(namespace, pod_name_)
+    return todo.requeue_after
 
 
 def _mark_invalid(kube: Kube, body: dict[str, Any], message: str) -> None:

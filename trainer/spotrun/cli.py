@@ -111,6 +111,14 @@ def _sidecar(args: argparse.Namespace) -> int:
     return sidecar.run(Settings.from_env(), sidecar.SidecarConfig.from_env())
 
 
+def _purge(args: argparse.Namespace) -> int:
+    from . import purge
+
+    count = purge.purge(args.uri)
+    print(f"deleted {count} object(s) under {args.uri}")
+    return 0
+
+
 def _exec(args: argparse.Namespace) -> int:
     from . import execwrap
 
@@ -150,6 +158,10 @@ def parser() -> argparse.ArgumentParser:
     push.add_argument("dir")
     push.add_argument("uri")
     push.set_defaults(func=_push)
+
+    pg = sub.add_parser("purge", help="delete every object under a job's storage prefix")
+    pg.add_argument("uri", help="s3://bucket/prefix (never a whole bucket) or a directory")
+    pg.set_defaults(func=_purge)
 
     side = sub.add_parser("sidecar", help="restore from and sync to S3 (the pod's sidecar)")
     side.set_defaults(func=_sidecar)

@@ -1,10 +1,14 @@
-"""The sidecar's HTTP probes: /startupz (restore done), /readyz (S3 healthy), /healthz."""
+"""The sidecar's HTTP endpoints: probes /startupz (restore done), /readyz (S3 healthy),
+/healthz; and /status, JSON of the newest durable checkpoint (the operator polls it for
+the job's live progress)."""
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 DEFAULT_PORT = 8471
 
@@ -13,6 +17,8 @@ DEFAULT_PORT = 8471
 class Health:
     started: bool = False
     problem: str | None = None
+    # The newest durable checkpoint: step, epoch, time, uri, metrics (None until there is one).
+    checkpoint: dict[str, Any] | None = None
 
 
 def answer(health: Health, path: str) -> tuple[int, str]:
@@ -25,7 +31,9 @@ def answer(health: Health, path: str) -> tuple[int, str]:
         if not health.started:
             return 503, "restoring the newest checkpoint"
         return (503, f"degraded: {health.problem}") if health.problem else (200, "ok")
-    return 404, "unknown probe; use /startupz, /readyz or /healthz"
+    if path == "/status":
+        return 200, json.dumps(health.checkpoint or {}, separators=(",", ":"))
+    return 404, "unknown path; use /startupz, /readyz, /healthz or /status"
 
 
 def serve(health: Health, port: int) -> ThreadingHTTPServer:
@@ -34,7 +42,8 @@ def serve(health: Health, port: int) -> ThreadingHTTPServer:
             status, body = answer(health, self.path)
             data = body.encode()
             self.send_response(status)
-            self.send_header("Content-Type", "text/plain")
+            kind = "application/json" if self.path == "/status" else "text/plain"
+            self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

@@ -1,0 +1,161 @@
+"""``checkpoint.deleteOnJobDeletion``: the job's checkpoints go with the job. Pure decisions.
+
+While the flag is set the job carries the finalizer ``spotrun.dev/checkpoint-cleanup``.
+When the job is deleted, once no attempt's pod runs any more (a sidecar could still upload),
+the operator creates a one-shot pod ``<job>-cleanup-<try>`` running ``spotrun purge`` on the
+job's storage: the sidecar's image, the same S3 environment and ``secretKeyRef`` as the
+sidecar (the operator itself never reads Secrets), or the same PVC mount. When it Succeeded:
+Event, finalizer off, pod deleted. A failed try: Warning Event and another try, up to
+``MAX_TRIES``; then the finalizer comes off anyway with a Warning naming what is left.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .builders import SIDECAR, VOLUME, Job, contract_env, desired_pod, trainer_index
+
+FINALIZER = "spotrun.dev/checkpoint-cleanup"
+LABEL_CLEANUP = "spotrun.dev/cleanup-of"
+MAX_TRIES = 3
+DEADLINE_SECONDS = 600
+REASON_DELETED = "CheckpointsDeleted"
+REASON_FAILED = "CheckpointCleanupFailed"
+REASON_ABANDONED = "CheckpointCleanupAbandoned"
+_STORAGE_ENV = ("SPOTRUN_STORAGE_URI", "AWS_")
+
+
+def finalizer_change(wanted: bool, finalizers: list[str]) -> Literal["add", "remove"] | None:
+    """Whether the job's own finalizer must be added or removed to match the spec."""
+    if wanted and FINALIZER not in finalizers:
+        return "add"
+    if not wanted and FINALIZER in finalizers:
+        return "remove"
+    return None
+
+
+def target(job: Job) -> str:
+    """What ``spotrun purge`` empties: the S3 prefix, or the checkpoint path on the PVC."""
+    return job.spec.checkpoint.storage.uri or job.spec.checkpoint.path
+
+
+def pod_name(job: str, attempt: int) -> str:
+    return f"{job}-cleanup-{attempt}"
+
+
+def cleanup_pod(job: Job, attempt: int) -> dict[str, Any]:
+    """Try ``attempt`` of the cleanup pod: ``spotrun purge`` with the sidecar's storage access."""
+    spec = job.spec
+    template = spec.template["spec"]
+    trainer = template["containers"][trainer_index(spec)]
+    env = [e for e in contract_env(job, 0, "cpu") if e["name"].startswith(_STORAGE_ENV)]
+    container: dict[str, Any] = {
+        "name": "cleanup",
+        "image": spec.checkpoint.sidecarImage or trainer["image"],
+        "command": ["spotrun", "purge", target(job)],
+        "env": env,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "activeDeadlineSeconds": DEADLINE_SECONDS,
+        "containers": [container],
+    }
+    for key in ("serviceAccountName", "imagePullSecrets", "securityContext"):
+        if key in template:  # web identity (IRSA), registry access, the files' owner
+            pod_spec[key] = copy.deepcopy(template[key])
+    if spec.checkpoint.storage.pvc is not None:
+        attempt_pod = desired_pod(job, 0, on_demand=True, gpus_available=False)["spec"]
+        pod_spec["volumes"] = [v for v in attempt_pod["volumes"] if v["name"] == VOLUME]
+        container["volumeMounts"] = [
+            v
+            for c in attempt_pod["containers"] + attempt_pod.get("initContainers", [])
+            if c["name"] != SIDECAR
+            for v in c.get("volumeMounts") or []
+            if v["name"] == VOLUME
+        ][:1]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(job.name, attempt),
+            "namespace": job.namespace,
+            "labels": {LABEL_CLEANUP: job.name},
+        },
+        "spec": pod_spec,
+    }
+
+
+@dataclass
+class CleanupPlan:
+    create: dict[str, Any] | None = None
+    delete: list[str] = field(default_factory=list)  # cleanup pods, after the release
+    release: bool = False  # take the finalizer off the job
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    requeue_after: float | None = None
+
+
+def _try_of(pod: dict[str, Any]) -> int:
+    tail = pod["metadata"]["name"].rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _why(pod: dict[str, Any]) -> str:
+    status = pod.get("status") or {}
+    for cs in status.get("containerStatuses") or []:
+        done = (cs.get("state") or {}).get("terminated") or {}
+        if done:
+            text = str(done.get("message") or done.get("reason") or "").strip()
+            return f"exit code {done.get('exitCode')}" + (f": {text[-400:]}" if text else "")
+    return str(status.get("message") or status.get("reason") or "failed")
+
+
+def plan_cleanup(
+    job: Job, attempts_running: bool, cleanup_pods: list[dict[str, Any]]
+) -> CleanupPlan:
+    """What to do for a deleted job that still carries the cleanup finalizer."""
+    out = CleanupPlan()
+    where = target(job)
+    if attempts_running:
+        out.requeue_after = 2.0  # the attempt pods were told to stop; their events wake us
+        return out
+    pods = sorted(cleanup_pods, key=_try_of)
+    names = [p["metadata"]["name"] for p in pods]
+    phases = [(p.get("status") or {}).get("phase") for p in pods]
+    if "Succeeded" in phases:
+        out.release, out.delete = True, names
+        out.events.append(("Normal", REASON_DELETED, f"deleted the checkpoints under {where}"))
+        return out
+    if any(ph not in ("Failed", "Succeeded") for ph in phases):
+        out.requeue_after = 5.0  # running; its pod events wake us
+        return out
+    failed = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
+    if len(failed) >= MAX_TRIES:
+        out.release, out.delete = True, names
+        out.events.append(
+            (
+                "Warning",
+                REASON_ABANDONED,
+                f"{len(failed)} tries to delete the checkpoints failed (last: "
+                f"{_why(failed[-1])}); leftover checkpoints remain under {where}",
+            )
+        )
+        return out
+    attempt = (_try_of(pods[-1]) if pods else 0) + 1
+    out.create = cleanup_pod(job, attempt)
+    if failed:
+        out.events.append(
+            (
+                "Warning",
+                REASON_FAILED,
+                f"{failed[-1]['metadata']['name']} could not delete the checkpoints under "
+                f"{where} ({_why(failed[-1])}); try {attempt} of {MAX_TRIES}",
+            )
+        )
+    return out
