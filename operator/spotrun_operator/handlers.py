@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,7 +89,21 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     level = os.environ.get("SPOTRUN_LOG_LEVEL", "INFO").upper()
     logging.getLogger("spotrun_operator").setLevel(level)  # INFO: decisions and Events
     settings.watching.server_timeout = 300
+    configure_peering(settings.peering, os.environ)
     memo.reconciler = Reconciler(Kube(load_config()))
+
+
+def configure_peering(peering: Any, env: Mapping[str, str]) -> None:
+    """Replicas of one Deployment start alike, and kopf pauses every operator of a peering that
+    sees another one of the same priority: so each replica takes its own priority
+    (SPOTRUN_PEERING_PRIORITY, else a random one); the highest is active, the others stand by.
+    SPOTRUN_PEERING_LIFETIME: seconds a silent replica still counts as alive (kopf: 60), i.e.
+    about how long a standby waits before it takes over from one that died."""
+    if peering.standalone:
+        return
+    peering.priority = int(env.get("SPOTRUN_PEERING_PRIORITY") or random.randint(1, 2**31 - 1))
+    if lifetime := env.get("SPOTRUN_PEERING_LIFETIME"):
+        peering.lifetime = int(lifetime)
 
 
 def _reconciler(memo: Any) -> Reconciler:

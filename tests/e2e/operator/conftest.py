@@ -10,7 +10,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,15 +74,18 @@ def cluster_role(cluster: Any) -> str:
 class Operator:
     """The operator as a subprocess; ``kill()`` is SIGKILL, ``start()`` starts a new one."""
 
-    def __init__(self, namespace: str, kubeconfig: Path, log: Path) -> None:
+    def __init__(self, namespace: str, kubeconfig: Path, log: Path, args: Sequence[str] = (),
+                 env: Mapping[str, str] | None = None) -> None:
         self.namespace, self.kubeconfig, self.log_path = namespace, kubeconfig, log
+        self.args, self.env = list(args), dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        env = {**os.environ, **self.env, "KUBECONFIG": str(self.kubeconfig)}
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "spotrun_operator", "--namespace", self.namespace],
+            [sys.executable, "-m", "spotrun_operator", "--namespace", self.namespace,
+             *self.args],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
 
     def kill(self) -> None:
@@ -130,6 +134,17 @@ def operator(
     cluster: Any, namespace: str, crd: Any, cluster_role: str, tmp_path: Path
 ) -> Iterator[Operator]:
     """The operator for ``namespace``, running under its own least-privilege ServiceAccount."""
+    with operators(cluster, namespace, cluster_role, tmp_path) as ops:
+        yield ops[0]
+
+
+@contextmanager
+def operators(
+    cluster: Any, namespace: str, cluster_role: str, tmp_path: Path, count: int = 1,
+    args: Sequence[str] = (), env: Mapping[str, str] | None = None,
+) -> Iterator[list[Operator]]:
+    """``count`` operators for ``namespace`` (with ``args`` and ``env``) under one ServiceAccount
+    bound to ``cluster_role``; afterwards the jobs are deleted and the operators stopped."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
@@ -146,20 +161,24 @@ def operator(
     })
     kubeconfig = tmp_path / "operator.kubeconfig"
     _service_account_kubeconfig(cluster, namespace, "spotrun-operator", kubeconfig)
-    op = Operator(namespace, kubeconfig, tmp_path / "operator.log")
-    op.start()
+    ops = [Operator(namespace, kubeconfig, tmp_path / f"operator{i or ''}.log", args, env)
+           for i in range(count)]
+    for op in ops:
+        op.start()
     try:
-        yield op
+        yield ops
     finally:
         _delete_jobs_and_wait(cluster, namespace)
-        op.stop()
+        for op in ops:
+            op.stop()
         _strip_finalizers(core, namespace)
         try:
             rbac.delete_cluster_role_binding(binding)
         except ApiException as err:
             if err.status != 404:
                 raise
-        print(f"--- operator log ({op.log_path}) ---\n{op.log()[-6000:]}")
+        for op in ops:
+            print(f"--- operator log ({op.log_path}) ---\n{op.log()[-6000:]}")
 
 
 def _delete_jobs_and_wait(cluster: Any, namespace: str) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import random
 import threading
+from typing import Any
 
 import pytest
 from e2e_support import wait_for
 from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
 from test_operator_digits import (
     ARGS,
     EPOCHS,
@@ -21,6 +23,7 @@ from test_operator_digits import (
     steps_in_s3,
 )
 from test_operator_retries import finished, job
+from urllib3.exceptions import ProtocolError
 
 pytestmark = pytest.mark.e2e
 
@@ -58,29 +61,41 @@ def test_suspend_then_resume_keeps_the_progress(cluster, namespace, operator, s3
 
 
 class PodLedger:
-    """Every pod UID seen per pod name, and the most pods of one job alive at once."""
+    """Every pod UID seen per pod name, and the most pods of one job alive at once (a watch
+    that the API server ends is resumed from where it stopped)."""
 
     def __init__(self, core: client.CoreV1Api, namespace: str) -> None:
         self.uids: dict[str, set[str]] = {}
         self.alive: dict[str, dict[str, str]] = {}  # job -> {pod: phase}
         self.most_alive: dict[str, int] = {}
         self._watch = watch.Watch()
+        self._stopped = threading.Event()
         threading.Thread(target=self._run, args=(core, namespace), daemon=True).start()
 
     def _run(self, core: client.CoreV1Api, namespace: str) -> None:
-        for event in self._watch.stream(core.list_namespaced_pod, namespace,
-                                        label_selector="spotrun.dev/job", timeout_seconds=600):
-            pod = event["object"]
-            job_name = pod.metadata.labels["spotrun.dev/job"]
-            self.uids.setdefault(pod.metadata.name, set()).add(pod.metadata.uid)
-            alive = self.alive.setdefault(job_name, {})
-            if event["type"] == "DELETED" or pod.status.phase in ("Succeeded", "Failed"):
-                alive.pop(pod.metadata.name, None)
-            else:
-                alive[pod.metadata.name] = pod.status.phase
-            self.most_alive[job_name] = max(self.most_alive.get(job_name, 0), len(alive))
+        while not self._stopped.is_set():
+            try:
+                for event in self._watch.stream(
+                    core.list_namespaced_pod, namespace, label_selector="spotrun.dev/job",
+                    resource_version=self._watch.resource_version, timeout_seconds=600,
+                ):
+                    self._record(event)
+            except (ApiException, ProtocolError):
+                self._watch.resource_version = None  # expired or cut: list afresh
+
+    def _record(self, event: dict[str, Any]) -> None:
+        pod = event["object"]
+        job_name = pod.metadata.labels["spotrun.dev/job"]
+        self.uids.setdefault(pod.metadata.name, set()).add(pod.metadata.uid)
+        alive = self.alive.setdefault(job_name, {})
+        if event["type"] == "DELETED" or pod.status.phase in ("Succeeded", "Failed"):
+            alive.pop(pod.metadata.name, None)
+        else:
+            alive[pod.metadata.name] = pod.status.phase
+        self.most_alive[job_name] = max(self.most_alive.get(job_name, 0), len(alive))
 
     def stop(self) -> None:
+        self._stopped.set()
         self._watch.stop()
 
 
