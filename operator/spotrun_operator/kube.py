@@ -103,6 +103,7 @@ class Kube:
                         PLURAL,
                         meta["name"],
                         patch,
+                        _content_type="application/json-patch+json",
                         _preload_content=False,
                     )
                 )

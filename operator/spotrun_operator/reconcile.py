@@ -82,10 +82,10 @@ def reconcile_once(
         datetime.now(timezone.utc),
         live=_live_report(job, pods),
     )
+    created_at = None
     if plan.create is not None and kube.create_pod(namespace, plan.create):
         log.info("created pod %s/%s", namespace, plan.create["metadata"]["name"])
-        if plan.status.attempt > 1:
-            metrics.replaced(key, time.time())
+        created_at = time.time()
     new_status = plan.status.model_dump(mode="json", exclude_none=True)
     old_status = body.get("status") or {}
     if new_status != old_status:
@@ -98,6 +98,8 @@ def reconcile_once(
             seen_at,
         )
     metrics.job_seen(key, plan.status.phase)
+    if created_at is not None and plan.status.attempt > 1:
+        metrics.replaced(key, created_at)
     # The status now records the decision: tell about it before anything below can hit a
     # conflict (a later pass sees the decision as made and would not tell again).
     for kind, reason, message in plan.events:

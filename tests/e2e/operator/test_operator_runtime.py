@@ -1,0 +1,208 @@
+"""The operator at runtime: /metrics (jobs by phase, preemptions, reaction time), live
+progress while an attempt runs, ttlSecondsAfterFinished, and checkpoint.deleteOnJobDeletion
+against the real S3 server (true: the prefix is emptied by a cleanup pod; false: it stays).
+Sidecar ports 18600-18699."""
+
+from __future__ import annotations
+
+import re
+import socket
+import urllib.request
+from typing import Any
+
+import pytest
+from e2e_support import IMAGE, wait_for
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from test_operator_digits import (
+    ARGS,
+    PLURAL,
+    events_of,
+    get_job,
+    running_on,
+    s3_secret,
+    steps_in_s3,
+)
+
+pytestmark = pytest.mark.e2e
+
+# A small real trainer: the spotrun Checkpointer, a checkpoint every EVERY steps with its loss.
+TRAINER = """
+import os, time, torch, spotrun
+torch.manual_seed(0)
+model = torch.nn.Linear(4, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+x, y = torch.randn(64, 4), torch.randn(64, 1)
+every, steps = int(os.environ["EVERY"]), int(os.environ["STEPS"])
+with spotrun.Checkpointer(model=model, optimizer=opt, interval_steps=every, keep=2) as ckpt:
+    ckpt.restore()
+    while ckpt.global_step < steps:
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        opt.zero_grad(); loss.backward(); opt.step()
+        ckpt.step(metrics={"loss": loss.item()})
+        time.sleep(float(os.environ["PAUSE"]))
+"""
+
+
+def rtj(
+    name: str, bucket: str, endpoint: str, port: int, steps: int, pause: float = 0.0, **spec: Any
+) -> dict[str, Any]:
+    env = {"EVERY": "20", "STEPS": str(steps), "PAUSE": str(pause)}
+    checkpoint = spec.pop("checkpoint", {})
+    return {
+        "apiVersion": "spotrun.dev/v1alpha1",
+        "kind": "ResumableTrainingJob",
+        "metadata": {"name": name},
+        "spec": {
+            "template": {"spec": {"containers": [{
+                "name": "trainer", "image": IMAGE, "command": ["python", "-c", TRAINER],
+                "env": [{"name": k, "value": v} for k, v in env.items()]}]}},
+            "checkpoint": {"storage": {"uri": f"s3://{bucket}/{name}", "endpoint": endpoint,
+                                       "secretRef": {"name": "s3-credentials"}},
+                           "sidecarPort": port, **checkpoint},
+            "terminationGracePeriodSeconds": 15,
+            **spec,
+        },
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def metrics_port(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Requested before ``operator``: the operator process starts with --metrics-port's env."""
+    port = _free_port()
+    monkeypatch.setenv("SPOTRUN_METRICS_PORT", str(port))
+    return port
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The operator's /metrics as {series: value} (label sets kept in the series name)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            series, _, value = line.rpartition(" ")
+            out[series] = float(value)
+    return out
+
+
+def status_of(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
+    return dict(get_job(custom, namespace, name).get("status") or {})
+
+
+def test_metrics_and_live_progress_of_a_running_preempted_job(
+    cluster, namespace, metrics_port, operator, process_node, s3, s3_bucket
+):
+    core, custom = cluster.core(), client.CustomObjectsApi(cluster.api)
+    s3_secret(core, namespace, s3)
+    custom.create_namespaced_custom_object(*ARGS, namespace, PLURAL, rtj(
+        "live", s3_bucket, s3.endpoint_url, 18601, steps=100000, pause=0.05,
+        spot={"backoffSeconds": 0}))
+    node = wait_for(lambda: running_on(core, namespace, "live-1"), "live-1 to run", timeout=90)
+
+    # While attempt 1 runs, status.progress follows the sidecar's newest durable checkpoint.
+    seen: list[int] = []
+
+    def advanced() -> bool:
+        st = status_of(custom, namespace, "live")
+        step = (st.get("lastCheckpoint") or {}).get("step")
+        if st.get("phase") == "Running" and st.get("attempt") == 1 and step is not None:
+            if not seen or step > seen[-1]:
+                seen.append(step)
+        return len(seen) >= 3
+
+    wait_for(advanced, "status.lastCheckpoint.step to advance 3 times while Running",
+             timeout=60, interval=0.5)
+    st = status_of(custom, namespace, "live")
+    assert re.fullmatch(r"step \d+ \(epoch 0\), loss [0-9.e+-]+", st["progress"]), st
+    assert st["lastCheckpoint"]["uri"].startswith(f"s3://{s3_bucket}/live/checkpoints/step-")
+    assert st["lastCheckpoint"]["time"]
+    metrics = wait_for(lambda: (m := scrape(metrics_port))
+                       .get('spotrun_jobs{phase="Running"}') == 1.0 and m,
+                       "the metrics to show one Running job")
+    assert metrics["spotrun_preemptions_total"] == 0.0
+    assert metrics["spotrun_reconcile_duration_seconds_count"] > 0
+    assert metrics["process_resident_memory_bytes"] > 0
+
+    process_node.preempt(node)
+    process_node.add_node("spot")
+    wait_for(lambda: running_on(core, namespace, "live-2"), "live-2 to run", timeout=90)
+    metrics = wait_for(lambda: (m := scrape(metrics_port))
+                       .get("spotrun_preemptions_total") == 1.0 and m,
+                       "the metrics to count the preemption")
+    assert metrics["spotrun_reaction_seconds_count"] == 1.0
+    assert metrics["spotrun_failures_total"] == 0.0
+    assert metrics['spotrun_jobs{phase="Running"}'] == 1.0
+    assert status_of(custom, namespace, "live")["preemptions"] == 1
+
+
+def test_ttl_deletes_a_finished_job(cluster, namespace, operator, s3, s3_bucket):
+    core, custom = cluster.core(), client.CustomObjectsApi(cluster.api)
+    s3_secret(core, namespace, s3)
+    custom.create_namespaced_custom_object(*ARGS, namespace, PLURAL, rtj(
+        "brief", s3_bucket, s3.endpoint_url, 18602, steps=40, ttlSecondsAfterFinished=3))
+    done = wait_for(lambda: status_of(custom, namespace, "brief").get("phase") == "Succeeded",
+                    "the job to succeed", timeout=90)
+    assert done
+
+    def gone() -> bool:
+        try:
+            get_job(custom, namespace, "brief")
+        except ApiException as err:
+            return err.status == 404
+        return False
+
+    wait_for(gone, "the finished job to delete itself", timeout=30)
+    wait_for(lambda: not core.list_namespaced_pod(
+        namespace, label_selector="spotrun.dev/job=brief").items, "its pods to go", timeout=30)
+    assert steps_in_s3(s3, s3_bucket, "brief")[-1] == 40  # the checkpoints stay (default)
+
+
+def test_delete_on_job_deletion_removes_the_prefix_and_the_default_keeps_it(
+    cluster, namespace, operator, s3, s3_bucket
+):
+    core, custom = cluster.core(), client.CustomObjectsApi(cluster.api)
+    s3_secret(core, namespace, s3)
+    custom.create_namespaced_custom_object(*ARGS, namespace, PLURAL, rtj(
+        "purged", s3_bucket, s3.endpoint_url, 18603, steps=40,
+        checkpoint={"deleteOnJobDeletion": True}))
+    custom.create_namespaced_custom_object(*ARGS, namespace, PLURAL, rtj(
+        "kept", s3_bucket, s3.endpoint_url, 18604, steps=40))
+    for name in ("purged", "kept"):
+        wait_for(lambda n=name: status_of(custom, namespace, n).get("phase") == "Succeeded",
+                 f"{name} to succeed", timeout=90)
+        assert steps_in_s3(s3, s3_bucket, name)[-1] == 40
+    kept = steps_in_s3(s3, s3_bucket, "kept")
+    finalizers = get_job(custom, namespace, "purged")["metadata"].get("finalizers") or []
+    assert "spotrun.dev/checkpoint-cleanup" in finalizers
+    assert "spotrun.dev/checkpoint-cleanup" not in (
+        get_job(custom, namespace, "kept")["metadata"].get("finalizers") or [])
+    # An object outside checkpoints/ under the prefix goes too; a sibling prefix stays.
+    s3.client().put_object(Bucket=s3_bucket, Key="purged/notes.txt", Body=b"x")
+    s3.client().put_object(Bucket=s3_bucket, Key="purged-other/keep.txt", Body=b"x")
+
+    for name in ("purged", "kept"):
+        custom.delete_namespaced_custom_object(*ARGS, namespace, PLURAL, name)
+
+    def gone(name: str) -> bool:
+        try:
+            get_job(custom, namespace, name)
+        except ApiException as err:
+            return err.status == 404
+        return False
+
+    wait_for(lambda: gone("purged") and gone("kept"), "both jobs to go", timeout=90)
+    keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket=s3_bucket).get("Contents", [])]
+    assert not [k for k in keys if k.startswith("purged/")], keys
+    assert "purged-other/keep.txt" in keys
+    assert steps_in_s3(s3, s3_bucket, "kept") == kept
+    reasons = [r for r, _ in events_of(core, namespace, "purged")]
+    assert "CheckpointsDeleted" in reasons
+    assert not core.list_namespaced_pod(
+        namespace, label_selector="spotrun.dev/cleanup-of").items  # the cleanup pod is gone
