@@ -164,8 +164,8 @@ def desired_pod(job: Job, attempt: int, *, on_demand: bool, gpus_available: bool
         trainer["command"] = ["spotrun", "exec", "--", *trainer["command"]]
     if use_gpu:
         resources = trainer.setdefault("resources", {})
-        for kind in ("limits", "requests"):
-            resources.setdefault(kind, {})[spec.gpu.resourceName] = spec.gpu.count
+        for kind in ("limits", "requests"):  # a quantity is a string (the client rejects 1)
+            resources.setdefault(kind, {})[spec.gpu.resourceName] = str(spec.gpu.count)
 
     if s3:
         pod_spec["initContainers"] = [_sidecar(job, trainer, env)] + (
@@ -179,6 +179,7 @@ def desired_pod(job: Job, attempt: int, *, on_demand: bool, gpus_available: bool
             {"name": VOLUME, "persistentVolumeClaim": {"claimName": claim.claimName}}
         )
 
+    _quantities_as_strings(pod_spec)
     pod_spec["restartPolicy"] = "Never"
     pod_spec["terminationGracePeriodSeconds"] = spec.terminationGracePeriodSeconds
     if spec.spot.enabled and not on_demand:
@@ -219,6 +220,23 @@ def desired_pod(job: Job, attempt: int, *, on_demand: bool, gpus_available: bool
         },
         "spec": pod_spec,
     }
+
+
+def _quantities_as_strings(pod_spec: dict[str, Any]) -> None:
+    """YAML's ``cpu: 2`` is an int: the API server takes it, the Python client's models refuse
+    it (a quantity is a string there), so the pod could never be created."""
+    containers = (pod_spec.get("containers") or []) + (pod_spec.get("initContainers") or [])
+    holders = [c.get("resources") or {} for c in containers] + [pod_spec.get("resources") or {}]
+    maps = [h.get(kind) or {} for h in holders for kind in ("limits", "requests")]
+    maps.append(pod_spec.get("overhead") or {})
+    for quantities in maps:
+        for key, value in quantities.items():
+            if isinstance(value, (int, float)):
+                quantities[key] = str(value)
+    for volume in pod_spec.get("volumes") or []:
+        empty = volume.get("emptyDir")
+        if isinstance(empty, dict) and isinstance(empty.get("sizeLimit"), (int, float)):
+            empty["sizeLimit"] = str(empty["sizeLimit"])
 
 
 def _sidecar(job: Job, trainer: dict[str, Any], env: list[dict[str, Any]]) -> dict[str, Any]:

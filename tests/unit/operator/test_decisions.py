@@ -124,13 +124,13 @@ def test_pod_has_the_contract_sidecar_and_spot_placement():
 def test_gpu_request_or_cpu_fallback():
     gpu = job(gpu={"count": 1, "fallback": "cpu"})
     with_gpu = desired_pod(gpu, 1, on_demand=False, gpus_available=True)
-    assert with_gpu["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert with_gpu["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     cpu = desired_pod(gpu, 1, on_demand=False, gpus_available=False)
     assert "resources" not in cpu["spec"]["containers"][0]
     env = {e["name"]: e.get("value") for e in cpu["spec"]["containers"][0]["env"]}
     assert env["SPOTRUN_DEVICE"] == "cpu"
     strict = desired_pod(job(gpu={"count": 1}), 1, on_demand=False, gpus_available=False)
-    assert strict["spec"]["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] == 1
+    assert strict["spec"]["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] == "1"
 
 
 def test_on_demand_pod_avoids_spot_nodes_and_tolerates_nothing():
