@@ -234,9 +234,11 @@ def _install(record: state.ClusterRecord) -> Any:
     cp, s3 = record.control_plane, record.s3
     assert cp is not None and s3 is not None
     env = {**os.environ, "KUBECONFIG": cp.kubeconfig}
+    # Process-node pods share the host network: free ports, not the chart's 8081/8080.
+    health, metrics = procs.free_ports(2)
     _run([str(config.binary("helm")), "install", "spotrun", str(CHART),
-          "--namespace", OPERATOR_NAMESPACE, "--create-namespace", "--wait", "--timeout", "3m"],
-         env=env)
+          "--namespace", OPERATOR_NAMESPACE, "--create-namespace", "--wait", "--timeout", "5m",
+          "--set", f"ports.health={health}", "--set", f"ports.metrics={metrics}"], env=env)
     api = kube_config.new_client_from_config(config_file=cp.kubeconfig)  # type: ignore[no-untyped-call]
     client.CoreV1Api(api).create_namespaced_secret("default", client.V1Secret(
         metadata=client.V1ObjectMeta(name=SECRET),

@@ -76,7 +76,7 @@ def test_readme_quickstart_as_written(
             preempted = cluster.process_node is None  # only the local cluster can preempt
             for line in watch.stdout:
                 rows.append(line.rstrip())
-                if not preempted and " Running " in line:
+                if not preempted and " Running " in line and _checkpointed(cluster, namespace):
                     node = wait_for(lambda: _running_node(cluster, namespace), "digits-1 to run")
                     argv = _command("hack/cluster preempt")
                     env_preempt = {**env, "SPOTRUN_STATE_DIR": str(cluster.state_dir)}
@@ -93,10 +93,12 @@ def test_readme_quickstart_as_written(
         print("\n".join(rows))
         header = rows[0].split()
         assert header[:2] == ["NAME", "PHASE"] and "PREEMPTIONS" in header, rows[0]
-        last = _columns(rows[0], rows[-1])
-        assert last["PHASE"] == "Succeeded", rows
+        # -w prints later rows in widths of their own: name and phase first, then progress
+        # and checkpoint (which may hold spaces), preemptions and age last.
+        last = rows[-1].split()
+        assert last[:2] == ["digits", "Succeeded"], rows
         if cluster.process_node is not None:
-            assert last["PREEMPTIONS"] == "1", rows
+            assert last[-2] == "1", rows
 
         described = run(_command("kubectl describe rtj digits"))
         assert "Events:" in described and "Completed" in described, described
@@ -108,11 +110,13 @@ def test_readme_quickstart_as_written(
         run(["kubectl", "delete", "namespace", "spotrun-system", "--timeout=120s"])
 
 
-def _columns(header: str, row: str) -> dict[str, str]:
-    """A row of kubectl's table by the header's column offsets (cells may hold spaces)."""
-    starts = [i for i, ch in enumerate(header) if ch != " " and (i == 0 or header[i - 1] == " ")]
-    bounds = zip(starts, [*starts[1:], None], strict=True)
-    return {header[a:b].strip(): row[a:b].strip() for a, b in bounds}
+def _checkpointed(cluster: Any, namespace: str) -> bool:
+    """The job's status names a checkpoint (the sidecar reports them while it runs)."""
+    from kubernetes import client
+
+    job = client.CustomObjectsApi(cluster.api).get_namespaced_custom_object(
+        "spotrun.dev", "v1alpha1", namespace, "resumabletrainingjobs", "digits")
+    return bool((job.get("status", {}).get("lastCheckpoint") or {}).get("step"))
 
 
 def _running_node(cluster: Any, namespace: str) -> str | None:

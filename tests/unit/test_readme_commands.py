@@ -1,0 +1,124 @@
+"""Every shell command in README.md is run by a test, or listed here with why it cannot run.
+
+A command ``By(test, tokens)`` is run by that test: the test must exist and its file must hold
+the tokens that make it the README's command. ``Here(...)`` commands are run literally, as
+the README writes them, by the named test. ``NotHere(reason)``: cannot run on this machine.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+README = REPO / "README.md"
+
+
+@dataclass(frozen=True)
+class By:
+    test: str  # "path::function"
+    tokens: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NotHere:
+    reason: str
+
+
+QUICKSTART = "tests/e2e/install/test_readme_quickstart.py::test_readme_quickstart_as_written"
+CLI = "tests/integration/test_readme_cli.py::test_the_cli_block_runs_as_written"
+HELM = "tests/e2e/install/test_install_helm.py"
+
+COMMANDS: dict[str, By | NotHere] = {
+    "helm install spotrun charts/spotrun --namespace spotrun-system --create-namespace":
+        By(QUICKSTART, ("README",)),
+    "kubectl apply -f manifests/install.yaml":
+        By(f"{HELM}::test_kubectl_apply_install_yaml_operator_reconciles_a_job_to_succeeded",
+           ("install.yaml", "apply")),
+    "kubectl create secret generic s3-credentials "
+    "--from-literal=AWS_ACCESS_KEY_ID=... --from-literal=AWS_SECRET_ACCESS_KEY=...":
+        By(QUICKSTART, ("README",)),
+    "kubectl apply -f manifests/examples/job.yaml": By(QUICKSTART, ("README",)),
+    "kubectl get rtj -w": By(QUICKSTART, ("README",)),
+    "kubectl describe rtj digits": By(QUICKSTART, ("README",)),
+    "make demo": By(
+        "tests/e2e/operator/test_operator_demo.py::"
+        "test_demo_survives_two_preemptions_losing_no_step_and_draws_its_report",
+        ("watch_job", "JOB_FILE"),
+    ),
+    "make test": NotHere("it is the command that runs this test (CI runs it on a fresh clone)"),
+    "python examples/digits/train.py --epochs 2": By(CLI, ("README",)),
+    "spotrun ls spotrun-checkpoints": By(CLI, ("README",)),
+    "spotrun verify spotrun-checkpoints": By(CLI, ("README",)),
+    "spotrun inspect spotrun-checkpoints": By(CLI, ("README",)),
+    "spotrun chaos --kills 2 --sigkill 1 -- python examples/digits/train.py --epochs 2": By(
+        "tests/integration/test_chaos.py::"
+        "test_digits_under_five_sigterms_and_two_sigkills_ends_bit_identical",
+        ('"chaos"', "--kills", "--sigkill", "examples/digits/train.py", "--epochs"),
+    ),
+    "hack/cluster up": By("tests/e2e/test_cluster_down.py::"
+                          "test_up_twice_then_down_leaves_no_process", ('"up"',)),
+    'eval "$(hack/cluster env)"': By(
+        "tests/e2e/test_s3_server.py::test_multipart_put_get_list_delete",
+        ('"cluster"', '"env"')),
+    "hack/cluster preempt NODE": By(QUICKSTART, ("README",)),
+    "hack/cluster down": By("tests/e2e/test_cluster_down.py::"
+                            "test_up_twice_then_down_leaves_no_process", ('"down"',)),
+}
+
+
+def readme_commands(text: str) -> list[str]:
+    """The commands of every ```sh block: continuations joined, comments and blanks dropped."""
+    out: list[str] = []
+    for block in re.findall(r"^```(?:sh|bash|shell|console)\n(.*?)^```", text, re.S | re.M):
+        joined = re.sub(r"\\\n\s*", "", block)
+        for line in joined.splitlines():
+            command = re.sub(r"(^|\s)#.*$", "", line).strip()
+            if command:
+                out.append(re.sub(r"\s+", " ", command))
+    return out
+
+
+def _test_exists(spec: str) -> str:
+    path, _, name = spec.partition("::")
+    source = (REPO / path).read_text()
+    functions = {
+        node.name for node in ast.walk(ast.parse(source)) if isinstance(node, ast.FunctionDef)
+    }
+    assert name in functions, f"{spec}: no such test"
+    return source
+
+
+def test_every_readme_command_is_listed_and_nothing_listed_is_gone() -> None:
+    commands = readme_commands(README.read_text())
+    assert len(commands) >= 10
+    missing = [c for c in commands if c not in COMMANDS]
+    assert not missing, f"README commands no test runs (add them to COMMANDS): {missing}"
+    stale = [c for c in COMMANDS if c not in commands]
+    assert not stale, f"listed here but no longer in the README: {stale}"
+
+
+@pytest.mark.parametrize("command", sorted(c for c, v in COMMANDS.items() if isinstance(v, By)))
+def test_a_listed_test_runs_the_command(command: str) -> None:
+    entry = COMMANDS[command]
+    assert isinstance(entry, By)
+    source = _test_exists(entry.test)
+    for token in entry.tokens:
+        assert token in source, f"{entry.test} does not hold {token!r} of `{command}`"
+
+
+def test_the_reasons_a_command_cannot_run_here_are_given() -> None:
+    for command, entry in COMMANDS.items():
+        if isinstance(entry, NotHere):
+            assert len(entry.reason) > 20, command
+
+
+def test_the_block_parser_joins_continuations_and_drops_comments() -> None:
+    text = "x\n```sh\nkubectl a \\\n  --b=1   # note\n# only a comment\n\nmake x\n```\n"
+    assert readme_commands(text) == ["kubectl a --b=1", "make x"]
