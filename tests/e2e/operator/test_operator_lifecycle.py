@@ -99,56 +99,77 @@ class PodLedger:
         self._watch.stop()
 
 
+# The toy trainer of test_operator_retries, plus what the spotrun library does when it exits
+# on SIGTERM: it leaves the exit marker, so the sidecar stops at once (not after 5 quiet s).
+QUICK_TRAINER = """
+import os, signal, sys, time
+from pathlib import Path
+from spotrun import marker
+if int(os.environ["SPOTRUN_ATTEMPT"]) <= int(os.environ["PREEMPTIBLE_ATTEMPTS"]):
+    def stop(*_):
+        marker.write(Path(os.environ["SPOTRUN_CHECKPOINT_DIR"]), None, "preemption")
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, stop)
+    time.sleep(600)
+"""
+
+
+def quick_job(name: str, bucket: str, endpoint: str, preemptions: int, port: int) -> Any:
+    body = job(name, bucket, endpoint, {"PREEMPTIBLE_ATTEMPTS": str(preemptions)},
+               checkpoint={"storage": {"uri": f"s3://{bucket}/{name}", "endpoint": endpoint,
+                                       "secretRef": {"name": "s3-credentials"}},
+                           "sidecarPort": port},
+               spot={"backoffSeconds": 0.2})
+    body["spec"]["template"]["spec"]["containers"][0]["command"] = ["python", "-c",
+                                                                    QUICK_TRAINER]
+    return body
+
+
 def test_operator_sigkilled_at_random_moments_makes_no_duplicate_pod(
     cluster, namespace, operator, process_node, s3, s3_bucket
 ):
+    """5 jobs preempted together 4 times (20 preemptions); each time the operator is
+    SIGKILLed before, during or after the preemptions it has to handle."""
     core, custom = cluster.core(), client.CustomObjectsApi(cluster.api)
     s3_secret(core, namespace, s3)
     ledger = PodLedger(core, namespace)
     rng = random.Random(5)
-    cycles = 3
-    names = ["kill-a", "kill-b"]
+    cycles = 4
+    names = [f"kill-{c}" for c in "abcde"]
     for i, name in enumerate(names):
-        custom.create_namespaced_custom_object(*ARGS, namespace, PLURAL, job(
-            name, s3_bucket, s3.endpoint_url, {"PREEMPTIBLE_ATTEMPTS": str(cycles)},
-            checkpoint={"storage": {"uri": f"s3://{s3_bucket}/{name}",
-                                    "endpoint": s3.endpoint_url,
-                                    "secretRef": {"name": "s3-credentials"}},
-                        "sidecarPort": 18471 + i},
-            spot={"backoffSeconds": 0.5}))
-    for cycle in range(1, cycles + 1):
+        custom.create_namespaced_custom_object(*ARGS, namespace, PLURAL, quick_job(
+            name, s3_bucket, s3.endpoint_url, cycles, 18730 + i))
+    moments = ["before", "during", "after", rng.choice(["before", "during", "after"])]
+    rng.shuffle(moments)
+    for cycle, when in enumerate(moments, start=1):
         nodes = {}
         for name in names:
             nodes[name] = wait_for(lambda n=name, c=cycle: running_on(core, namespace, f"{n}-{c}"),
                                    f"{name}-{cycle} to run", timeout=120)
-        # SIGKILL the operator before, during or after the preemption it has to handle.
-        when = rng.choice(["before", "during", "after"])
         if when == "before":
             operator.kill()
-        for name in names:
-            process_node.preempt(nodes[name])
-        for _ in set(nodes.values()):
+        for node in set(nodes.values()):  # every job's node: 5 preemptions per cycle
+            process_node.preempt(node)
             process_node.add_node("spot")
         if when == "during":
             wait_for(lambda c=cycle: any(not running_on(core, namespace, f"{n}-{c}")
                                          for n in names), "a pod to be stopped", timeout=60,
                      interval=rng.uniform(0.05, 0.5))
             operator.kill()
-        if when in ("before", "during"):
-            operator.start()
-        else:
+        if when == "after":
             wait_for(lambda c=cycle: all(get_job(custom, namespace, n).get("status", {})
                                          .get("preemptions", 0) >= c for n in names),
                      f"preemption {cycle} recorded", timeout=90)
             operator.kill()
-            operator.start()
+        operator.start()
 
     for name in names:
         done = wait_for(lambda n=name: finished(custom, namespace, n), f"{name} to finish",
-                        timeout=180)
+                        timeout=120)
         status = done["status"]
         assert status["phase"] == "Succeeded", status
         assert (status["preemptions"], status["attempt"]) == (cycles, cycles + 1)
     ledger.stop()
+    assert len(ledger.uids) == len(names) * (cycles + 1), sorted(ledger.uids)
     assert all(len(uids) == 1 for uids in ledger.uids.values()), ledger.uids
     assert max(ledger.most_alive.values()) == 1, ledger.most_alive
