@@ -71,6 +71,9 @@ class PodWorker(threading.Thread):
             for c in spec.get("initContainers") or []
         ]
         self.main_runs = [ContainerRun(c, MAIN) for c in spec["containers"]]
+        if not self.init_runs:  # a kubelet says PodInitializing only while init containers run
+            for run in self.main_runs:
+                run.waiting_reason = "ContainerCreating"
         self.restart_policy: str = spec.get("restartPolicy", "Always")
         self.phase = "Pending"
         self.reason = ""
@@ -169,7 +172,7 @@ class PodWorker(threading.Thread):
         spec = run.spec
         try:
             env = container_env(self.pod, spec, self.ctx.fetch, self.ctx.base_env(self.pod))
-            mounts = volumes.mounts(spec, self.volume_paths)
+            mounts = volumes.mounts(spec, self.volume_paths, volumes.read_only_volumes(self.pod))
         except ConfigError as err:
             run.waiting_reason, run.waiting_message = "CreateContainerConfigError", str(err)
             return False

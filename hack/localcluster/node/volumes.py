@@ -189,7 +189,17 @@ def prepare(pod: Obj, pod_dir: Path, fetch: Fetch, token: TokenSource) -> dict[s
     return out
 
 
-def mounts(container: Obj, volume_paths: dict[str, Path]) -> list[Mount]:
+def read_only_volumes(pod: Obj) -> frozenset[str]:
+    """Volumes every mount of which is read-only: claims with ``readOnly: true``."""
+    return frozenset(
+        v["name"] for v in pod["spec"].get("volumes") or []
+        if (v.get("persistentVolumeClaim") or {}).get("readOnly")
+    )
+
+
+def mounts(
+    container: Obj, volume_paths: dict[str, Path], read_only: frozenset[str] = frozenset()
+) -> list[Mount]:
     out = []
     for vm in container.get("volumeMounts") or []:
         if vm["name"] not in volume_paths:
@@ -199,5 +209,6 @@ def mounts(container: Obj, volume_paths: dict[str, Path]) -> list[Mount]:
             source = source / vm["subPath"]
             if not source.exists():
                 source.mkdir(parents=True)
-        out.append(Mount(source, vm["mountPath"], bool(vm.get("readOnly"))))
+        out.append(Mount(source, vm["mountPath"],
+                         bool(vm.get("readOnly")) or vm["name"] in read_only))
     return out
