@@ -102,3 +102,25 @@ holds them when it watches all namespaces, a Role in each watched namespace othe
   verbs: [get, list, watch, patch]
 {{- end }}
 {{- end }}
+
+{{/*
+A value as a CEL literal. Kubernetes CEL wants homogeneous map values and list items, so each
+one is wrapped in dyn(): {"key": dyn("pool"), "values": dyn([dyn("spot")])}.
+*/}}
+{{- define "spotrun.cel" -}}
+{{- if kindIs "map" . -}}
+{{- $items := list }}
+{{- range $k, $v := . }}
+{{- $items = append $items (printf "%s: dyn(%s)" (toJson $k) (include "spotrun.cel" $v)) }}
+{{- end -}}
+{{ printf "{%s}" (join ", " $items) }}
+{{- else if kindIs "slice" . -}}
+{{- $items := list }}
+{{- range . }}
+{{- $items = append $items (printf "dyn(%s)" (include "spotrun.cel" .)) }}
+{{- end -}}
+{{ printf "[%s]" (join ", " $items) }}
+{{- else -}}
+{{ toJson . }}
+{{- end -}}
+{{- end }}

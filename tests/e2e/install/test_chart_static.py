@@ -23,6 +23,8 @@ VARIANTS = [
     ("replicas=3", "watchNamespaces={team-a}"),
     ("metrics.serviceMonitor.enabled=true", "crds.enabled=false", "rbac.create=false",
      "serviceAccount.create=false", "serviceAccount.name=ops"),
+    ("jobDefaults.storage.uriPrefix=s3://ckpt/jobs", "jobDefaults.spot.tolerations[0].key=pool",
+     "jobDefaults.spot.tolerations[0].operator=Exists"),
 ]
 
 
@@ -139,3 +141,13 @@ def test_service_monitor_needs_the_metrics_service(helm_bin: Path) -> None:
         [str(helm_bin), "template", "x", str(CHART), "--set", "metrics.serviceMonitor.enabled=true",
          "--set", "metrics.service.enabled=false"], capture_output=True, text=True)
     assert done.returncode != 0 and "needs metrics.service.enabled" in done.stderr
+
+
+def test_job_defaults_install_nothing_until_one_is_set(helm_bin: Path) -> None:
+    assert of_kind(render(helm_bin), "MutatingAdmissionPolicy") == []
+    docs = render(helm_bin, "jobDefaults.storage.endpoint=http://minio:9000",
+                  "watchNamespaces={team-a}")
+    assert len(of_kind(docs, "MutatingAdmissionPolicy")) == 1
+    binding = of_kind(docs, "MutatingAdmissionPolicyBinding")[0]["spec"]
+    assert binding["matchResources"]["namespaceSelector"]["matchExpressions"][0]["values"] == [
+        "team-a"]

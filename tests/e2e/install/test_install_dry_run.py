@@ -15,8 +15,11 @@ pytestmark = pytest.mark.e2e
 CRD = "crd/resumabletrainingjobs.spotrun.dev"
 
 
-@pytest.mark.parametrize("sets", [(), ("watchNamespaces={default,kube-public}",)],
-                         ids=["all-namespaces", "two-namespaces"])
+@pytest.mark.parametrize("sets", [
+    (),
+    ("watchNamespaces={default,kube-public}", "jobDefaults.storage.uriPrefix=s3://ckpt/jobs",
+     "jobDefaults.spot.tolerations[0].key=pool", "jobDefaults.spot.tolerations[0].operator=Exists"),
+], ids=["all-namespaces", "two-namespaces-with-job-defaults"])
 def test_helm_template_passes_a_server_side_dry_run(
     tools: Tools, helm_bin: Path, namespace: str, sets: tuple[str, ...]
 ) -> None:
