@@ -306,7 +306,7 @@ class _Planner:
             st.spotSeconds = round(st.spotSeconds + ended.seconds, 3)
         st.lastExitCode = ended.exit_code
         step = st.lastCheckpoint.step if st.lastCheckpoint else None
-        saved = f"last checkpoint step {step}" if step is not None else "no checkpoint yet"
+        saved = f"last checkpoint step {step}" if step is not None else _no_step_known(spec)
         if ended.checkpoint is not None and ended.outcome is not Outcome.SUCCEEDED:
             saved += (
                 " (final save made it)"
@@ -540,8 +540,20 @@ def _start_attempt(p: _Planner, gpus_available: bool) -> None:
             f"attempt {st.attempt} ({name}) on {where} nodes restores "
             f"from step {st.lastCheckpoint.step}",
         )
+    elif spec.checkpoint.storage.pvc is not None and st.attempt > 1:
+        p.event(
+            m.REASON_RESTORING,
+            f"attempt {st.attempt} ({name}) on {where} nodes restores from the newest "
+            f"checkpoint on PVC {spec.checkpoint.storage.pvc.claimName}, if any",
+        )
     else:
         p.event(m.REASON_CREATED, f"attempt {st.attempt} ({name}) created on {where} nodes")
+
+
+def _no_step_known(spec: m.JobSpec) -> str:
+    """Without a sidecar (checkpoints on a PVC) no step is reported: say where they are."""
+    claim = spec.checkpoint.storage.pvc
+    return f"checkpoints on PVC {claim.claimName}" if claim is not None else "no checkpoint yet"
 
 
 def _observe_running(p: _Planner, pod: dict[str, Any], node: dict[str, Any] | None) -> None:

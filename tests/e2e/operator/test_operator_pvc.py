@@ -104,6 +104,10 @@ def test_checkpoints_on_a_pvc_survive_a_preemption(
     assert committed_steps(claim)[-1] == final
     newest = reader.newest_valid(LocalStore(str(claim)))
     assert newest is not None and newest.step == final  # every file matches its manifest
-    reasons = [r for r, _ in events_of(core, namespace, "pvc")]
-    assert reasons.count("Preempted") == 1, reasons
+    events = events_of(core, namespace, "pvc")
+    preempted = [m for r, m in events if r == "Preempted"]
+    assert len(preempted) == 1 and "checkpoints on PVC checkpoints" in preempted[0], events
+    assert [m for r, m in events if r == "Restoring"] == [
+        "attempt 2 (pvc-2) on spot nodes restores from the newest checkpoint on PVC "
+        "checkpoints, if any"], events
     assert get_job(custom, namespace, "pvc")["status"]["phase"] == "Succeeded"
