@@ -1,0 +1,345 @@
+"""Operator benchmark (``make bench-operator``): reaction time to a preemption at 200 jobs.
+
+Starts its own local control plane (hack/localcluster; state in
+``$SPOTRUN_BENCH_STATE_DIR``, default ``~/.cache/spotrun/bench-operator``, never the test
+cluster's), applies the CRD and runs ``python -m spotrun_operator`` as a subprocess under a
+least-privilege ServiceAccount token bound to the ClusterRole of manifests/rbac.yaml (as the
+e2e tests do). It creates JOBS ResumableTrainingJobs whose pods no node can ever run (a
+nodeSelector no node has: they stay Pending), with ``spot.backoffSeconds: 0``; then, PREEMPTIONS
+times, it marks a current attempt's pod ended by the platform the way the pod GC / kubelet
+reports it (status patch: phase Failed + condition DisruptionTarget) and measures the time from
+that patch to the watch event ADDED of the replacement pod. Prints p50/p99 and the operator's
+RSS (VmRSS) at JOBS jobs; writes bench/OPERATOR_RESULTS.md.
+
+Goals (issue 5): p50 <= 1 s, p99 <= 3 s, RSS <= 250 MB on the 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import queue
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "hack"))
+sys.path.insert(0, str(REPO / "tests" / "e2e" / "operator"))
+
+from conftest import _docs, _service_account_kubeconfig  # noqa: E402 (the e2e helpers)
+
+from localcluster import config, controlplane, procs  # noqa: E402
+
+NAMESPACE = "bench"
+ARGS = ("spotrun.dev", "v1alpha1")
+PLURAL = "resumabletrainingjobs"
+RESULTS = REPO / "bench" / "OPERATOR_RESULTS.md"
+GOALS = {"p50": 1.0, "p99": 3.0, "rss_mb": 250.0}
+
+
+def job(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "spotrun.dev/v1alpha1",
+        "kind": "ResumableTrainingJob",
+        "metadata": {"name": name},
+        "spec": {
+            "template": {
+                "spec": {
+                    "nodeSelector": {"spotrun.dev/bench": "no-such-node"},
+                    "containers": [
+                        {"name": "trainer", "image": "bench", "command": ["true"]}
+                    ],
+                }
+            },
+            "checkpoint": {"storage": {"uri": f"s3://bench/{name}"}},
+            "spot": {"backoffSeconds": 0, "maxPreemptions": 10000},
+        },
+    }
+
+
+class PodWatch:
+    """Receipt time of every ADDED pod event in the namespace, by pod name."""
+
+    def __init__(self, core: Any) -> None:
+        from kubernetes import watch
+
+        self.added: dict[str, float] = {}
+        self.events: queue.Queue[str] = queue.Queue()
+        self._watch = watch.Watch()
+        threading.Thread(target=self._run, args=(core,), daemon=True).start()
+
+    def _run(self, core: Any) -> None:
+        try:
+            stream = self._watch.stream(core.list_namespaced_pod, NAMESPACE, timeout_seconds=0)
+            for event in stream:
+                if event["type"] == "ADDED":
+                    name = event["object"].metadata.name
+                    self.added.setdefault(name, time.monotonic())
+                    self.events.put(name)
+        except Exception as err:  # the control plane stops under it at the end
+            self.events.put(f"watch ended: {err}")
+
+    def wait_added(self, name: str, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while name not in self.added:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no ADDED event for pod {name} within {timeout:.0f}s")
+            try:
+                self.events.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                pass
+        return self.added[name]
+
+    def stop(self) -> None:
+        self._watch.stop()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def setup_rbac(api: Any, state: Path) -> Path:
+    """The operator's ServiceAccount bound to manifests/rbac.yaml's ClusterRole; its kubeconfig."""
+    from kubernetes import client
+
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    role = next(d for d in _docs(REPO / "manifests" / "rbac.yaml") if d["kind"] == "ClusterRole")
+    rbac.create_cluster_role(role)
+    core.create_namespaced_service_account(NAMESPACE, {"metadata": {"name": "spotrun-operator"}})
+    rbac.create_cluster_role_binding({
+        "metadata": {"name": "spotrun-operator-bench"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": role["metadata"]["name"]},
+        "subjects": [{"kind": "ServiceAccount", "name": "spotrun-operator",
+                      "namespace": NAMESPACE}],
+    })
+
+    class _Cluster:  # what the e2e helper reads of the cluster fixture
+        kubeconfig = str(state / "kubeconfig")
+
+    cluster = _Cluster()
+    cluster.api = api  # type: ignore[attr-defined]
+    path = state / "operator-bench.kubeconfig"
+    _service_account_kubeconfig(cluster, NAMESPACE, "spotrun-operator", path)
+    return path
+
+
+def apply_crd(api: Any) -> None:
+    from kubernetes import client
+
+    ext = client.ApiextensionsV1Api(api)
+    body = _docs(REPO / "manifests" / "crd.yaml")[0]
+    ext.create_custom_resource_definition(body)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        conds = ext.read_custom_resource_definition(body["metadata"]["name"]).status.conditions
+        if any(c.type == "Established" and c.status == "True" for c in conds or []):
+            return
+        time.sleep(0.2)
+    raise TimeoutError("the CRD never became Established")
+
+
+def wait(check: Any, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            series, _, value = line.rpartition(" ")
+            out[series] = float(value)
+    return out
+
+
+def run(jobs: int, preemptions: int, state: Path, seed: int) -> dict[str, Any]:
+    from kubernetes import client
+    from kubernetes import config as kube_config
+
+    print(f"starting a local control plane in {state} ...", flush=True)
+    info = controlplane.start(state, spot=1, on_demand=0)
+    operator: subprocess.Popen[bytes] | None = None
+    log_path = state / "operator-bench.log"
+    try:
+        api = kube_config.new_client_from_config(config_file=info.kubeconfig)
+        core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+        apply_crd(api)
+        core.create_namespace({"metadata": {"name": NAMESPACE}})
+        wait(lambda: core.list_namespaced_service_account(
+            NAMESPACE, field_selector="metadata.name=default").items,
+            "the default ServiceAccount", 60)
+        kubeconfig = setup_rbac(api, state)
+        metrics_port = procs.free_ports(1)[0]
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        with log_path.open("wb") as log:
+            operator = subprocess.Popen(
+                [sys.executable, "-m", "spotrun_operator", "--namespace", NAMESPACE,
+                 f"--metrics-port={metrics_port}", "--log-level=WARNING"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        watcher = PodWatch(core)
+        names = [f"job-{i:03d}" for i in range(jobs)]
+        started = time.monotonic()
+        for name in names:
+            custom.create_namespaced_custom_object(*ARGS, NAMESPACE, PLURAL, job(name))
+        for name in names:
+            watcher.wait_added(f"{name}-1", timeout=300)
+        wait(lambda: sum(1 for j in custom.list_namespaced_custom_object(
+            *ARGS, NAMESPACE, PLURAL)["items"]
+            if (j.get("status") or {}).get("phase") == "Pending") == jobs,
+            f"{jobs} jobs Pending with their first pod", 300)
+        print(f"{jobs} jobs Pending with a pod each after {time.monotonic() - started:.1f}s; "
+              f"operator RSS {rss_mb(operator.pid):.0f} MB", flush=True)
+        time.sleep(15)  # a full resync round (10 s timers) at steady state before measuring
+        rss_steady = rss_mb(operator.pid)
+        cpu_before, wall_before = cpu_seconds(operator.pid), time.monotonic()
+
+        rng = random.Random(seed)
+        attempts = dict.fromkeys(names, 1)
+        reactions: list[float] = []
+        for i in range(preemptions):
+            name = rng.choice(names)
+            pod, nxt = f"{name}-{attempts[name]}", f"{name}-{attempts[name] + 1}"
+            now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+            body = {"status": {
+                "phase": "Failed", "reason": "DeletionByPodGC",
+                "message": "bench: the node of this pod was reclaimed",
+                "conditions": [{"type": "DisruptionTarget", "status": "True",
+                                "reason": "DeletionByPodGC", "lastTransitionTime": now,
+                                "message": "PodGC: node no longer exists"}]}}
+            t0 = time.monotonic()
+            core.patch_namespaced_pod_status(pod, NAMESPACE, body)
+            reactions.append(watcher.wait_added(nxt, timeout=60) - t0)
+            attempts[name] += 1
+            if (i + 1) % 20 == 0:
+                print(f"  {i + 1} preemptions: p50 {statistics.median(reactions):.3f}s "
+                      f"max {max(reactions):.3f}s", flush=True)
+            time.sleep(rng.uniform(0.05, 0.3))
+        cpu_share = (cpu_seconds(operator.pid) - cpu_before) / (time.monotonic() - wall_before)
+        rss_end = rss_mb(operator.pid)
+        metrics = scrape(metrics_port)
+        watcher.stop()
+        return {
+            "jobs": jobs,
+            "preemptions": preemptions,
+            "p50": percentile(reactions, 0.5),
+            "p90": percentile(reactions, 0.9),
+            "p99": percentile(reactions, 0.99),
+            "max": max(reactions),
+            "mean": statistics.fmean(reactions),
+            "rss_steady_mb": rss_steady,
+            "rss_mb": max(rss_steady, rss_end),
+            "cpu_share": cpu_share,
+            "op_reaction_count": metrics.get("spotrun_reaction_seconds_count", 0.0),
+            "op_reaction_mean": metrics.get("spotrun_reaction_seconds_sum", 0.0)
+            / max(metrics.get("spotrun_reaction_seconds_count", 0.0), 1.0),
+            "op_reconcile_count": metrics.get("spotrun_reconcile_duration_seconds_count", 0.0),
+            "op_reconcile_mean": metrics.get("spotrun_reconcile_duration_seconds_sum", 0.0)
+            / max(metrics.get("spotrun_reconcile_duration_seconds_count", 0.0), 1.0),
+            "op_preemptions": metrics.get("spotrun_preemptions_total", 0.0),
+        }
+    finally:
+        if operator is not None and operator.poll() is None:
+            operator.terminate()
+            try:
+                operator.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                operator.kill()
+                operator.wait()
+        controlplane.stop(state)
+
+
+def report(r: dict[str, Any]) -> str:
+    def verdict(value: float, goal: float) -> str:
+        return "met" if value <= goal else "NOT met"
+
+    cpus = os.cpu_count()
+    rss_goal = f"<= {GOALS['rss_mb']:g} MB ({verdict(r['rss_mb'], GOALS['rss_mb'])})"
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""# Operator benchmark (`make bench-operator`)
+
+`bench/operator_bench.py`, run {when} on {platform.machine()} with {cpus} CPU cores
+(Python {platform.python_version()}), against the local control plane (etcd, kube-apiserver,
+scheduler, controller-manager v1.37, one process node) on the same machine.
+
+Method: {r['jobs']} ResumableTrainingJobs whose pods no node can run (a nodeSelector no node
+has: every attempt's pod stays Pending), `spot.backoffSeconds: 0`. The operator runs as
+`python -m spotrun_operator --namespace bench --metrics-port=N --log-level=WARNING` under a
+**least-privilege** ServiceAccount token bound to the ClusterRole of `manifests/rbac.yaml`.
+{r['preemptions']} times, one at a time, a random job's current pod is marked ended by the
+platform as the pod GC reports it (status patch: phase Failed, reason DeletionByPodGC,
+condition DisruptionTarget); the reaction time is from that patch to the ADDED watch event
+of the replacement pod `<job>-<attempt+1>` (so it includes the operator's watch latency, its
+reconcile pass, and the pod creation round trip). All {r['jobs']} jobs' 10 s resync timers run
+meanwhile.
+
+| figure | value | goal |
+| --- | --- | --- |
+| reaction p50 | {r['p50']:.3f} s | <= {GOALS['p50']:g} s ({verdict(r['p50'], GOALS['p50'])}) |
+| reaction p90 | {r['p90']:.3f} s | |
+| reaction p99 | {r['p99']:.3f} s | <= {GOALS['p99']:g} s ({verdict(r['p99'], GOALS['p99'])}) |
+| reaction max / mean | {r['max']:.3f} s / {r['mean']:.3f} s | |
+| operator RSS at {r['jobs']} jobs (VmRSS, highest seen) | {r['rss_mb']:.0f} MB | {rss_goal} |
+| operator RSS at steady state before the preemptions | {r['rss_steady_mb']:.0f} MB | |
+| operator CPU while measuring (share of one core) | {r['cpu_share']:.2f} | |
+
+The operator's own metrics at the end: `spotrun_preemptions_total` {r['op_preemptions']:.0f},
+`spotrun_reaction_seconds` {r['op_reaction_count']:.0f} observations, mean
+{r['op_reaction_mean'] * 1000:.1f} ms (from the start of the pass that saw the end to the
+create call returning); `spotrun_reconcile_duration_seconds` {r['op_reconcile_count']:.0f}
+passes, mean {r['op_reconcile_mean'] * 1000:.1f} ms.
+"""
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--jobs", type=int, default=200)
+    p.add_argument("--preemptions", type=int, default=100)
+    p.add_argument("--seed", type=int, default=5)
+    p.add_argument("--no-write", action="store_true", help="print only; keep the results file")
+    args = p.parse_args()
+    default = config.cache_dir() / "bench-operator"
+    state = Path(os.environ.get("SPOTRUN_BENCH_STATE_DIR") or default)
+    state.mkdir(parents=True, exist_ok=True)
+    r = run(args.jobs, args.preemptions, state, args.seed)
+    text = report(r)
+    print(text)
+    if not args.no_write:
+        RESULTS.write_text(text)
+        print(f"wrote {RESULTS.relative_to(REPO)}")
+    met = r["p50"] <= GOALS["p50"] and r["p99"] <= GOALS["p99"] and r["rss_mb"] <= GOALS["rss_mb"]
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
