@@ -137,3 +137,14 @@ def render(helm_bin: Path, *sets: str, namespace: str = "spotrun-system",
 
 def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
+
+
+def disown_crd(api: Any, name: str = "resumabletrainingjobs.spotrun.dev") -> None:
+    """Drop what a Helm release left on a kept CRD, so that the next `helm install` (another
+    release, another test) needs no --take-ownership. The CRD itself stays: other tests'
+    session fixtures rely on it."""
+    helm_meta: dict[str, Any] = {"metadata": {
+        "annotations": {"meta.helm.sh/release-name": None, "meta.helm.sh/release-namespace": None,
+                        "helm.sh/resource-policy": None},
+        "labels": {"app.kubernetes.io/managed-by": None}}}
+    client.ApiextensionsV1Api(api).patch_custom_resource_definition(name, helm_meta)

@@ -15,6 +15,7 @@ from install_support import (
     RTJ,
     Tools,
     delete_jobs_and_wait,
+    disown_crd,
     example_job,
     finished,
     operator_pod,
@@ -70,3 +71,4 @@ def test_helm_install_runs_a_job_to_succeeded(
     ext = client.ApiextensionsV1Api(cluster.api)
     kept = ext.read_custom_resource_definition("resumabletrainingjobs.spotrun.dev")
     assert kept.metadata.annotations["helm.sh/resource-policy"] == "keep"
+    disown_crd(cluster.api)
