@@ -140,9 +140,10 @@ def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 def disown_crd(api: Any, name: str = "resumabletrainingjobs.spotrun.dev") -> None:
-    """Drop what a Helm release left on a kept CRD, so that the next `helm install` (another
-    release, another test) needs no --take-ownership. The CRD itself stays: other tests'
-    session fixtures rely on it."""
+    """Drop what an uninstalled release left on the CRD it kept: the CRD is then as
+    `kubectl apply -f manifests/crd.yaml` leaves it, owned by no release (a later `helm
+    install` adopts it with --take-ownership, as over any existing CRD). The CRD itself
+    stays: other tests' session fixtures rely on it."""
     helm_meta: dict[str, Any] = {"metadata": {
         "annotations": {"meta.helm.sh/release-name": None, "meta.helm.sh/release-namespace": None,
                         "helm.sh/resource-policy": None},
