@@ -58,7 +58,7 @@ def test_helm_install_runs_a_job_to_succeeded(
         assert status["lastCheckpoint"]["step"] == 45  # one epoch of digits
         assert (status["attempt"], status["preemptions"], status["failures"]) == (1, 0, 0)
         log = core.read_namespaced_pod_log(pod.metadata.name, namespace, container="operator")
-        assert "digits" in log
+        assert f"created pod {namespace}/digits-1" in log  # this operator did the work
     finally:
         delete_jobs_and_wait(cluster.api, namespace)
         tools.helm("uninstall", RELEASE, "-n", namespace, "--wait", "--timeout", "120s")

@@ -41,8 +41,8 @@ def test_kubectl_apply_install_yaml_runs_a_job_to_succeeded(
                   "crd/resumabletrainingjobs.spotrun.dev", "--timeout=60s")
     tools.kubectl("apply", "-f", "-", stdin=text)
     try:
-        wait_for(lambda: operator_pod(core, SYSTEM, "spotrun"), "the operator to run",
-                 timeout=180)
+        pod = wait_for(lambda: operator_pod(core, SYSTEM, "spotrun"), "the operator to run",
+                       timeout=180)
         core.create_namespaced_secret(namespace, s3_secret(s3.access_key_id,
                                                            s3.secret_access_key))
         custom.create_namespaced_custom_object(*RTJ, namespace, PLURAL, example_job(
@@ -51,6 +51,8 @@ def test_kubectl_apply_install_yaml_runs_a_job_to_succeeded(
                         timeout=300, interval=1)
         assert done["status"]["phase"] == "Succeeded", done["status"]
         assert done["status"]["lastCheckpoint"]["step"] == 45
+        log = core.read_namespaced_pod_log(pod.metadata.name, SYSTEM, container="operator")
+        assert f"created pod {namespace}/digits-1" in log  # this operator did the work
     finally:
         delete_jobs_and_wait(cluster.api, namespace)
         # Leave what was there before (e.g. the ClusterRole the operator tests bind).
