@@ -124,9 +124,9 @@ def test_operator_pod_is_non_root_and_configured_by_values(helm_bin: Path) -> No
 
 
 def test_two_replicas_join_a_peering_the_chart_creates(helm_bin: Path) -> None:
-    docs = render(helm_bin, "replicas=2")
+    docs = render(helm_bin, "replicas=2", "peering.lifetime=15")
     env = {e["name"]: e.get("value") for e in _container(docs)["env"]}
-    assert env["SPOTRUN_PEERING"] == "spotrun"
+    assert env["SPOTRUN_PEERING"] == "spotrun" and env["SPOTRUN_PEERING_LIFETIME"] == "15"
     assert [d["metadata"]["name"] for d in of_kind(docs, "ClusterKopfPeering")] == ["spotrun"]
     assert "strategy" not in of_kind(docs, "Deployment")[0]["spec"]
     namespaced = render(helm_bin, "replicas=2", "watchNamespaces={team-a,team-b}")
