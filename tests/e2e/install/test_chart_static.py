@@ -151,3 +151,12 @@ def test_job_defaults_install_nothing_until_one_is_set(helm_bin: Path) -> None:
     binding = of_kind(docs, "MutatingAdmissionPolicyBinding")[0]["spec"]
     assert binding["matchResources"]["namespaceSelector"]["matchExpressions"][0]["values"] == [
         "team-a"]
+
+
+@pytest.mark.parametrize("bad", ["logLevel=VERBOSE", "jobDefaults.storage.uriPrefix=http://x",
+                                 "watchNamespaces={Team_A}", "ports.health=70000"])
+def test_bad_values_are_refused_with_the_field_named(helm_bin: Path, bad: str) -> None:
+    done = subprocess.run([str(helm_bin), "template", "x", str(CHART), "--set", bad],
+                          capture_output=True, text=True)
+    field = bad.split("=")[0].split(".")[-1]
+    assert done.returncode != 0 and field in done.stderr, done.stderr
