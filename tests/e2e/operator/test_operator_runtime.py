@@ -134,11 +134,12 @@ def test_metrics_and_live_progress_of_a_running_preempted_job(
     process_node.add_node("spot")
     wait_for(lambda: running_on(core, namespace, "live-2"), "live-2 to run", timeout=90)
     metrics = wait_for(lambda: (m := scrape(metrics_port))
-                       .get("spotrun_preemptions_total") == 1.0 and m,
-                       "the metrics to count the preemption")
+                       .get("spotrun_preemptions_total") == 1.0
+                       and m.get('spotrun_jobs{phase="Running"}') == 1.0 and m,
+                       "the metrics to count the preemption and the job Running again")
     assert metrics["spotrun_reaction_seconds_count"] == 1.0
     assert metrics["spotrun_failures_total"] == 0.0
-    assert metrics['spotrun_jobs{phase="Running"}'] == 1.0
+    assert metrics['spotrun_jobs{phase="Restarting"}'] == 0.0
     assert status_of(custom, namespace, "live")["preemptions"] == 1
 
 
