@@ -33,13 +33,13 @@ class NotHere:
 
 QUICKSTART = "tests/e2e/install/test_readme_quickstart.py::test_readme_quickstart_as_written"
 CLI = "tests/integration/test_readme_cli.py::test_the_cli_block_runs_as_written"
-HELM = "tests/e2e/install/test_install_helm.py"
+MANIFESTS = "tests/e2e/install/test_install_manifests.py"
 
 COMMANDS: dict[str, By | NotHere] = {
     "helm install spotrun charts/spotrun --namespace spotrun-system --create-namespace":
         By(QUICKSTART, ("README",)),
     "kubectl apply -f manifests/install.yaml":
-        By(f"{HELM}::test_kubectl_apply_install_yaml_operator_reconciles_a_job_to_succeeded",
+        By(f"{MANIFESTS}::test_kubectl_apply_install_yaml_runs_a_job_to_succeeded",
            ("install.yaml", "apply")),
     "kubectl create secret generic s3-credentials "
     "--from-literal=AWS_ACCESS_KEY_ID=... --from-literal=AWS_SECRET_ACCESS_KEY=...":
