@@ -115,6 +115,14 @@ class Kube:
                 return None
             raise
 
+    def get_node(self, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(_json(self.core.read_node(name, _preload_content=False)))
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
     def list_nodes(self) -> list[dict[str, Any]]:
         return list(_json(self.core.list_node(_preload_content=False))["items"])
 

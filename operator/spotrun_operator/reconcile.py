@@ -73,14 +73,9 @@ def reconcile_once(
         _mark_invalid(kube, body, str(err))
         return None
     pods = kube.list_pods(namespace, name)
-    nodes = kube.list_nodes()
+    nodes, gpus = _nodes(kube, job, pods)
     plan = decisions.plan(
-        job,
-        pods,
-        {n["metadata"]["name"]: n for n in nodes},
-        gpus_available(nodes, job.spec.gpu.resourceName),
-        datetime.now(timezone.utc),
-        live=_live_report(job, pods),
+        job, pods, nodes, gpus, datetime.now(timezone.utc), live=_live_report(job, pods)
     )
     created_at = None
     if plan.create is not None and kube.create_pod(namespace, plan.create):
@@ -125,6 +120,23 @@ def reconcile_once(
         kube.delete_job(namespace, name, job.uid)
         return None
     return plan.requeue_after
+
+
+def _nodes(
+    kube: Kube, job: Job, pods: list[dict[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], bool]:
+    """The nodes a decision needs: the current attempt's node (taints, gone?) and, only for
+    jobs that want GPUs, every node (does any offer them?). A pending pod needs no node read."""
+    if job.spec.gpu.count > 0:
+        every = kube.list_nodes()
+        return {n["metadata"]["name"]: n for n in every}, gpus_available(
+            every, job.spec.gpu.resourceName
+        )
+    current = pod_name(job.name, job.status.attempt)
+    pod = next((p for p in pods if p["metadata"]["name"] == current), None)
+    node_name = (pod or {}).get("spec", {}).get("nodeName")
+    node = kube.get_node(node_name) if node_name else None
+    return ({node_name: node} if node_name and node is not None else {}), False
 
 
 def _live_report(job: Job, pods: list[dict[str, Any]]) -> Any:
