@@ -318,6 +318,22 @@ The operator's own metrics at the end: `spotrun_preemptions_total` {r['op_preemp
 {r['op_reaction_mean'] * 1000:.1f} ms (from the start of the pass that saw the end to the
 create call returning); `spotrun_reconcile_duration_seconds` {r['op_reconcile_count']:.0f}
 passes, mean {r['op_reconcile_mean'] * 1000:.1f} ms.
+
+What was tuned to get here (same benchmark and machine, which other work shares, so
+figures vary from run to run):
+
+- First run (the pass that records a preemption without backoff already created the next
+  pod itself, instead of leaving it to a second pass): every pass, events and 200 resync
+  timers alike, ran in asyncio's default 6-thread pool: p50 0.197 s, p99 5.290 s, reconcile
+  mean 6031 ms (mostly waiting for a thread).
+- Passes an event triggered get their own 4-thread pool; resyncs queue for 2 slots without
+  holding the job's lock and skip a job reconciled within half an interval: p50 0.163 s,
+  p99 2.236 s, reconcile mean 126 ms.
+- A pass reads only its current pod's node (GET by name; every node only for GPU jobs), so a
+  Pending pod needs no node read: the figures in the table above.
+
+RSS stays near 130 MB: kopf keeps one watch per resource and small per-object state; the
+operator keeps only locks, wake-up timers and the metrics' phase map per job.
 """
 
 
