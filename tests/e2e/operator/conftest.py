@@ -161,8 +161,9 @@ def operators(
     })
     kubeconfig = tmp_path / "operator.kubeconfig"
     _service_account_kubeconfig(cluster, namespace, "spotrun-operator", kubeconfig)
-    ops = [Operator(namespace, kubeconfig, tmp_path / f"operator{i or ''}.log", args, env)
-           for i in range(count)]
+    # POD_ID: kopf's identity of the replica in a peering (a Deployment sets it to the pod name).
+    ops = [Operator(namespace, kubeconfig, tmp_path / f"operator{i or ''}.log", args,
+                    {**(env or {}), "POD_ID": f"operator-{i}"}) for i in range(count)]
     for op in ops:
         op.start()
     try:

@@ -48,6 +48,12 @@ def peers(custom: client.CustomObjectsApi, namespace: str) -> dict[str, Any]:
     return dict(obj.get("status") or {})
 
 
+def paused(op: Operator) -> bool:
+    """kopf starts a peered operator paused; it logs each resume and each later pause."""
+    log = op.log()
+    return log.rfind("Pausing operations") >= log.rfind("Resuming operations")
+
+
 def created_pods(op: Operator) -> list[str]:
     return re.findall(r"created pod \S+/(\S+)", op.log())
 
@@ -63,13 +69,15 @@ def test_two_replicas_one_active_and_the_standby_takes_over_after_sigkill(
     with operators(cluster, namespace, cluster_role, tmp_path, count=2,
                    args=["--peering", PEERING],
                    env={"SPOTRUN_PEERING_LIFETIME": str(LIFETIME)}) as ops:
-        wait_for(lambda: len(peers(custom, namespace)) == 2, "both replicas in the peering")
-        standby = wait_for(lambda: next((op for op in ops if "Pausing operations in favour of"
-                                         in op.log()), None), "one replica to pause")
-        active = next(op for op in ops if op is not standby)
-        records = peers(custom, namespace).values()
-        assert len({r["priority"] for r in records}) == 2, records  # distinct: one can lead
-        assert "Pausing operations" not in active.log()
+        records = wait_for(lambda: len(p := peers(custom, namespace)) == 2 and p,
+                           "both replicas in the peering")
+        # Distinct priorities (equal ones would pause both): the highest is active, the other
+        # pauses (silently when it joins after the active one).
+        assert len({r["priority"] for r in records.values()}) == 2, records
+        leader = max(records, key=lambda identity: records[identity]["priority"])
+        active = next(op for op in ops if op.env["POD_ID"] == leader)
+        standby = next(op for op in ops if op is not active)
+        wait_for(lambda: paused(standby) and not paused(active), "one active, one paused")
 
         ledger = PodLedger(core, namespace)
         custom.create_namespaced_custom_object(*ARGS, namespace, PLURAL, job(
@@ -84,6 +92,7 @@ def test_two_replicas_one_active_and_the_standby_takes_over_after_sigkill(
 
         # The active replica dies; the job needs the next decision (a preemption) now.
         active.kill()
+        seen = len(standby.log())
         process_node.preempt(node)
         process_node.add_node("spot")
         done = wait_for(lambda: finished(custom, namespace, "peer"), "the job to finish",
@@ -91,7 +100,7 @@ def test_two_replicas_one_active_and_the_standby_takes_over_after_sigkill(
         status = done["status"]
         assert status["phase"] == "Succeeded", status
         assert (status["preemptions"], status["attempt"]) == (1, 2)
-        assert "Resuming operations after the pause" in standby.log()
+        assert "Resuming operations after the pause" in standby.log()[seen:]
         assert created_pods(standby) == ["peer-2"]
         ledger.stop()
         assert all(len(uids) == 1 for uids in ledger.uids.values()), ledger.uids
