@@ -4,11 +4,13 @@ of a directory (what the cleanup pod runs on a PVC)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from spotrun import layout
+from spotrun import layout, marker
 from spotrun.cli import main as spotrun_main
 from spotrun.localstore import LocalStore
 from spotrun.probes import Health, answer
@@ -72,3 +74,47 @@ def test_purge_refuses_a_whole_bucket_and_a_missing_directory(tmp_path):
         purge("s3://bucket")
     with pytest.raises(StoreError, match="no such directory"):
         purge(str(tmp_path / "absent"))
+
+
+@pytest.mark.integration
+def test_report_mode_sidecar_serves_the_newest_checkpoint_of_a_directory(tmp_path):
+    """``SPOTRUN_SIDECAR_MODE=report`` (a shared volume, nothing to sync): /status follows
+    the directory; on SIGTERM the termination message names the newest step."""
+    from tests.e2e.e2e_support import wait_for
+    from tests.integration.s3util import SPOTRUN, free_port, probe
+
+    root, message = tmp_path / "ckpt", tmp_path / "termination"
+    committed(root, 10, 0, 0.5)
+    port = free_port()
+    env = {
+        "PATH": os.environ["PATH"],
+        "SPOTRUN_SIDECAR_MODE": "report",
+        "SPOTRUN_CHECKPOINT_DIR": str(root),
+        "SPOTRUN_SIDECAR_PORT": str(port),
+        "SPOTRUN_SYNC_POLL_SECONDS": "0.1",
+        "SPOTRUN_TERMINATION_MESSAGE_PATH": str(message),
+    }
+    proc = subprocess.Popen([SPOTRUN, "sidecar"], env=env)
+    try:
+
+        def status() -> dict[str, object]:
+            try:
+                code, body = probe(port, "/status")
+            except OSError:
+                return {}
+            return dict(json.loads(body)) if code == 200 else {}
+
+        wait_for(lambda: status().get("step") == 10, "/status to report step 10")
+        committed(root, 20, 1, 0.25)
+        wait_for(lambda: status().get("step") == 20, "/status to report step 20")
+        assert status()["epoch"] == 1 and status()["metrics"] == {"loss": 0.25}
+        marker.write(root, 20, "preemption")
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    summary = json.loads(message.read_text())
+    assert (summary["step"], summary["epoch"], summary["finalSaved"]) == (20, 1, True)
+    assert summary["uri"].endswith("checkpoints/step-000000000020")
