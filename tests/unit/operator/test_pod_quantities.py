@@ -30,8 +30,10 @@ def send(pod: dict[str, Any]) -> None:
 def test_numeric_quantities_in_the_template_become_strings():
     j = job()
     template = j.spec.template["spec"]
-    template["containers"][0]["resources"] = {"limits": {"cpu": 2, "memory": "1Gi"},
-                                              "requests": {"cpu": 0.5}}
+    template["containers"][0]["resources"] = {
+        "limits": {"cpu": 2, "memory": "1Gi"},
+        "requests": {"cpu": 0.5},
+    }
     template["overhead"] = {"cpu": 1}
     template["volumes"] = [{"name": "scratch", "emptyDir": {"sizeLimit": 1000}}]
     with pytest.raises(ValidationError):
@@ -39,8 +41,10 @@ def test_numeric_quantities_in_the_template_become_strings():
 
     pod = desired_pod(j, 1, on_demand=False, gpus_available=False)
     spec = pod["spec"]
-    assert spec["containers"][0]["resources"] == {"limits": {"cpu": "2", "memory": "1Gi"},
-                                                  "requests": {"cpu": "0.5"}}
+    assert spec["containers"][0]["resources"] == {
+        "limits": {"cpu": "2", "memory": "1Gi"},
+        "requests": {"cpu": "0.5"},
+    }
     assert spec["overhead"] == {"cpu": "1"}
     assert spec["volumes"][0]["emptyDir"] == {"sizeLimit": "1000"}
     with pytest.raises(Sent):

@@ -21,8 +21,9 @@ def test_a_preempted_pvc_job_says_its_next_attempt_restores_from_the_claim():
     assert out.status.lastCheckpoint is None
     preempted = [msg for _, r, msg in out.events if r == "Preempted"]
     assert len(preempted) == 1 and "checkpoints on PVC ckpt" in preempted[0], out.events
-    later = plan(job(out.status.model_dump(), checkpoint=PVC), [], {}, False,
-                 NOW + timedelta(seconds=5))
+    later = plan(
+        job(out.status.model_dump(), checkpoint=PVC), [], {}, False, NOW + timedelta(seconds=5)
+    )
     assert later.create is not None and later.create["metadata"]["name"] == "a-2"
     assert [msg for _, r, msg in later.events if r == "Restoring"] == [
         "attempt 2 (a-2) on spot nodes restores from the newest checkpoint on PVC ckpt, if any"
