@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import socket
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from test_operator_digits import (
     s3_secret,
     steps_in_s3,
 )
+from test_operator_pvc import claim, committed_steps  # noqa: F401 (claim: a fixture)
 
 pytestmark = pytest.mark.e2e
 
@@ -72,12 +74,28 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Ports:
+    metrics: int
+    health: int
+
+
 @pytest.fixture
-def metrics_port(monkeypatch: pytest.MonkeyPatch) -> int:
-    """Requested before ``operator``: the operator process starts with --metrics-port's env."""
-    port = _free_port()
-    monkeypatch.setenv("SPOTRUN_METRICS_PORT", str(port))
-    return port
+def ports(monkeypatch: pytest.MonkeyPatch) -> Ports:
+    """Requested before ``operator``: the operator process starts with the environment of
+    --metrics-port and of kopf's --liveness."""
+    chosen = Ports(_free_port(), _free_port())
+    monkeypatch.setenv("SPOTRUN_METRICS_PORT", str(chosen.metrics))
+    monkeypatch.setenv("SPOTRUN_LIVENESS", f"http://127.0.0.1:{chosen.health}/healthz")
+    return chosen
+
+
+def healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -97,7 +115,7 @@ def status_of(custom: client.CustomObjectsApi, namespace: str, name: str) -> dic
 
 
 def test_metrics_and_live_progress_of_a_running_preempted_job(
-    cluster, namespace, metrics_port, operator, process_node, s3, s3_bucket
+    cluster, namespace, ports, operator, process_node, s3, s3_bucket
 ):
     core, custom = cluster.core(), client.CustomObjectsApi(cluster.api)
     s3_secret(core, namespace, s3)
@@ -123,17 +141,18 @@ def test_metrics_and_live_progress_of_a_running_preempted_job(
     assert re.fullmatch(r"step \d+ \(epoch 0\), loss [0-9.e+-]+", st["progress"]), st
     assert st["lastCheckpoint"]["uri"].startswith(f"s3://{s3_bucket}/live/checkpoints/step-")
     assert st["lastCheckpoint"]["time"]
-    metrics = wait_for(lambda: (m := scrape(metrics_port))
+    metrics = wait_for(lambda: (m := scrape(ports.metrics))
                        .get('spotrun_jobs{phase="Running"}') == 1.0 and m,
                        "the metrics to show one Running job")
     assert metrics["spotrun_preemptions_total"] == 0.0
     assert metrics["spotrun_reconcile_duration_seconds_count"] > 0
     assert metrics["process_resident_memory_bytes"] > 0
+    assert wait_for(lambda: healthy(ports.health), "kopf's liveness endpoint to answer 200")
 
     process_node.preempt(node)
     process_node.add_node("spot")
     wait_for(lambda: running_on(core, namespace, "live-2"), "live-2 to run", timeout=90)
-    metrics = wait_for(lambda: (m := scrape(metrics_port))
+    metrics = wait_for(lambda: (m := scrape(ports.metrics))
                        .get("spotrun_preemptions_total") == 1.0
                        and m.get('spotrun_jobs{phase="Running"}') == 1.0 and m,
                        "the metrics to count the preemption and the job Running again")
@@ -207,3 +226,25 @@ def test_delete_on_job_deletion_removes_the_prefix_and_the_default_keeps_it(
     assert "CheckpointsDeleted" in reasons
     assert not core.list_namespaced_pod(
         namespace, label_selector="spotrun.dev/cleanup-of").items  # the cleanup pod is gone
+
+
+def test_delete_on_job_deletion_empties_the_pvc_path(cluster, namespace, operator, claim):  # noqa: F811
+    custom = client.CustomObjectsApi(cluster.api)
+    body = rtj("onpvc", "unused", "http://unused", 18605, steps=40,
+               checkpoint={"deleteOnJobDeletion": True})
+    body["spec"]["checkpoint"]["storage"] = {"pvc": {"claimName": "checkpoints"}}
+    custom.create_namespaced_custom_object(*ARGS, namespace, PLURAL, body)
+    wait_for(lambda: status_of(custom, namespace, "onpvc").get("phase") == "Succeeded",
+             "the job to succeed", timeout=90)
+    assert committed_steps(claim)[-1] == 40
+    custom.delete_namespaced_custom_object(*ARGS, namespace, PLURAL, "onpvc")
+
+    def gone() -> bool:
+        try:
+            get_job(custom, namespace, "onpvc")
+        except ApiException as err:
+            return err.status == 404
+        return False
+
+    wait_for(gone, "the job to go", timeout=90)
+    assert claim.is_dir() and list(claim.iterdir()) == []  # emptied, the volume itself stays
