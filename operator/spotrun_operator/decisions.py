@@ -36,7 +36,7 @@ INTERRUPTION_TAINTS = frozenset(
 )
 PREEMPTION_REASONS = frozenset({"Evicted", "NodeLost", "Shutdown", "Terminated", "NodeShutdown"})
 SIGTERM_EXIT = 143
-PROGRESS_SECONDS = 5.0  # a running attempt's sidecar is asked for its progress this often
+PROGRESS_SECONDS = 8.0  # a running attempt's sidecar is asked at least this often (resync: 10 s)
 SIGKILL_EXIT = 137
 
 
