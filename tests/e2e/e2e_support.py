@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from kubernetes import client, watch
@@ -23,6 +24,17 @@ SPOT_TOLERATION = {
     "value": "spot",
     "effect": "NoSchedule",
 }
+
+
+@contextmanager
+def allowing(status: int) -> Iterator[None]:
+    """Let the API's answer ``status`` pass (409 to a create: it exists; 404 to a delete or a
+    patch: it is gone); any other ApiException is raised."""
+    try:
+        yield
+    except ApiException as err:
+        if err.status != status:
+            raise
 
 
 def wait_for(

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import phase_is, pod, read_pod, sh, wait_for
-from kubernetes.client.exceptions import ApiException
+from e2e_support import allowing, phase_is, pod, read_pod, sh, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -39,11 +38,8 @@ def volumes(cluster: Any, namespace: str) -> Iterator[Callable[[str, dict[str, A
 
     yield make
     for pv in made:
-        try:
+        with allowing(404):
             core.delete_persistent_volume(pv)
-        except ApiException as err:
-            if err.status != 404:
-                raise
 
 
 def claim_volume(claim: str, read_only: bool = False) -> dict[str, Any]:

@@ -78,6 +78,17 @@ def s3_secret(access_key_id: str, secret_access_key: str) -> dict[str, Any]:
     return secret
 
 
+def run_example_job(api: Any, namespace: str, s3: Any, bucket: str, port: int) -> dict[str, Any]:
+    """The example Secret and job (``digits``, one epoch, its sidecar on ``port``) created in
+    ``namespace`` for the test's S3 server, as a user applies them; the job once it finished."""
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    core.create_namespaced_secret(namespace, s3_secret(s3.access_key_id, s3.secret_access_key))
+    custom.create_namespaced_custom_object(*RTJ, namespace, PLURAL, example_job(
+        "digits", bucket, s3.endpoint_url, epochs=1, port=port))
+    return wait_for(lambda: finished(custom, namespace, "digits"), "the job to finish",
+                    timeout=300, interval=1)
+
+
 def finished(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any] | None:
     job = custom.get_namespaced_custom_object(*RTJ, namespace, PLURAL, name)
     phase = job.get("status", {}).get("phase")

@@ -11,15 +11,11 @@ import pytest
 from e2e_support import wait_for
 from install_support import (
     CHART,
-    PLURAL,
-    RTJ,
     Tools,
     delete_jobs_and_wait,
     disown_crd,
-    example_job,
-    finished,
     operator_pod,
-    s3_secret,
+    run_example_job,
 )
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -34,7 +30,7 @@ SETS = ("ports.health=18881", "ports.metrics=18882", "logLevel=DEBUG")
 def test_helm_install_runs_a_job_to_succeeded(
     cluster: Any, tools: Tools, namespace: str, s3: Any, s3_bucket: str
 ) -> None:
-    core, custom = cluster.core(), client.CustomObjectsApi(cluster.api)
+    core = cluster.core()
     sets = [*SETS, f"watchNamespaces={{{namespace}}}"]
     # --take-ownership: the CRD may already be there (applied from manifests/ by other tests).
     tools.helm("install", RELEASE, str(CHART), "-n", namespace, "--take-ownership",
@@ -47,13 +43,7 @@ def test_helm_install_runs_a_job_to_succeeded(
             metrics = urllib.request.urlopen(f"http://{pod.status.pod_ip}:18882/metrics")
             assert 'spotrun_jobs{phase="Running"}' in metrics.read().decode()
 
-        core.create_namespaced_secret(namespace, s3_secret(s3.access_key_id,
-                                                           s3.secret_access_key))
-        custom.create_namespaced_custom_object(*RTJ, namespace, PLURAL, example_job(
-            "digits", s3_bucket, s3.endpoint_url, epochs=1, port=18801))
-        done = wait_for(lambda: finished(custom, namespace, "digits"), "the job to finish",
-                        timeout=300, interval=1)
-        status = done["status"]
+        status = run_example_job(cluster.api, namespace, s3, s3_bucket, port=18801)["status"]
         assert status["phase"] == "Succeeded", status
         assert status["lastCheckpoint"]["step"] == 45  # one epoch of digits
         assert (status["attempt"], status["preemptions"], status["failures"]) == (1, 0, 0)

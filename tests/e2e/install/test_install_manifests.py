@@ -10,18 +10,13 @@ import yaml
 from e2e_support import wait_for
 from install_support import (
     MANIFESTS,
-    PLURAL,
-    RTJ,
     Tools,
     delete_jobs_and_wait,
-    example_job,
-    finished,
     load,
     operator_pod,
-    s3_secret,
+    run_example_job,
     with_ports,
 )
-from kubernetes import client
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +26,7 @@ SYSTEM = "spotrun-system"
 def test_kubectl_apply_install_yaml_runs_a_job_to_succeeded(
     cluster: Any, tools: Tools, namespace: str, s3: Any, s3_bucket: str
 ) -> None:
-    core, custom = cluster.core(), client.CustomObjectsApi(cluster.api)
+    core = cluster.core()
     # Only the ports change: on the process node all pods share this machine's network.
     docs = with_ports(load(MANIFESTS / "install.yaml"), health=18883, metrics=18884)
     text = yaml.safe_dump_all(docs)
@@ -43,14 +38,9 @@ def test_kubectl_apply_install_yaml_runs_a_job_to_succeeded(
     try:
         pod = wait_for(lambda: operator_pod(core, SYSTEM, "spotrun"), "the operator to run",
                        timeout=180)
-        core.create_namespaced_secret(namespace, s3_secret(s3.access_key_id,
-                                                           s3.secret_access_key))
-        custom.create_namespaced_custom_object(*RTJ, namespace, PLURAL, example_job(
-            "digits", s3_bucket, s3.endpoint_url, epochs=1, port=18802))
-        done = wait_for(lambda: finished(custom, namespace, "digits"), "the job to finish",
-                        timeout=300, interval=1)
-        assert done["status"]["phase"] == "Succeeded", done["status"]
-        assert done["status"]["lastCheckpoint"]["step"] == 45
+        status = run_example_job(cluster.api, namespace, s3, s3_bucket, port=18802)["status"]
+        assert status["phase"] == "Succeeded", status
+        assert status["lastCheckpoint"]["step"] == 45
         log = core.read_namespaced_pod_log(pod.metadata.name, SYSTEM, container="operator")
         assert f"created pod {namespace}/digits-1" in log  # this operator did the work
     finally:

@@ -145,8 +145,8 @@ def operators(
 ) -> Iterator[list[Operator]]:
     """``count`` operators for ``namespace`` (with ``args`` and ``env``) under one ServiceAccount
     bound to ``cluster_role``; afterwards the jobs are deleted and the operators stopped."""
+    from e2e_support import allowing
     from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
 
     core = client.CoreV1Api(cluster.api)
     rbac = client.RbacAuthorizationV1Api(cluster.api)
@@ -173,11 +173,8 @@ def operators(
         for op in ops:
             op.stop()
         _strip_finalizers(core, namespace)
-        try:
+        with allowing(404):
             rbac.delete_cluster_role_binding(binding)
-        except ApiException as err:
-            if err.status != 404:
-                raise
         for op in ops:
             print(f"--- operator log ({op.log_path}) ---\n{op.log()[-6000:]}")
 

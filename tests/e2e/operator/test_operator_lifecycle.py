@@ -11,28 +11,28 @@ import pytest
 from e2e_support import wait_for
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
-from test_operator_digits import (
+from operator_support import (
     ARGS,
     EPOCHS,
     PLURAL,
     digits_job,
     events_of,
+    finished,
     get_job,
     running_on,
     s3_secret,
     steps_in_s3,
+    submit,
 )
-from test_operator_retries import finished, job
-from urllib3.exceptions import ProtocolError
+from test_operator_retries import job
+from urllib3.exceptions import HTTPError
 
 pytestmark = pytest.mark.e2e
 
 
 def test_suspend_then_resume_keeps_the_progress(cluster, namespace, operator, s3, s3_bucket):
-    core, custom = cluster.core(), client.CustomObjectsApi(cluster.api)
-    s3_secret(core, namespace, s3)
-    custom.create_namespaced_custom_object(
-        *ARGS, namespace, PLURAL, digits_job("digits", s3_bucket, s3.endpoint_url))
+    core, custom = submit(cluster, namespace, s3,
+                          digits_job("digits", s3_bucket, s3.endpoint_url))
     wait_for(lambda: running_on(core, namespace, "digits-1"), "digits-1 to run", timeout=120)
     wait_for(lambda: [s for s in steps_in_s3(s3, s3_bucket, "digits") if s >= 200],
              "200 steps of training", timeout=120)
@@ -60,9 +60,19 @@ def test_suspend_then_resume_keeps_the_progress(cluster, namespace, operator, s3
     assert restoring == [f"attempt 2 (digits-2) on spot nodes restores from step {saved}"]
 
 
+def pod_of(event: Any) -> Any | None:
+    """The pod of a watch event, or None for what carries none: a line the client could not
+    decode (None), a BOOKMARK (a bare dict) or an event with ``object=None``."""
+    if not isinstance(event, dict) or event.get("type") not in ("ADDED", "MODIFIED", "DELETED"):
+        return None
+    pod = event.get("object")
+    return pod if getattr(pod, "metadata", None) is not None else None
+
+
 class PodLedger:
     """Every pod UID seen per pod name, and the most pods of one job alive at once (a watch
-    that the API server ends is resumed from where it stopped)."""
+    that the API server ends is resumed from where it stopped; one that fails is listed
+    afresh)."""
 
     def __init__(self, core: client.CoreV1Api, namespace: str) -> None:
         self.uids: dict[str, set[str]] = {}
@@ -79,16 +89,16 @@ class PodLedger:
                     core.list_namespaced_pod, namespace, label_selector="spotrun.dev/job",
                     resource_version=self._watch.resource_version, timeout_seconds=600,
                 ):
-                    self._record(event)
-            except (ApiException, ProtocolError):
+                    if (pod := pod_of(event)) is not None:
+                        self._record(event["type"], pod)
+            except (ApiException, HTTPError):
                 self._watch.resource_version = None  # expired or cut: list afresh
 
-    def _record(self, event: dict[str, Any]) -> None:
-        pod = event["object"]
+    def _record(self, kind: str, pod: Any) -> None:
         job_name = pod.metadata.labels["spotrun.dev/job"]
         self.uids.setdefault(pod.metadata.name, set()).add(pod.metadata.uid)
         alive = self.alive.setdefault(job_name, {})
-        if event["type"] == "DELETED" or pod.status.phase in ("Succeeded", "Failed"):
+        if kind == "DELETED" or pod.status.phase in ("Succeeded", "Failed"):
             alive.pop(pod.metadata.name, None)
         else:
             alive[pod.metadata.name] = pod.status.phase
@@ -115,14 +125,8 @@ if int(os.environ["SPOTRUN_ATTEMPT"]) <= int(os.environ["PREEMPTIBLE_ATTEMPTS"])
 
 
 def quick_job(name: str, bucket: str, endpoint: str, preemptions: int, port: int) -> Any:
-    body = job(name, bucket, endpoint, {"PREEMPTIBLE_ATTEMPTS": str(preemptions)},
-               checkpoint={"storage": {"uri": f"s3://{bucket}/{name}", "endpoint": endpoint,
-                                       "secretRef": {"name": "s3-credentials"}},
-                           "sidecarPort": port},
-               spot={"backoffSeconds": 0.2})
-    body["spec"]["template"]["spec"]["containers"][0]["command"] = ["python", "-c",
-                                                                    QUICK_TRAINER]
-    return body
+    return job(name, bucket, endpoint, {"PREEMPTIBLE_ATTEMPTS": str(preemptions)}, port=port,
+               code=QUICK_TRAINER, spot={"backoffSeconds": 0.2})
 
 
 def test_operator_sigkilled_at_random_moments_makes_no_duplicate_pod(

@@ -9,12 +9,11 @@ from typing import Any
 import pytest
 import yaml
 from conftest import MANIFESTS, Operator, operators
-from e2e_support import wait_for
+from e2e_support import allowing, wait_for
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-from test_operator_digits import ARGS, PLURAL, get_job, running_on, s3_secret
+from operator_support import ARGS, PLURAL, finished, get_job, running_on, s3_secret
 from test_operator_lifecycle import PodLedger
-from test_operator_retries import finished, job
+from test_operator_retries import job
 
 pytestmark = pytest.mark.e2e
 
@@ -29,11 +28,8 @@ def peering_crds(cluster: Any) -> None:
     docs = [d for d in yaml.safe_load_all((MANIFESTS / "kopf-peering-crd.yaml").read_text()) if d]
     assert {d["spec"]["names"]["kind"] for d in docs} == {"KopfPeering", "ClusterKopfPeering"}
     for body in docs:
-        try:
+        with allowing(409):
             ext.create_custom_resource_definition(body)
-        except ApiException as err:
-            if err.status != 409:
-                raise
     for body in docs:
         name = body["metadata"]["name"]
         wait_for(lambda n=name: any(c.type == "Established" and c.status == "True"
@@ -81,10 +77,7 @@ def test_two_replicas_one_active_and_the_standby_takes_over_after_sigkill(
 
         ledger = PodLedger(core, namespace)
         custom.create_namespaced_custom_object(*ARGS, namespace, PLURAL, job(
-            "peer", s3_bucket, s3.endpoint_url, {"PREEMPTIBLE_ATTEMPTS": "1"},
-            checkpoint={"storage": {"uri": f"s3://{s3_bucket}/peer", "endpoint": s3.endpoint_url,
-                                    "secretRef": {"name": "s3-credentials"}},
-                        "sidecarPort": 18710},
+            "peer", s3_bucket, s3.endpoint_url, {"PREEMPTIBLE_ATTEMPTS": "1"}, port=18710,
             spot={"backoffSeconds": 0.5}))
         node = wait_for(lambda: running_on(core, namespace, "peer-1"), "peer-1 to run",
                         timeout=120)

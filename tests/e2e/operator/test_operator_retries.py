@@ -5,9 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from e2e_support import IMAGE, read_pod, wait_for
-from kubernetes import client
-from test_operator_digits import ARGS, PLURAL, events_of, get_job, running_on, s3_secret
+from e2e_support import read_pod, wait_for
+
+# finished: test_operator_pvc imports it from here.
+from operator_support import (
+    events_of,
+    finished,
+    get_job,
+    rtj_body,
+    running_on,
+    s3_checkpoint,
+    submit,
+    trainer,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -26,33 +36,18 @@ if os.environ.get("FAIL") == "1":
 """
 
 
-def job(name: str, bucket: str, endpoint: str, env: dict[str, str], **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "spotrun.dev/v1alpha1", "kind": "ResumableTrainingJob",
-        "metadata": {"name": name},
-        "spec": {
-            "template": {"spec": {"containers": [{
-                "name": "trainer", "image": IMAGE, "command": ["python", "-c", TRAINER],
-                "env": [{"name": k, "value": v} for k, v in env.items()]}]}},
-            "checkpoint": {"storage": {"uri": f"s3://{bucket}/{name}", "endpoint": endpoint,
-                                       "secretRef": {"name": "s3-credentials"}}},
-            "terminationGracePeriodSeconds": 10,
-            **spec,
-        },
-    }
-
-
-def finished(custom: client.CustomObjectsApi, namespace: str, name: str) -> Any:
-    j = get_job(custom, namespace, name)
-    return j if j.get("status", {}).get("phase") in ("Succeeded", "Failed") else None
+def job(name: str, bucket: str, endpoint: str, env: dict[str, str], port: int | None = None,
+        code: str = TRAINER, **spec: Any) -> dict[str, Any]:
+    """A job of the toy trainer ``code`` (``python -c``) with ``env``; a sidecar on ``port``."""
+    return rtj_body(name, trainer(["python", "-c", code], env),
+                    s3_checkpoint(bucket, name, endpoint, port),
+                    **{"terminationGracePeriodSeconds": 10, **spec})
 
 
 def test_exit_1_is_retried_backoff_limit_times_then_failed_preemption_not_counted(
     cluster, namespace, operator, process_node, s3, s3_bucket
 ):
-    core, custom = cluster.core(), client.CustomObjectsApi(cluster.api)
-    s3_secret(core, namespace, s3)
-    custom.create_namespaced_custom_object(*ARGS, namespace, PLURAL, job(
+    core, custom = submit(cluster, namespace, s3, job(
         "flaky", s3_bucket, s3.endpoint_url, {"FAIL": "1"}, backoffLimit=1))
     node = wait_for(lambda: running_on(core, namespace, "flaky-1"), "flaky-1 to run",
                     timeout=120)
@@ -75,9 +70,7 @@ def test_exit_1_is_retried_backoff_limit_times_then_failed_preemption_not_counte
 def test_after_two_preemptions_the_third_attempt_runs_on_demand_with_proactive_delete(
     cluster, namespace, operator, process_node, s3, s3_bucket
 ):
-    core, custom = cluster.core(), client.CustomObjectsApi(cluster.api)
-    s3_secret(core, namespace, s3)
-    custom.create_namespaced_custom_object(*ARGS, namespace, PLURAL, job(
+    core, custom = submit(cluster, namespace, s3, job(
         "fallback", s3_bucket, s3.endpoint_url, {"PREEMPTIBLE_ATTEMPTS": "2"},
         spot={"fallbackToOnDemandAfter": 2}))
     for attempt in (1, 2):

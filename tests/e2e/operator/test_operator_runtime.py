@@ -12,18 +12,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from e2e_support import IMAGE, wait_for
+from e2e_support import wait_for
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-from test_operator_digits import (
+from operator_support import (
     ARGS,
     PLURAL,
     events_of,
     get_job,
+    gone,
+    rtj_body,
     running_on,
-    s3_secret,
+    s3_checkpoint,
+    status_of,
     steps_in_s3,
+    submit,
+    trainer,
 )
+from prometheus_client.parser import text_string_to_metric_families
 from test_operator_pvc import claim, committed_steps  # noqa: F401 (claim: a fixture)
 
 pytestmark = pytest.mark.e2e
@@ -50,22 +55,9 @@ def rtj(
     name: str, bucket: str, endpoint: str, port: int, steps: int, pause: float = 0.0, **spec: Any
 ) -> dict[str, Any]:
     env = {"EVERY": "20", "STEPS": str(steps), "PAUSE": str(pause)}
-    checkpoint = spec.pop("checkpoint", {})
-    return {
-        "apiVersion": "spotrun.dev/v1alpha1",
-        "kind": "ResumableTrainingJob",
-        "metadata": {"name": name},
-        "spec": {
-            "template": {"spec": {"containers": [{
-                "name": "trainer", "image": IMAGE, "command": ["python", "-c", TRAINER],
-                "env": [{"name": k, "value": v} for k, v in env.items()]}]}},
-            "checkpoint": {"storage": {"uri": f"s3://{bucket}/{name}", "endpoint": endpoint,
-                                       "secretRef": {"name": "s3-credentials"}},
-                           "sidecarPort": port, **checkpoint},
-            "terminationGracePeriodSeconds": 15,
-            **spec,
-        },
-    }
+    return rtj_body(name, trainer(["python", "-c", TRAINER], env),
+                    s3_checkpoint(bucket, name, endpoint, port, **spec.pop("checkpoint", {})),
+                    terminationGracePeriodSeconds=15, **spec)
 
 
 def _free_port() -> int:
@@ -99,27 +91,22 @@ def healthy(port: int) -> bool:
 
 
 def scrape(port: int) -> dict[str, float]:
-    """The operator's /metrics as {series: value} (label sets kept in the series name)."""
+    """The operator's /metrics, read by prometheus_client's parser, as {series: value}: the
+    series is the sample's name with its labels, as the exposition writes them."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
     out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            series, _, value = line.rpartition(" ")
-            out[series] = float(value)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return out
-
-
-def status_of(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
-    return dict(get_job(custom, namespace, name).get("status") or {})
 
 
 def test_metrics_and_live_progress_of_a_running_preempted_job(
     cluster, namespace, ports, operator, process_node, s3, s3_bucket
 ):
-    core, custom = cluster.core(), client.CustomObjectsApi(cluster.api)
-    s3_secret(core, namespace, s3)
-    custom.create_namespaced_custom_object(*ARGS, namespace, PLURAL, rtj(
+    core, custom = submit(cluster, namespace, s3, rtj(
         "live", s3_bucket, s3.endpoint_url, 18601, steps=100000, pause=0.05,
         spot={"backoffSeconds": 0}))
     node = wait_for(lambda: running_on(core, namespace, "live-1"), "live-1 to run", timeout=90)
@@ -163,22 +150,13 @@ def test_metrics_and_live_progress_of_a_running_preempted_job(
 
 
 def test_ttl_deletes_a_finished_job(cluster, namespace, operator, s3, s3_bucket):
-    core, custom = cluster.core(), client.CustomObjectsApi(cluster.api)
-    s3_secret(core, namespace, s3)
-    custom.create_namespaced_custom_object(*ARGS, namespace, PLURAL, rtj(
+    core, custom = submit(cluster, namespace, s3, rtj(
         "brief", s3_bucket, s3.endpoint_url, 18602, steps=40, ttlSecondsAfterFinished=3))
     done = wait_for(lambda: status_of(custom, namespace, "brief").get("phase") == "Succeeded",
                     "the job to succeed", timeout=90)
     assert done
-
-    def gone() -> bool:
-        try:
-            get_job(custom, namespace, "brief")
-        except ApiException as err:
-            return err.status == 404
-        return False
-
-    wait_for(gone, "the finished job to delete itself", timeout=30)
+    wait_for(lambda: gone(custom, namespace, "brief"), "the finished job to delete itself",
+             timeout=30)
     wait_for(lambda: not core.list_namespaced_pod(
         namespace, label_selector="spotrun.dev/job=brief").items, "its pods to go", timeout=30)
     assert steps_in_s3(s3, s3_bucket, "brief")[-1] == 40  # the checkpoints stay (default)
@@ -187,13 +165,11 @@ def test_ttl_deletes_a_finished_job(cluster, namespace, operator, s3, s3_bucket)
 def test_delete_on_job_deletion_removes_the_prefix_and_the_default_keeps_it(
     cluster, namespace, operator, s3, s3_bucket
 ):
-    core, custom = cluster.core(), client.CustomObjectsApi(cluster.api)
-    s3_secret(core, namespace, s3)
-    custom.create_namespaced_custom_object(*ARGS, namespace, PLURAL, rtj(
-        "purged", s3_bucket, s3.endpoint_url, 18603, steps=40,
-        checkpoint={"deleteOnJobDeletion": True}))
-    custom.create_namespaced_custom_object(*ARGS, namespace, PLURAL, rtj(
-        "kept", s3_bucket, s3.endpoint_url, 18604, steps=40))
+    core, custom = submit(
+        cluster, namespace, s3,
+        rtj("purged", s3_bucket, s3.endpoint_url, 18603, steps=40,
+            checkpoint={"deleteOnJobDeletion": True}),
+        rtj("kept", s3_bucket, s3.endpoint_url, 18604, steps=40))
     for name in ("purged", "kept"):
         wait_for(lambda n=name: status_of(custom, namespace, n).get("phase") == "Succeeded",
                  f"{name} to succeed", timeout=90)
@@ -209,15 +185,8 @@ def test_delete_on_job_deletion_removes_the_prefix_and_the_default_keeps_it(
 
     for name in ("purged", "kept"):
         custom.delete_namespaced_custom_object(*ARGS, namespace, PLURAL, name)
-
-    def gone(name: str) -> bool:
-        try:
-            get_job(custom, namespace, name)
-        except ApiException as err:
-            return err.status == 404
-        return False
-
-    wait_for(lambda: gone("purged") and gone("kept"), "both jobs to go", timeout=90)
+    wait_for(lambda: gone(custom, namespace, "purged") and gone(custom, namespace, "kept"),
+             "both jobs to go", timeout=90)
     keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket=s3_bucket).get("Contents", [])]
     assert not [k for k in keys if k.startswith("purged/")], keys
     assert "purged-other/keep.txt" in keys
@@ -238,13 +207,5 @@ def test_delete_on_job_deletion_empties_the_pvc_path(cluster, namespace, operato
              "the job to succeed", timeout=90)
     assert committed_steps(claim)[-1] == 40
     custom.delete_namespaced_custom_object(*ARGS, namespace, PLURAL, "onpvc")
-
-    def gone() -> bool:
-        try:
-            get_job(custom, namespace, "onpvc")
-        except ApiException as err:
-            return err.status == 404
-        return False
-
-    wait_for(gone, "the job to go", timeout=90)
+    wait_for(lambda: gone(custom, namespace, "onpvc"), "the job to go", timeout=90)
     assert claim.is_dir() and list(claim.iterdir()) == []  # emptied, the volume itself stays

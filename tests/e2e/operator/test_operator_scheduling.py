@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from e2e_support import read_pod, wait_for
+from e2e_support import allowing, read_pod, wait_for
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-from test_operator_digits import ARGS, PLURAL, events_of, get_job, s3_secret
-from test_operator_retries import finished, job
+from operator_support import events_of, finished, get_job, submit
+from test_operator_retries import job
 
 pytestmark = pytest.mark.e2e
 
@@ -52,23 +51,15 @@ def no_spot_capacity(cluster: Any) -> Iterator[list[str]]:
         yield spot
     finally:
         for name in spot:
-            try:
+            with allowing(404):
                 core.patch_node(name, {"spec": {"unschedulable": None}})
-            except ApiException as err:
-                if err.status != 404:
-                    raise
 
 
 def test_no_spot_capacity_moves_the_next_attempt_on_demand_after_the_pending_timeout(
     cluster, namespace, operator, no_spot_capacity, s3, s3_bucket
 ):
-    core, custom = cluster.core(), client.CustomObjectsApi(cluster.api)
-    s3_secret(core, namespace, s3)
-    custom.create_namespaced_custom_object(*ARGS, namespace, PLURAL, job(
-        "nospot", s3_bucket, s3.endpoint_url, {"PREEMPTIBLE_ATTEMPTS": "0"},
-        checkpoint={"storage": {"uri": f"s3://{s3_bucket}/nospot", "endpoint": s3.endpoint_url,
-                                "secretRef": {"name": "s3-credentials"}},
-                    "sidecarPort": 18720},
+    core, custom = submit(cluster, namespace, s3, job(
+        "nospot", s3_bucket, s3.endpoint_url, {"PREEMPTIBLE_ATTEMPTS": "0"}, port=18720,
         spot={"pendingTimeoutSeconds": 5}))
     waiting = wait_for(lambda: unschedulable(custom, namespace, "nospot", "unschedulable"),
                        "the job to say its pod cannot be scheduled", timeout=60)
@@ -112,12 +103,8 @@ def test_gpu_job_without_cpu_fallback_waits_for_a_gpu_node(
     core, custom = cluster.core(), client.CustomObjectsApi(cluster.api)
     assert not any("nvidia.com/gpu" in (n.status.allocatable or {})
                    for n in core.list_node().items)
-    s3_secret(core, namespace, s3)
-    custom.create_namespaced_custom_object(*ARGS, namespace, PLURAL, job(
-        "gpu", s3_bucket, s3.endpoint_url, {"PREEMPTIBLE_ATTEMPTS": "0"},
-        checkpoint={"storage": {"uri": f"s3://{s3_bucket}/gpu", "endpoint": s3.endpoint_url,
-                                "secretRef": {"name": "s3-credentials"}},
-                    "sidecarPort": 18721},
+    submit(cluster, namespace, s3, job(
+        "gpu", s3_bucket, s3.endpoint_url, {"PREEMPTIBLE_ATTEMPTS": "0"}, port=18721,
         gpu={"count": 1, "fallback": "none"}))
     waiting = wait_for(lambda: unschedulable(custom, namespace, "gpu", "nvidia.com/gpu"),
                        "the job to say no node has a GPU", timeout=60)
