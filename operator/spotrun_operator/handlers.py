@@ -33,6 +33,8 @@ RESYNC_SECONDS = 10.0
 RETRY_SECONDS = 0.5
 EVENT_WORKERS = 4
 RESYNC_WORKERS = 2
+# No word from kopf about a job for this long (2 resync intervals and some): kopf is paused.
+SILENCE_SECONDS = 2 * RESYNC_SECONDS + 5
 
 
 @dataclass
@@ -42,13 +44,18 @@ class Reconciler:
     Passes run in threads: those a change triggered (an event, a requested wake-up) in their
     own pool, the periodic resyncs in a smaller one, so a backlog of resyncs (200 jobs every
     10 s on 2 cores) never delays the reaction to a preemption. A resync is skipped while a
-    pass of the job is under way or when one ran within the last half interval."""
+    pass of the job is under way or when one ran within the last half interval.
+
+    A wake-up a pass asked for runs only while kopf still tells about the job (its resync
+    timer does every interval): a replica that kopf's peering paused, or one whose job went
+    away unseen, lets its own wake-ups lapse instead of reconciling beside the active one."""
 
     kube: Kube
     metrics: Metrics = METRICS
     locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     wakeups: dict[tuple[str, str], asyncio.TimerHandle] = field(default_factory=dict)
     last_pass: dict[tuple[str, str], float] = field(default_factory=dict)
+    heard: dict[tuple[str, str], float] = field(default_factory=dict)
     events_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(EVENT_WORKERS, thread_name_prefix="reconcile")
     )
@@ -63,8 +70,15 @@ class Reconciler:
         with self.metrics.reconcile.time():
             return reconcile_once(self.kube, namespace, name, self.metrics)
 
-    async def run(self, namespace: str, name: str, resync: bool = False) -> None:
+    async def run(
+        self, namespace: str, name: str, resync: bool = False, woken: bool = False
+    ) -> None:
         key = (namespace, name)
+        if not woken:
+            self.heard[key] = time.monotonic()  # kopf told about the job: it is active
+        elif time.monotonic() - self.heard.get(key, -1e9) > SILENCE_SECONDS:
+            log.debug("%s/%s: kopf silent (paused by peering?); wake-up dropped", *key)
+            return
         lock = self.locks.setdefault(key, asyncio.Lock())
         if not resync:
             async with lock:
@@ -101,7 +115,7 @@ class Reconciler:
             old.cancel()
         loop = asyncio.get_running_loop()
         self.wakeups[key] = loop.call_later(
-            delay, lambda: asyncio.ensure_future(self.run(namespace, name))
+            delay, lambda: asyncio.ensure_future(self.run(namespace, name, woken=True))
         )
 
     def forget(self, namespace: str, name: str) -> None:
@@ -109,6 +123,7 @@ class Reconciler:
             old.cancel()
         self.locks.pop((namespace, name), None)
         self.last_pass.pop((namespace, name), None)
+        self.heard.pop((namespace, name), None)
         self.metrics.job_gone((namespace, name))
 
 
