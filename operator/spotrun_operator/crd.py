@@ -160,8 +160,8 @@ def render() -> str:
     return header + yaml.safe_dump(crd(), sort_keys=False, width=100)
 
 
-def main(argv: list[str]) -> int:
-    text = render()
+def write(text: str, argv: list[str]) -> int:
+    """``python -m ... [OUT]``: the generated text into OUT, or to stdout."""
     if argv:
         with open(argv[0], "w") as f:
             f.write(text)
@@ -171,4 +171,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(write(render(), sys.argv[1:]))

@@ -105,15 +105,5 @@ def render() -> str:
     return "".join(out).rstrip("\n") + "\n"
 
 
-def main(argv: list[str]) -> int:
-    text = render()
-    if argv:
-        with open(argv[0], "w") as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(crd.write(render(), sys.argv[1:]))
