@@ -52,6 +52,11 @@ COMMANDS: dict[str, By | NotHere] = {
         "test_demo_survives_two_preemptions_losing_no_step_and_draws_its_report",
         ("watch_job", "JOB_FILE"),
     ),
+    "docker build -f operator/Dockerfile -t ghcr.io/spotrun/operator:0.1.0 .":
+        NotHere("needs a Docker engine; .github/workflows/e2e-kind.yml runs it on GitHub"),
+    "docker build -f trainer/Dockerfile --build-arg EXTRAS=examples,operator "
+    "-t ghcr.io/spotrun/trainer:0.1.0 .":
+        NotHere("needs a Docker engine; .github/workflows/e2e-kind.yml runs it on GitHub"),
     "make test": NotHere("it is the command that runs this test (CI runs it on a fresh clone)"),
     "python examples/digits/train.py --epochs 2": By(CLI, ("README",)),
     "spotrun ls spotrun-checkpoints": By(CLI, ("README",)),
