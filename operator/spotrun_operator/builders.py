@@ -14,6 +14,7 @@ LABEL_CAPACITY = "spotrun.dev/capacity"
 FINALIZER = "spotrun.dev/outcome"
 SIDECAR = "spotrun-sidecar"
 VOLUME = "spotrun-checkpoints"
+STORAGE_ENV = ("SPOTRUN_STORAGE_URI", "AWS_")  # prefixes of the variables that reach S3
 
 # Spot node labels of Karpenter, GKE, AKS and EKS: any one of them selects a spot node.
 SPOT_LABELS: tuple[tuple[str, str], ...] = (
@@ -121,8 +122,9 @@ def contract_env(job: Job, attempt: int, device: str) -> list[dict[str, Any]]:
         env.append(
             {"name": "SPOTRUN_INTERVAL_SECONDS", "value": str(spec.checkpoint.intervalSeconds)}
         )
-    if storage.uri:
-        env.append({"name": "SPOTRUN_STORAGE_URI", "value": storage.uri})
+    if storage.uri is None:  # a PVC: nothing of S3 applies
+        return env
+    env.append({"name": "SPOTRUN_STORAGE_URI", "value": storage.uri})
     if storage.endpoint:
         env.append({"name": "AWS_ENDPOINT_URL_S3", "value": storage.endpoint})
     if storage.secretRef:
@@ -167,17 +169,10 @@ def desired_pod(job: Job, attempt: int, *, on_demand: bool, gpus_available: bool
         for kind in ("limits", "requests"):  # a quantity is a string (the client rejects 1)
             resources.setdefault(kind, {})[spec.gpu.resourceName] = str(spec.gpu.count)
 
-    if s3:
-        pod_spec["initContainers"] = [_sidecar(job, trainer, env)] + (
-            pod_spec.get("initContainers") or []
-        )
-        pod_spec.setdefault("volumes", []).append({"name": VOLUME, "emptyDir": {}})
-    else:
-        claim = spec.checkpoint.storage.pvc
-        assert claim is not None  # the CRD demands exactly one of uri and pvc
-        pod_spec.setdefault("volumes", []).append(
-            {"name": VOLUME, "persistentVolumeClaim": {"claimName": claim.claimName}}
-        )
+    pod_spec["initContainers"] = [_sidecar(job, trainer, env)] + (
+        pod_spec.get("initContainers") or []
+    )
+    pod_spec.setdefault("volumes", []).append(checkpoint_volume(spec))
 
     _quantities_as_strings(pod_spec)
     pod_spec["restartPolicy"] = "Never"
@@ -198,28 +193,43 @@ def desired_pod(job: Job, attempt: int, *, on_demand: bool, gpus_available: bool
         LABEL_ATTEMPT: str(attempt),
         LABEL_CAPACITY: "on-demand" if on_demand or not spec.spot.enabled else "spot",
     }
+    owner = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "name": job.name,
+        "uid": job.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    return pod_manifest(
+        pod_name(job.name, attempt),
+        job.namespace,
+        labels,
+        pod_spec,
+        annotations=dict(meta.get("annotations") or {}),
+        finalizers=[FINALIZER],
+        ownerReferences=[owner],
+    )
+
+
+def pod_manifest(
+    name: str, namespace: str, labels: dict[str, str], spec: dict[str, Any], **metadata: Any
+) -> dict[str, Any]:
+    """A Pod object: its name, namespace and labels, further ``metadata`` fields, its spec."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {
-            "name": pod_name(job.name, attempt),
-            "namespace": job.namespace,
-            "labels": labels,
-            "annotations": dict(meta.get("annotations") or {}),
-            "finalizers": [FINALIZER],
-            "ownerReferences": [
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": KIND,
-                    "name": job.name,
-                    "uid": job.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
-        "spec": pod_spec,
+        "metadata": {"name": name, "namespace": namespace, "labels": labels, **metadata},
+        "spec": spec,
     }
+
+
+def checkpoint_volume(spec: JobSpec) -> dict[str, Any]:
+    """The checkpoint volume: an emptyDir the sidecar syncs with S3, or the user's claim."""
+    claim = spec.checkpoint.storage.pvc
+    if claim is None:
+        return {"name": VOLUME, "emptyDir": {}}
+    return {"name": VOLUME, "persistentVolumeClaim": {"claimName": claim.claimName}}
 
 
 def _quantities_as_strings(pod_spec: dict[str, Any]) -> None:
@@ -240,8 +250,15 @@ def _quantities_as_strings(pod_spec: dict[str, Any]) -> None:
 
 
 def _sidecar(job: Job, trainer: dict[str, Any], env: list[dict[str, Any]]) -> dict[str, Any]:
+    """The native sidecar. With S3 it restores first (the trainer starts once /startupz
+    answers, up to 10 minutes) and uploads; on a PVC the volume is the durable store, so it
+    runs in report mode: no S3 variables, nothing to restore (/startupz answers as soon as it
+    listens), only /status and the termination message of the newest checkpoint there."""
     ckpt = job.spec.checkpoint
     port = ckpt.sidecarPort
+    report = ckpt.storage.pvc is not None
+    if report:  # contract_env holds no S3 variables then
+        env = [*env, {"name": "SPOTRUN_SIDECAR_MODE", "value": "report"}]
 
     def probe(path: str, failures: int) -> dict[str, Any]:
         return {
@@ -257,7 +274,7 @@ def _sidecar(job: Job, trainer: dict[str, Any], env: list[dict[str, Any]]) -> di
         "restartPolicy": "Always",
         "env": env,
         "volumeMounts": [{"name": VOLUME, "mountPath": ckpt.path}],
-        "startupProbe": probe("/startupz", 600),
+        "startupProbe": probe("/startupz", 30 if report else 600),
         "readinessProbe": probe("/readyz", 3),
         "terminationMessagePolicy": "File",
     }

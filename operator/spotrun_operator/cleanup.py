@@ -15,7 +15,14 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .builders import SIDECAR, VOLUME, Job, contract_env, desired_pod, trainer_index
+from .builders import (
+    STORAGE_ENV,
+    Job,
+    checkpoint_volume,
+    contract_env,
+    pod_manifest,
+    trainer_index,
+)
 
 FINALIZER = "spotrun.dev/checkpoint-cleanup"
 LABEL_CLEANUP = "spotrun.dev/cleanup-of"
@@ -24,7 +31,6 @@ DEADLINE_SECONDS = 600
 REASON_DELETED = "CheckpointsDeleted"
 REASON_FAILED = "CheckpointCleanupFailed"
 REASON_ABANDONED = "CheckpointCleanupAbandoned"
-_STORAGE_ENV = ("SPOTRUN_STORAGE_URI", "AWS_")
 
 
 def finalizer_change(wanted: bool, finalizers: list[str]) -> Literal["add", "remove"] | None:
@@ -50,7 +56,7 @@ def cleanup_pod(job: Job, attempt: int) -> dict[str, Any]:
     spec = job.spec
     template = spec.template["spec"]
     trainer = template["containers"][trainer_index(spec)]
-    env = [e for e in contract_env(job, 0, "cpu") if e["name"].startswith(_STORAGE_ENV)]
+    env = [e for e in contract_env(job, 0, "cpu") if e["name"].startswith(STORAGE_ENV)]
     container: dict[str, Any] = {
         "name": "cleanup",
         "image": spec.checkpoint.sidecarImage or trainer["image"],
@@ -71,25 +77,12 @@ def cleanup_pod(job: Job, attempt: int) -> dict[str, Any]:
         if key in template:  # web identity (IRSA), registry access, the files' owner
             pod_spec[key] = copy.deepcopy(template[key])
     if spec.checkpoint.storage.pvc is not None:
-        attempt_pod = desired_pod(job, 0, on_demand=True, gpus_available=False)["spec"]
-        pod_spec["volumes"] = [v for v in attempt_pod["volumes"] if v["name"] == VOLUME]
-        container["volumeMounts"] = [
-            v
-            for c in attempt_pod["containers"] + attempt_pod.get("initContainers", [])
-            if c["name"] != SIDECAR
-            for v in c.get("volumeMounts") or []
-            if v["name"] == VOLUME
-        ][:1]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": pod_name(job.name, attempt),
-            "namespace": job.namespace,
-            "labels": {LABEL_CLEANUP: job.name},
-        },
-        "spec": pod_spec,
-    }
+        volume = checkpoint_volume(spec)
+        pod_spec["volumes"] = [volume]
+        container["volumeMounts"] = [{"name": volume["name"], "mountPath": spec.checkpoint.path}]
+    return pod_manifest(
+        pod_name(job.name, attempt), job.namespace, {LABEL_CLEANUP: job.name}, pod_spec
+    )
 
 
 @dataclass

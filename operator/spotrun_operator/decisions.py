@@ -38,6 +38,7 @@ PREEMPTION_REASONS = frozenset({"Evicted", "NodeLost", "Shutdown", "Terminated",
 SIGTERM_EXIT = 143
 PROGRESS_SECONDS = 8.0  # a running attempt's sidecar is asked at least this often (resync: 10 s)
 SIGKILL_EXIT = 137
+Pod = dict[str, Any]  # a Pod (or Node) object as the API returns it
 
 
 class Outcome(enum.Enum):
@@ -305,8 +306,7 @@ class _Planner:
         else:
             st.spotSeconds = round(st.spotSeconds + ended.seconds, 3)
         st.lastExitCode = ended.exit_code
-        step = st.lastCheckpoint.step if st.lastCheckpoint else None
-        saved = f"last checkpoint step {step}" if step is not None else _no_step_known(spec)
+        saved = _saved_text(spec, st.lastCheckpoint)
         if ended.checkpoint is not None and ended.outcome is not Outcome.SUCCEEDED:
             saved += (
                 " (final save made it)"
@@ -391,7 +391,7 @@ def plan(
 
     ``live`` is what the running attempt's sidecar reports at /status (its newest durable
     checkpoint), when the operator could read it."""
-    out = _plan(job, pods, nodes, gpus_available, now, live)
+    out = _plan(_Planner(job, now), pods, nodes, gpus_available, live)
     _expire(out, job.spec, now)
     return out
 
@@ -409,15 +409,9 @@ def _expire(out: Plan, spec: m.JobSpec, now: datetime) -> None:
         out.requeue(left)
 
 
-def _plan(
-    job: Job,
-    pods: list[dict[str, Any]],
-    nodes: dict[str, dict[str, Any]],
-    gpus_available: bool,
-    now: datetime,
-    live: Any,
-) -> Plan:
-    p = _Planner(job, now)
+def _plan(p: _Planner, pods: list[Pod], nodes: dict[str, Pod], gpus: bool, live: Any) -> Plan:
+    """``plan`` less ttlSecondsAfterFinished; ``p`` holds the job and the time."""
+    job, now = p.job, p.now
     st, spec, out = p.st, job.spec, p.plan
     st.observedGeneration = job.generation
     trainer_name = spec.template["spec"]["containers"][_trainer_index(job)]["name"]
@@ -461,7 +455,7 @@ def _plan(
             p.record(ended, capacity)
             out.release.append(current or "")
             _savings(st, spec)
-            _replace_at_once(p, gpus_available)
+            _replace_at_once(p, gpus)
             return out
         _observe_running(p, pod, node)
         if pod.get("status", {}).get("phase") == "Running" and not spec.suspend:
@@ -476,9 +470,9 @@ def _plan(
             Ended(Outcome.SUSPENDED if spec.suspend else Outcome.PREEMPTED, "pod disappeared"),
             "on-demand" if st.onDemand else "spot",
         )
-        _replace_at_once(p, gpus_available)
+        _replace_at_once(p, gpus)
         return out
-    _start_attempt(p, gpus_available)
+    _start_attempt(p, gpus)
     return out
 
 
@@ -538,7 +532,7 @@ def _start_attempt(p: _Planner, gpus_available: bool) -> None:
         p.event(
             m.REASON_RESTORING,
             f"attempt {st.attempt} ({name}) on {where} nodes restores "
-            f"from step {st.lastCheckpoint.step}",
+            f"from step {st.lastCheckpoint.step}{_on_claim(spec)}",
         )
     elif spec.checkpoint.storage.pvc is not None and st.attempt > 1:
         p.event(
@@ -550,8 +544,17 @@ def _start_attempt(p: _Planner, gpus_available: bool) -> None:
         p.event(m.REASON_CREATED, f"attempt {st.attempt} ({name}) created on {where} nodes")
 
 
-def _no_step_known(spec: m.JobSpec) -> str:
-    """Without a sidecar (checkpoints on a PVC) no step is reported: say where they are."""
+def _on_claim(spec: m.JobSpec) -> str:
+    """`` on PVC <claim>`` where the checkpoints are on a claim, else nothing."""
+    claim = spec.checkpoint.storage.pvc
+    return f" on PVC {claim.claimName}" if claim is not None else ""
+
+
+def _saved_text(spec: m.JobSpec, ref: m.CheckpointRef | None) -> str:
+    """``last checkpoint step 450 on PVC ckpt``: the newest step the sidecar reported. Without
+    one on a PVC (a pod that vanished, say) the claim may still hold some: say where they are."""
+    if ref is not None and ref.step is not None:
+        return f"last checkpoint step {ref.step}{_on_claim(spec)}"
     claim = spec.checkpoint.storage.pvc
     return f"checkpoints on PVC {claim.claimName}" if claim is not None else "no checkpoint yet"
 

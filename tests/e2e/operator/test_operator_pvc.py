@@ -1,5 +1,6 @@
 """Checkpoints on a PersistentVolumeClaim (a ReadWriteMany volume, as NFS on premises) instead
-of S3: no sidecar, the next attempt restores from the volume."""
+of S3: the sidecar only reports (nothing to sync), so the job's status shows the newest step
+live, the next attempt restores from the volume and its Event names the step."""
 
 from __future__ import annotations
 
@@ -79,11 +80,21 @@ def test_checkpoints_on_a_pvc_survive_a_preemption(
     })
     node = wait_for(lambda: running_on(core, namespace, "pvc-1"), "pvc-1 to run", timeout=120)
     pod = read_pod(core, namespace, "pvc-1")
-    assert not pod.spec.init_containers  # no sidecar: nothing to sync
+    (sidecar,) = pod.spec.init_containers  # reports the volume's newest step, syncs nothing
+    assert {e.name: e.value for e in sidecar.env}["SPOTRUN_SIDECAR_MODE"] == "report"
+    assert not [e.name for e in sidecar.env if e.name.startswith(("AWS_", "SPOTRUN_STORAGE"))]
     assert [v.persistent_volume_claim.claim_name for v in pod.spec.volumes
             if v.persistent_volume_claim] == ["checkpoints"]
-    wait_for(lambda: [s for s in committed_steps(claim) if s >= 100],
-             "a checkpoint past step 100 on the volume", timeout=120)
+
+    def live_step() -> int | None:
+        status = get_job(custom, namespace, "pvc").get("status") or {}
+        step = (status.get("lastCheckpoint") or {}).get("step")
+        return step if step is not None and step >= 100 else None
+
+    seen = wait_for(live_step, "status.lastCheckpoint.step past 100 while Running", timeout=120)
+    assert seen in committed_steps(claim)
+    running = get_job(custom, namespace, "pvc")["status"]
+    assert running["phase"] == "Running" and running["progress"].startswith("step "), running
     process_node.preempt(node)
     process_node.add_node("spot")
 
@@ -104,10 +115,11 @@ def test_checkpoints_on_a_pvc_survive_a_preemption(
     assert committed_steps(claim)[-1] == final
     newest = reader.newest_valid(LocalStore(str(claim)))
     assert newest is not None and newest.step == final  # every file matches its manifest
+    assert status["lastCheckpoint"]["step"] == final, status
+    assert status["progress"].startswith(f"step {final}"), status
     events = events_of(core, namespace, "pvc")
     preempted = [m for r, m in events if r == "Preempted"]
-    assert len(preempted) == 1 and "checkpoints on PVC checkpoints" in preempted[0], events
+    assert len(preempted) == 1, events
+    assert f"last checkpoint step {step} on PVC checkpoints (final save made it)" in preempted[0]
     assert [m for r, m in events if r == "Restoring"] == [
-        "attempt 2 (pvc-2) on spot nodes restores from the newest checkpoint on PVC "
-        "checkpoints, if any"], events
-    assert get_job(custom, namespace, "pvc")["status"]["phase"] == "Succeeded"
+        f"attempt 2 (pvc-2) on spot nodes restores from step {step} on PVC checkpoints"], events

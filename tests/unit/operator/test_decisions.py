@@ -142,15 +142,6 @@ def test_on_demand_pod_avoids_spot_nodes_and_tolerates_nothing():
     assert all(e["operator"] == "NotIn" for e in exprs)
 
 
-def test_pvc_storage_mounts_the_claim_without_a_sidecar():
-    pvc = job(checkpoint={"storage": {"pvc": {"claimName": "nfs"}}})
-    pod = desired_pod(pvc, 1, on_demand=False, gpus_available=False)
-    assert "initContainers" not in pod["spec"]
-    assert {"name": builders.VOLUME, "persistentVolumeClaim": {"claimName": "nfs"}} in pod["spec"][
-        "volumes"
-    ]
-
-
 def test_signal_forwarding_can_be_turned_off():
     pod = desired_pod(job(signalForwarding=False), 1, on_demand=False, gpus_available=False)
     assert pod["spec"]["containers"][0]["command"] == ["python", "train.py"]

@@ -87,7 +87,7 @@ def test_sidecar_url_of_a_running_pod_uses_its_ip_and_sidecar_port():
     pod["status"]["phase"] = "Pending"
     assert live.sidecar_url(pod, 8471) is None
     pvc = running_pod(checkpoint={"storage": {"pvc": {"claimName": "ckpt"}}})
-    assert live.sidecar_url(pvc, 8471) is None  # no sidecar: nothing to ask
+    assert live.sidecar_url(pvc, 8471) == "http://10.0.0.7:8471/status"  # its report sidecar
 
 
 def test_an_end_carries_epoch_and_loss_from_the_termination_message():
