@@ -90,7 +90,9 @@ def test_a_pod_waits_while_its_claim_is_unbound(cluster, namespace, process_node
         "metadata": {"name": "later"},
         "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "later-class",
                  "resources": {"requests": {"storage": "1Gi"}}}})
-    node = process_node.nodes()[0]["name"]
+    # A node still there: process_node.nodes() lists preempted ones too (earlier tests preempt).
+    alive = {n.metadata.name for n in core.list_node().items}
+    node = next(n["name"] for n in process_node.nodes() if n["name"] in alive)
     body = pod("waiting", [{"name": "main", "command": sh(f"cat {MOUNT}/note"),
                             "volumeMounts": [{"name": "data", "mountPath": MOUNT}]}],
                volumes=[claim_volume("later")], restartPolicy="Never", nodeName=node)
