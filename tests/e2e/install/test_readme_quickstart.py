@@ -60,10 +60,12 @@ def test_readme_quickstart_as_written(
         run([a if not a.endswith("=...") else a.replace("...", keys[a.split("=")[1]])
              for a in secret])
 
-        # "point checkpoint.storage of the example at your bucket": the user's edited copy.
+        # "point checkpoint.storage of the example at your bucket": the user's edited copy
+        # (60 epochs: still training when the status first names a checkpoint, even when
+        # the machine is quiet and a step takes 5 ms).
         apply = _command("kubectl apply -f manifests/examples/job.yaml")
         mine = tmp_path / "job.yaml"
-        job = example_job("digits", s3_bucket, s3.endpoint_url, epochs=20, port=18901,
+        job = example_job("digits", s3_bucket, s3.endpoint_url, epochs=60, port=18901,
                           path=EXAMPLES / "job.yaml")
         mine.write_text(yaml.safe_dump(job))
         run([*apply[:-1], str(mine)])
