@@ -121,16 +121,22 @@ def cmd_add_node(args: argparse.Namespace, st: Path) -> int:
     return 0
 
 
-def cmd_down(args: argparse.Namespace, st: Path) -> int:
+def down(st: Path) -> list[int]:
+    """Stop everything started for the state dir ``st``; the pids that had to be swept."""
     controlplane.stop(st)
     s3server.stop(st)
     leftovers = procs.sweep(st)
-    if leftovers:
-        print(f"killed {len(leftovers)} leftover process(es): {leftovers}")
     record = state.load(st)
     record.control_plane = None
     record.s3 = None
     state.save(st, record)
+    return leftovers
+
+
+def cmd_down(args: argparse.Namespace, st: Path) -> int:
+    leftovers = down(st)
+    if leftovers:
+        print(f"killed {len(leftovers)} leftover process(es): {leftovers}")
     print("down: no process of the local cluster is left")
     return 0
 

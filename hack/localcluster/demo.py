@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from . import config, controlplane, procs, s3server, state
+from .cli import down
 from .demoreport import Attempt, Outcome, Preemption, draw, summary
 from .node.handle import ProcessNode
 
@@ -248,15 +249,6 @@ def _install(record: state.ClusterRecord) -> Any:
     return api
 
 
-def _down(st: Path) -> None:
-    controlplane.stop(st)
-    s3server.stop(st)
-    procs.sweep(st)
-    record = state.load(st)
-    record.control_plane, record.s3 = None, None
-    state.save(st, record)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hack/demo", description=__doc__)
     parser.add_argument("--seed", type=int, default=7, help="where the preemptions fall")
@@ -267,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     # Its own state dir: the demo starts and stops its cluster, never one `hack/cluster up` made.
     st = Path(os.environ.get("SPOTRUN_STATE_DIR", config.cache_dir() / "demo"))
     print(f"spotrun demo: local cluster in {st}", flush=True)
-    _down(st)  # a re-run starts clean
+    down(st)  # a re-run starts clean
     started = time.monotonic()
     try:
         record = state.load(st)
@@ -294,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             print("cluster left up: `eval \"$(hack/cluster env)\"` with "
                   f"SPOTRUN_STATE_DIR={st}; `hack/cluster down` when done", flush=True)
         else:
-            _down(st)
+            down(st)
             print("demo cluster stopped; no process left", flush=True)
 
 

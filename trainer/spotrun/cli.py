@@ -59,10 +59,15 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_after_dashes(argv: list[str]) -> list[str]:
+    """argparse.REMAINDER keeps a leading ``--``: the command is what follows it."""
+    return argv[1:] if argv[:1] == ["--"] else argv
+
+
 def _chaos(args: argparse.Namespace) -> int:
     from . import chaos
 
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = _command_after_dashes(args.command)
     if not command:
         print("spotrun chaos: give the training command after --", file=sys.stderr)
         return 2
@@ -122,7 +127,7 @@ def _purge(args: argparse.Namespace) -> int:
 def _exec(args: argparse.Namespace) -> int:
     from . import execwrap
 
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = _command_after_dashes(args.command)
     if not command:
         print("spotrun exec: give the command after --", file=sys.stderr)
         return 2
