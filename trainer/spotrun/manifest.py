@@ -33,6 +33,9 @@ class Manifest(BaseModel):
     reason: str = Field(default="periodic", description="periodic, preemption, final, emergency")
     writer: str = Field(default="", description="host.pid of the process that wrote it")
     attempt: int | None = Field(default=None, description="SPOTRUN_ATTEMPT of the writer")
+    job: str | None = Field(
+        default=None, description="<namespace>/<name> of the job that wrote it (SPOTRUN_JOB)"
+    )
 
     @property
     def total_size(self) -> int:
@@ -64,15 +67,19 @@ def new(
         python_version=platform.python_version(),
         reason=reason,
         writer=f"{platform.node()}.{os.getpid()}",
-        attempt=int(os.environ["SPOTRUN_ATTEMPT"])
-        if os.environ.get("SPOTRUN_ATTEMPT", "").isdigit()
-        else None,
+        attempt=_attempt(),
+        job=_job(),
     )
 
 
 def _attempt() -> int | None:
     value = os.environ.get("SPOTRUN_ATTEMPT", "")
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+def _job() -> str | None:
+    name, namespace = os.environ.get("SPOTRUN_JOB"), os.environ.get("SPOTRUN_NAMESPACE")
+    return f"{namespace}/{name}" if name and namespace else None
 
 
 def parse(blob: bytes, where: str) -> Manifest:
