@@ -14,6 +14,12 @@ class StoreError(OSError):
     """Storage failed; the message names the URI and the cause."""
 
 
+class OversizeError(ValueError):
+    """An object larger than its reader allowed: refused before it is read or allocated.
+
+    Not a StoreError (retrying will not help): the checkpoint holding it is invalid."""
+
+
 class Store(Protocol):
     uri: str
 
@@ -24,10 +30,15 @@ class Store(Protocol):
     def has_manifest(self, name: str) -> bool: ...
 
     def read(
-        self, name: str, path: str, progress: Callable[[int], None] | None = None
+        self,
+        name: str,
+        path: str,
+        progress: Callable[[int], None] | None = None,
+        limit: int | None = None,
     ) -> bytearray:
         """The whole file ``checkpoints/<name>/<path>``; FileNotFoundError if absent.
-        ``progress`` is called with byte counts as parts arrive."""
+        ``progress`` is called with byte counts as parts arrive. A file larger than ``limit``
+        bytes raises OversizeError before anything is allocated or read."""
         ...
 
     def delete(self, name: str) -> None:
