@@ -160,8 +160,7 @@ def desired_pod(job: Job, attempt: int, *, on_demand: bool, gpus_available: bool
     trainer_env = env + ([{"name": "SPOTRUN_UPLOAD", "value": "sidecar"}] if s3 else [])
     trainer["env"] = _merge_env(trainer.get("env") or [], trainer_env)
     trainer.setdefault("terminationMessagePolicy", "FallbackToLogsOnError")  # last log lines
-    mounts = trainer.setdefault("volumeMounts", [])
-    mounts.append({"name": VOLUME, "mountPath": spec.checkpoint.path})
+    trainer.setdefault("volumeMounts", []).append(checkpoint_mount(job))
     if spec.signalForwarding and trainer.get("command"):
         trainer["command"] = ["spotrun", "exec", "--", *trainer["command"]]
     if use_gpu:
@@ -232,6 +231,16 @@ def checkpoint_volume(spec: JobSpec) -> dict[str, Any]:
     return {"name": VOLUME, "persistentVolumeClaim": {"claimName": claim.claimName}}
 
 
+def checkpoint_mount(job: Job) -> dict[str, Any]:
+    """The checkpoint volume at the checkpoint path. On a claim only the job's own folder
+    (``subPath: <job name>``) is mounted: jobs that share a claim never see, prune or purge
+    each other's checkpoints (names are unique in a namespace, and so is the claim)."""
+    mount = {"name": VOLUME, "mountPath": job.spec.checkpoint.path}
+    if job.spec.checkpoint.storage.pvc is not None:
+        mount["subPath"] = job.name
+    return mount
+
+
 def _quantities_as_strings(pod_spec: dict[str, Any]) -> None:
     """YAML's ``cpu: 2`` is an int: the API server takes it, the Python client's models refuse
     it (a quantity is a string there), so the pod could never be created."""
@@ -273,7 +282,7 @@ def _sidecar(job: Job, trainer: dict[str, Any], env: list[dict[str, Any]]) -> di
         "command": ["spotrun", "sidecar"],
         "restartPolicy": "Always",
         "env": env,
-        "volumeMounts": [{"name": VOLUME, "mountPath": ckpt.path}],
+        "volumeMounts": [checkpoint_mount(job)],
         "startupProbe": probe("/startupz", 30 if report else 600),
         "readinessProbe": probe("/readyz", 3),
         "terminationMessagePolicy": "File",

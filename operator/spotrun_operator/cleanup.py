@@ -18,6 +18,7 @@ from typing import Any, Literal
 from .builders import (
     STORAGE_ENV,
     Job,
+    checkpoint_mount,
     checkpoint_volume,
     contract_env,
     pod_manifest,
@@ -79,7 +80,7 @@ def cleanup_pod(job: Job, attempt: int) -> dict[str, Any]:
     if spec.checkpoint.storage.pvc is not None:
         volume = checkpoint_volume(spec)
         pod_spec["volumes"] = [volume]
-        container["volumeMounts"] = [{"name": volume["name"], "mountPath": spec.checkpoint.path}]
+        container["volumeMounts"] = [checkpoint_mount(job)]  # the job's own sub-path only
     return pod_manifest(
         pod_name(job.name, attempt), job.namespace, {LABEL_CLEANUP: job.name}, pod_spec
     )

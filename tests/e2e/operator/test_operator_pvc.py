@@ -92,7 +92,8 @@ def test_checkpoints_on_a_pvc_survive_a_preemption(
         return step if step is not None and step >= 100 else None
 
     seen = wait_for(live_step, "status.lastCheckpoint.step past 100 while Running", timeout=120)
-    assert seen <= committed_steps(claim)[-1]  # a step the volume holds (or held: keep=3)
+    own = claim / "pvc"  # the job's own sub-path of the claim
+    assert seen <= committed_steps(own)[-1]  # a step the volume holds (or held: keep=3)
     running = get_job(custom, namespace, "pvc")["status"]
     assert running["phase"] == "Running" and running["progress"].startswith("step "), running
     process_node.preempt(node)
@@ -112,8 +113,8 @@ def test_checkpoints_on_a_pvc_survive_a_preemption(
     assert f"restored step {step} " in second, second[-2000:]
 
     final = EPOCHS * 45
-    assert committed_steps(claim)[-1] == final
-    newest = reader.newest_valid(LocalStore(str(claim)))
+    assert committed_steps(own)[-1] == final
+    newest = reader.newest_valid(LocalStore(str(own)))
     assert newest is not None and newest.step == final  # every file matches its manifest
     assert status["lastCheckpoint"]["step"] == final, status
     assert status["progress"].startswith(f"step {final}"), status

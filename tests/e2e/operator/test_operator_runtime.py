@@ -205,7 +205,7 @@ def test_delete_on_job_deletion_empties_the_pvc_path(cluster, namespace, operato
     custom.create_namespaced_custom_object(*ARGS, namespace, PLURAL, body)
     wait_for(lambda: status_of(custom, namespace, "onpvc").get("phase") == "Succeeded",
              "the job to succeed", timeout=90)
-    assert committed_steps(claim)[-1] == 40
+    assert committed_steps(claim / "onpvc")[-1] == 40  # the job's own sub-path of the claim
     custom.delete_namespaced_custom_object(*ARGS, namespace, PLURAL, "onpvc")
     wait_for(lambda: gone(custom, namespace, "onpvc"), "the job to go", timeout=90)
-    assert claim.is_dir() and list(claim.iterdir()) == []  # emptied, the volume itself stays
+    assert list((claim / "onpvc").iterdir()) == []  # emptied, the volume itself stays

@@ -37,7 +37,7 @@ def test_the_claim_is_the_checkpoint_volume_of_the_trainer_and_the_sidecar():
         {"name": builders.VOLUME, "persistentVolumeClaim": {"claimName": "nfs"}}
     ]
     sidecar, trainer = spec["initContainers"][0], spec["containers"][0]
-    mount = {"name": builders.VOLUME, "mountPath": "/data/ckpt"}
+    mount = {"name": builders.VOLUME, "mountPath": "/data/ckpt", "subPath": "a"}
     assert mount in trainer["volumeMounts"] and sidecar["volumeMounts"] == [mount]
 
 
@@ -85,6 +85,8 @@ def test_the_cleanup_pod_mounts_only_the_claim_at_the_checkpoint_path():
     assert pod["spec"]["volumes"] == [
         {"name": builders.VOLUME, "persistentVolumeClaim": {"claimName": "nfs"}}
     ]
-    assert container["volumeMounts"] == [{"name": builders.VOLUME, "mountPath": "/data/ckpt"}]
+    assert container["volumeMounts"] == [
+        {"name": builders.VOLUME, "mountPath": "/data/ckpt", "subPath": "a"}
+    ]  # the job's own folder of the claim: the purge empties nothing of another job
     assert container["command"] == ["spotrun", "purge", "/data/ckpt"]
     assert not [e for e in container["env"] if e["name"].startswith("AWS_")]
