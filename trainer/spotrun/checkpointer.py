@@ -10,7 +10,13 @@
 Periodic saves stall training only for the in-memory snapshot; the write runs in a background
 thread. On SIGTERM/SIGINT the next ``step()`` saves and exits 0; a second signal or the
 deadline inside ``SPOTRUN_GRACE_SECONDS`` saves at once from a watchdog thread. An exception
-escaping the ``with`` block saves the last consistent state, then propagates.
+escaping the ``with`` block saves the last consistent state, then propagates; one escaping
+``restore()`` (or any before the first ``step()`` after it) saves nothing.
+
+A save that cannot be written at the end of a run (the final one, the one on SIGTERM) is
+logged with its cause and the newest durable step, and the run still ends normally: the
+training finished, and the exit note tells the sidecar which step is durable. A full disk makes
+room by deleting older checkpoints early (``room``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -35,6 +42,7 @@ from .env import Settings
 from .localstore import LocalStore
 from .progress import ProgressLog
 from .prune import prune
+from .room import RoomKeeper
 from .signals import StopRequest, save_deadline
 from .snapshot import SnapshotBuffer
 from .stale import remove_stale_tmp
@@ -88,6 +96,9 @@ class Checkpointer:
         self._metrics: dict[str, float] = {}
         self._last_save_at = time.monotonic()
         self._saved_step: int | None = None
+        self._stepped = False  # step() ran since the last restore() began: there is new work
+        self._unsaved: int | None = None  # the step a last save (final, preemption) failed on
+        self._room = RoomKeeper(self.store, keep, keep_best)
         self._buffer = SnapshotBuffer()
         self._lock = threading.RLock()  # one save at a time; guards the buffer
         self._write: threading.Thread | None = None
@@ -118,6 +129,7 @@ class Checkpointer:
 
     def restore(self) -> int:
         """Load the newest checkpoint that verifies; returns its step (0 on a fresh start)."""
+        self._stepped = False  # a restore that raises leaves nothing worth saving
         started = time.monotonic()
         marker.clear(self.store.root)
         remove_stale_tmp(self.store.dir)
@@ -154,6 +166,7 @@ class Checkpointer:
         then exits 0 unless ``exit_on_preemption=False``).
         """
         self.global_step += 1
+        self._stepped = True
         if metrics:
             self._metrics.update({k: float(v) for k, v in metrics.items()})
         self._mark_boundary()
@@ -213,8 +226,9 @@ class Checkpointer:
             return
         try:
             self.wait()
-            if self.durable_step != self.global_step:  # also retries a failed background write
-                self.save(reason="final", wait=True)
+            # also retries a failed background write, not a last save that failed already
+            if self._unsaved != self.global_step and self._has_unsaved_work():
+                self._save_last("final")
             self._finish()
         finally:
             self._release()
@@ -242,7 +256,17 @@ class Checkpointer:
                     self._uploader.syncer.problem or "still uploading",
                 )
             self._uploader.stop()
-        marker.write(self.store.root, self.durable_step, "closed")
+        reason = "closed" if self._unsaved is None else f"closed; step {self._unsaved} not saved"
+        try:
+            marker.write(self.store.root, self.durable_step, reason)
+        except OSError as e:
+            log.error(
+                "spotrun: cannot write the exit note in %s: %s; a sidecar will wait for its "
+                "quiet period, then upload step %s",
+                self.store.root,
+                e,
+                self.durable_step,
+            )
 
     def _release(self) -> None:
         self._closed = True
@@ -335,7 +359,8 @@ class Checkpointer:
         reason: str,
     ) -> None:
         started = time.monotonic()
-        folder = writer.write(
+        write = partial(
+            writer.write,
             self.store,
             step=step,
             epoch=epoch,
@@ -345,6 +370,7 @@ class Checkpointer:
             metrics=dict(self._metrics),
             reason=reason,
         )
+        folder = self._room.write(step, write)
         self.last_save_seconds = time.monotonic() - started
         self.durable_step = step
         self.write_error = None
@@ -372,26 +398,55 @@ class Checkpointer:
     def _save_on_stop(self) -> None:
         signame = _signal_name(self._stop.signum)
         log.info("spotrun: %s received, saving step %d before exiting", signame, self.global_step)
-        self.save(reason="preemption", wait=True)
+        self._save_last("preemption")
         if self.exit_on_preemption:
             self.close()
-            log.info("spotrun: step %d is durable; exiting 0", self.global_step)
+            log.info("spotrun: step %s is durable; exiting 0", self.durable_step)
             sys.exit(0)
 
+    def _has_unsaved_work(self) -> bool:
+        return unsaved_work(self._stepped, self.global_step, self.durable_step)
+
+    def _save_last(self, reason: str) -> None:
+        """A save at the end of the run: a failure is logged, never fails the finished run."""
+        try:
+            self.save(reason=reason, wait=True)
+        except OSError as e:
+            self._unsaved = self.global_step
+            log.error(
+                "spotrun: the %s checkpoint of step %d could NOT be written to %s: %s; %s. "
+                "The run still ends normally",
+                reason,
+                self.global_step,
+                self.store.dir,
+                e,
+                durable_note(self.durable_step),
+            )
+
     def _emergency_save(self, exc: BaseException) -> None:
+        name = type(exc).__name__
+        if not self._stepped:
+            log.error(
+                "spotrun: %s escaped before any training step (since restore() began); "
+                "nothing is saved, the checkpoints in %s are left as they are",
+                name,
+                self.store.dir,
+            )
+            return
+        self.wait()
         if not self._consistent():
-            self.wait()
             log.error(
                 "spotrun: %s inside an optimizer step; the last consistent state is the "
                 "checkpoint of step %s",
-                type(exc).__name__,
+                name,
                 self.durable_step,
             )
             return
+        if not self._has_unsaved_work():
+            log.error("spotrun: %s escaped; step %d is durable already", name, self.global_step)
+            return
         log.error(
-            "spotrun: %s escaped the training loop; saving step %d first",
-            type(exc).__name__,
-            self.global_step,
+            "spotrun: %s escaped the training loop; saving step %d first", name, self.global_step
         )
         try:
             self.save(reason="emergency", wait=True)
@@ -412,8 +467,8 @@ class Checkpointer:
         with self._lock:
             if self._closed:
                 return
-            if self._consistent() and self._saved_step != self.global_step:
-                self.save(reason="preemption", wait=True)
+            if self._consistent() and self._stepped and self._saved_step != self.global_step:
+                self._save_last("preemption")
             self._finish()
         log.info("spotrun: durable step is %s; exiting 0", self.durable_step)
         os._exit(0)
@@ -431,6 +486,20 @@ class Checkpointer:
             self._dirty = True
 
         return [optimizer.register_step_pre_hook(pre), optimizer.register_step_post_hook(post)]
+
+
+def unsaved_work(stepped: bool, global_step: int, durable_step: int | None) -> bool:
+    """True when the state holds training no durable checkpoint has: a step ran since the last
+    restore began (after a restore that raised, the state is neither a checkpoint's nor newly
+    trained) and the newest durable step is another one."""
+    return stepped and durable_step != global_step
+
+
+def durable_note(durable_step: int | None) -> str:
+    """What a restart would resume from, for a log line about a save that failed."""
+    if durable_step is None:
+        return "no checkpoint is durable: a restart starts from scratch"
+    return f"the newest durable checkpoint is step {durable_step}: a restart resumes there"
 
 
 def final_upload_timeout() -> float:

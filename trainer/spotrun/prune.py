@@ -22,7 +22,16 @@ def entries(store: Store) -> list[retention.Entry]:
 
 def prune(store: Store, keep: int, best: retention.KeepBest | None = None) -> list[int]:
     """Delete what retention does not keep; returns the deleted steps."""
-    doomed = retention.to_delete(entries(store), keep, best)
-    for step in doomed:
+    return _delete(store, retention.to_delete(entries(store), keep, best))
+
+
+def make_room(store: Store, keep: int, best: retention.KeepBest | None = None) -> list[int]:
+    """Before a save the disk has no room for: delete down to what retention keeps once the new
+    checkpoint lands (see ``retention.to_make_room``); returns the deleted steps."""
+    return _delete(store, retention.to_make_room(entries(store), keep, best))
+
+
+def _delete(store: Store, steps: list[int]) -> list[int]:
+    for step in steps:
         store.delete(step_dirname(step))
-    return doomed
+    return steps

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Mode = Literal["min", "max"]
@@ -34,6 +34,19 @@ def to_delete(entries: list[Entry], keep: int, best: KeepBest | None = None) -> 
             kept.add(winner.step)
     kept |= newest_per_writer(entries)
     return sorted(e.step for e in entries if e.step not in kept)
+
+
+def to_make_room(entries: list[Entry], keep: int, best: KeepBest | None = None) -> list[int]:
+    """Steps to delete before a save that found the disk full, oldest first.
+
+    The save adds one checkpoint, so ``keep - 1`` newest stay (never fewer than 1: the newest is
+    never deleted), and the best one. Unlike ``to_delete``, another writer's newest is not
+    spared: a full disk cannot hold it and the new, newer checkpoint both.
+    """
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1 (the newest checkpoint is never deleted), got {keep}")
+    anonymous = [replace(e, writer="") for e in entries]
+    return to_delete(anonymous, max(keep - 1, 1), best)
 
 
 def newest_per_writer(entries: list[Entry]) -> set[int]:

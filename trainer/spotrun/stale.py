@@ -41,14 +41,18 @@ def writer_token(random_hex: str) -> str:
     return f"{writer_host()}.{os.getpid()}-{random_hex}"
 
 
-def remove_stale_tmp(directory: Path) -> None:
+def remove_stale_tmp(directory: Path) -> list[str]:
+    """Remove the temp folders of dead writers; returns their names."""
     try:
         entries = list(os.scandir(directory))
     except FileNotFoundError:
-        return
+        return []
     now = time.time()
     alive = {int(p) for p in os.listdir("/proc") if p.isdigit()}
+    removed = []
     for entry in entries:
         if entry.is_dir() and is_stale(entry.name, entry.stat().st_mtime, now, alive):
             log.info("spotrun: removing %s left by a writer that died mid-save", entry.path)
             shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.name)
+    return removed

@@ -1,10 +1,15 @@
-"""Write one checkpoint into a local directory: temp folder, fsync, MANIFEST last, rename."""
+"""Write one checkpoint into a local directory: temp folder, fsync, MANIFEST last, rename.
+
+A save that fails (no space, quota, I/O error, anything) removes its temp folder before the
+error propagates, so a full disk is not left fuller by the partial copy.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
 import secrets
+import shutil
 from pathlib import Path
 
 from . import checksum, layout, manifest
@@ -12,6 +17,13 @@ from .localstore import LocalStore, fsync_dir
 from .stale import writer_token
 
 CHUNK = 64 * 1024 * 1024
+
+OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def out_of_space(error: BaseException) -> bool:
+    """The device or the quota is full: deleting older checkpoints can make the save fit."""
+    return isinstance(error, OSError) and error.errno in OUT_OF_SPACE
 
 
 def _write_file(path: Path, parts: list[memoryview]) -> manifest.FileEntry:
@@ -80,24 +92,33 @@ def write(
     metrics: dict[str, float],
     reason: str,
 ) -> Path:
-    """Write and commit the checkpoint of ``step``; returns its folder."""
+    """Write and commit the checkpoint of ``step``; returns its folder.
+
+    On any failure the temp folder is removed and the error propagates."""
     store.dir.mkdir(parents=True, exist_ok=True)
     tmp = store.dir / layout.tmp_dirname(step, writer_token(secrets.token_hex(3)))
     tmp.mkdir()
-    files = [
-        _write_direct(tmp / layout.TENSORS, tensor_file, tensor_size),
-        _write_file(tmp / layout.STRUCTURE, [memoryview(structure)]),
-    ]
-    record = manifest.new(step, epoch, files, metrics, reason)
-    manifest_path = tmp / layout.MANIFEST
-    with open(manifest_path, "xb") as f:
+    try:
+        files = [
+            _write_direct(tmp / layout.TENSORS, tensor_file, tensor_size),
+            _write_file(tmp / layout.STRUCTURE, [memoryview(structure)]),
+        ]
+        _write_manifest(tmp, manifest.new(step, epoch, files, metrics, reason))
+        final = store.dir / layout.step_dirname(step)
+        if final.exists():
+            store.delete(final.name)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_dir(store.dir)
+    return final
+
+
+def _write_manifest(folder: Path, record: manifest.Manifest) -> None:
+    """The commit marker, written last; the folder is synced so the rename publishes it whole."""
+    with open(folder / layout.MANIFEST, "xb") as f:
         f.write(record.to_json())
         f.flush()
         os.fsync(f.fileno())
-    fsync_dir(tmp)
-    final = store.dir / layout.step_dirname(step)
-    if final.exists():
-        store.delete(final.name)
-    os.rename(tmp, final)
-    fsync_dir(store.dir)
-    return final
+    fsync_dir(folder)
