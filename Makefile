@@ -46,6 +46,15 @@ cluster-down:
 lint-hack: venv
 	cd hack && ../$(VENV)/bin/mypy --strict -p localcluster
 
+# kind (in progress, hack/README.md): the Docker engine, a debootstrapped base image and the
+# node image's binaries, cached in ~/.cache/spotrun. Not part of `make test` yet.
+.PHONY: kind-prereqs kind-engine-down
+kind-prereqs:
+	hack/kind/prereqs
+
+kind-engine-down:
+	hack/kind/docker-engine down
+
 test: lint test-unit test-integration test-e2e
 
 # The cluster demo (hack/localcluster/demo.py): helm install, the example job, 2 preemptions,
