@@ -5,6 +5,14 @@ files move as parallel parts (multipart upload, ranged GETs); every part carries
 where the server verifies it, and every file is checked against the manifest's CRC32C after
 download. Credentials come only from the standard AWS chain (env, web identity, profile); the
 endpoint from ``AWS_ENDPOINT_URL_S3`` (boto3 reads it) or the constructor.
+
+Every call has an overall deadline, not only botocore's per-socket timeouts: ``call_timeout``
+seconds plus the time the bytes take at ``min_rate`` (a whole multi-part transfer is one
+deadline), and never past ``cap`` (the sidecar sets it to its grace deadline on SIGTERM).
+A hanging or dribbling endpoint therefore costs a bounded, known time.
+
+Reads check the size HEAD reports before allocating: more than the caller's ``limit`` (the
+manifest's size), or without a limit more than this machine's memory, raises OversizeError.
 """
 
 from __future__ import annotations
@@ -12,7 +20,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +29,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import checksum, layout
+from . import bounded, checksum, layout
 from .s3errors import explain
-from .store import StoreError
+from .store import OversizeError, StoreError
 
 Progress = Callable[[int], None]
 
@@ -35,14 +42,19 @@ class TransferSettings:
 
     part_size: int = 32 * 1024 * 1024
     concurrency: int = 8
+    call_timeout: float = 30.0  # seconds any one call may take, plus its bytes at min_rate
+    min_rate: float = 1024 * 1024  # bytes/s below which a transfer counts as hanging
 
     @classmethod
     def from_env(cls) -> TransferSettings:
-        part = os.environ.get("SPOTRUN_S3_PART_MB")
-        conc = os.environ.get("SPOTRUN_S3_CONCURRENCY")
+        env = os.environ
+        part = env.get("SPOTRUN_S3_PART_MB")
+        conc = env.get("SPOTRUN_S3_CONCURRENCY")
+        timeout = env.get("SPOTRUN_S3_CALL_TIMEOUT")
         return cls(
             part_size=int(part) * 1024 * 1024 if part else cls.part_size,
             concurrency=int(conc) if conc else cls.concurrency,
+            call_timeout=float(timeout) if timeout else cls.call_timeout,
         )
 
 
@@ -61,9 +73,11 @@ def make_client(endpoint: str | None, concurrency: int) -> Any:
         endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     )
     config = Config(
-        retries={"mode": "standard", "max_attempts": 6},
+        # bounded: 3 tries of at most 5 s to connect and 20 s per read; the overall deadline
+        # of each call (S3Store._budget) bounds the rest
+        retries={"mode": "standard", "max_attempts": 3},
         connect_timeout=5,
-        read_timeout=60,
+        read_timeout=20,
         max_pool_connections=max(concurrency * 2, 10),
         # spotrun verifies CRC32C itself; botocore's default CRC32 would cost CPU twice
         request_checksum_calculation="when_required",
@@ -90,6 +104,8 @@ class S3Store:
         self.client = make_client(endpoint, self.settings.concurrency)
         self.endpoint = str(self.client.meta.endpoint_url)
         self.uri = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+        # the time.monotonic() no call may run past, asked as calls run (None: no cap)
+        self.cap: Callable[[], float | None] | None = None
         self._send_checksums = True
         self._lock = threading.Lock()
 
@@ -120,22 +136,48 @@ class S3Store:
         except (BotoCoreError, ClientError) as e:
             raise explain(e, self.uri, self.endpoint) from e
 
+    # -- deadlines ----------------------------------------------------------------------
+
+    def _budget(self, nbytes: int = 0) -> bounded.Deadline:
+        """When a call moving ``nbytes`` must end: its own allowance, never past the cap."""
+        return bounded.within(
+            self.settings.call_timeout + nbytes / self.settings.min_rate, self.cap
+        )
+
+    def _where(self, what: str) -> str:
+        return f"{self.uri} at {self.endpoint}: S3 {what}"
+
+    def call(self, method: str, nbytes: int = 0, **kwargs: Any) -> Any:
+        """One client call under its overall deadline (DeadlineExceeded names the cause)."""
+        fn = getattr(self.client, method)
+        return bounded.call(lambda: fn(**kwargs), self._budget(nbytes), self._where(method))
+
+    def list_pages(self, prefix: str, delimiter: str | None = None) -> Iterator[dict[str, Any]]:
+        """The pages of ListObjectsV2 under ``prefix``, each call under its deadline."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if delimiter:
+            args["Delimiter"] = delimiter
+        token: dict[str, Any] = {}
+        while True:
+            page = self.call("list_objects_v2", **args, **token)
+            yield page
+            if not page.get("IsTruncated") or not page.get("NextContinuationToken"):
+                return
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
     # -- the Store protocol -------------------------------------------------------------
 
     def names(self) -> list[str]:
         out = []
         with self._errors():
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self._dir_key(), Delimiter="/"
-            )
-            for page in pages:
+            for page in self.list_pages(self._dir_key(), "/"):
                 for common in page.get("CommonPrefixes", []):
                     out.append(common["Prefix"][len(self._dir_key()) :].rstrip("/"))
         return out
 
     def has_manifest(self, name: str) -> bool:
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self.key(name, layout.MANIFEST))
+            self.call("head_object", Bucket=self.bucket, Key=self.key(name, layout.MANIFEST))
         except ClientError as e:
             if str(e.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
                 return False
@@ -144,15 +186,25 @@ class S3Store:
             raise explain(e, self.uri, self.endpoint) from e
         return True
 
-    def read(self, name: str, path: str, progress: Progress | None = None) -> bytearray:
+    def read(
+        self,
+        name: str,
+        path: str,
+        progress: Progress | None = None,
+        limit: int | None = None,
+    ) -> bytearray:
         key = self.key(name, path)
         with self._errors():
             try:
-                size = int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+                head = self.call("head_object", Bucket=self.bucket, Key=key)
             except ClientError as e:
                 if str(e.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey"):
                     raise FileNotFoundError(self.file_uri(name, path)) from None
                 raise
+            size = int(head["ContentLength"])
+            refusal = oversize(size, limit, physical_memory())
+            if refusal:
+                raise OversizeError(f"{self.file_uri(name, path)}: {refusal}")
             blob = bytearray(size)
             view = memoryview(blob)
             ranges = _ranges(size, self.settings.part_size)
@@ -164,6 +216,8 @@ class S3Store:
                 )["Body"]
                 offset = start
                 for chunk in body.iter_chunks(1024 * 1024):
+                    if offset + len(chunk) > end:
+                        raise StoreError(f"{self.file_uri(name, path)}: more bytes than asked")
                     view[offset : offset + len(chunk)] = chunk
                     offset += len(chunk)
                 if offset != end:
@@ -173,19 +227,16 @@ class S3Store:
 
             if size == 0:
                 return blob
-            self._parallel(fetch, ranges)
+            self._parallel(fetch, ranges, size, f"reading {self.file_uri(name, path)}")
         return blob
 
     def delete(self, name: str) -> None:
         """Manifest first (the checkpoint stops counting), then the payload."""
         with self._errors():
-            self.client.delete_object(Bucket=self.bucket, Key=self.key(name, layout.MANIFEST))
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.key(name, "")
-            )
-            for page in pages:
+            self.call("delete_object", Bucket=self.bucket, Key=self.key(name, layout.MANIFEST))
+            for page in self.list_pages(self.key(name, "")):
                 for obj in page.get("Contents", []):
-                    self.client.delete_object(Bucket=self.bucket, Key=obj["Key"])
+                    self.call("delete_object", Bucket=self.bucket, Key=obj["Key"])
 
     # -- uploads ------------------------------------------------------------------------
 
@@ -216,18 +267,19 @@ class S3Store:
             else {}
         )
         try:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
+            self.call("put_object", len(body), Bucket=self.bucket, Key=key, Body=body, **extra)
         except ClientError as e:
             if not extra or not _checksum_unsupported(e):
                 raise
             self._send_checksums = False  # an older S3 clone: rely on the manifest's CRC32C
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
+            self.call("put_object", len(body), Bucket=self.bucket, Key=key, Body=body)
 
     def _multipart(self, key: str, fd: int, size: int, progress: Progress | None) -> None:
         use_crc = self._send_checksums
-        created = self.client.create_multipart_upload(
-            Bucket=self.bucket, Key=key, **({"ChecksumAlgorithm": "CRC32C"} if use_crc else {})
-        )
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if use_crc:
+            args["ChecksumAlgorithm"] = "CRC32C"
+        created = self.call("create_multipart_upload", **args)
         upload_id = created["UploadId"]
         ranges = _ranges(size, self.settings.part_size)
         parts: list[dict[str, Any]] = [{} for _ in ranges]
@@ -252,24 +304,49 @@ class S3Store:
                 progress(end - start)
 
         try:
-            self._parallel(send, list(range(len(ranges))))
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            what = f"uploading s3://{self.bucket}/{key}"
+            self._parallel(send, list(range(len(ranges))), size, what)
+            self.call(
+                "complete_multipart_upload",
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
             )
         except BaseException:
             try:
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            except (BotoCoreError, ClientError):
+                self.call("abort_multipart_upload", Bucket=self.bucket, Key=key, UploadId=upload_id)
+            except (BotoCoreError, ClientError, StoreError):
                 pass  # the bucket's lifecycle rule or the next retention sweep cleans it up
             raise
 
-    def _parallel(self, fn: Callable[[Any], None], items: list[Any]) -> None:
-        if len(items) == 1:
-            fn(items[0])
-            return
-        with ThreadPoolExecutor(min(self.settings.concurrency, len(items))) as pool:
-            for future in [pool.submit(fn, item) for item in items]:
-                future.result()
+    def _parallel(
+        self, fn: Callable[[Any], None], items: list[Any], nbytes: int, what: str
+    ) -> None:
+        """All parts of one transfer under one deadline (its bytes at ``min_rate``)."""
+        bounded.run_all(fn, items, self.settings.concurrency, self._budget(nbytes), what)
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM on this machine (None where the platform cannot tell)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def oversize(size: int, limit: int | None, memory: int | None) -> str | None:
+    """Why an object of ``size`` bytes must not be read (None when it may): more than the
+    caller's ``limit``, or, with no limit, more than the machine's memory (a buffer that big
+    cannot be allocated, so the object is hostile or broken, never a checkpoint to load)."""
+    if limit is not None and size > limit:
+        return f"{size} bytes, more than the {limit} its reader allows; refusing to read it"
+    if limit is None and memory is not None and size > memory:
+        return (
+            f"{size} bytes, more than this machine's {memory} bytes of memory; refusing to "
+            "allocate it (a broken or hostile object)"
+        )
+    return None
 
 
 def _ranges(size: int, part: int) -> list[tuple[int, int]]:

@@ -5,11 +5,17 @@ Runs as the pod's native sidecar. Start: download the newest valid checkpoint in
 Then: upload every newly committed checkpoint (temp folders are never uploaded). On SIGTERM:
 keep going until the trainer has exited and its final checkpoint is in S3, or a margin before
 the grace deadline; write a one-line JSON summary to the termination message file.
-Throughout, GET /status answers JSON of the newest durable checkpoint (step, epoch, time,
-uri, metrics) for the operator's live progress.
+Throughout, GET /status answers a ``contract.SidecarReport``: the newest durable checkpoint
+(step, epoch, time, uri, metrics) and the state, for the operator's live progress.
 
 ``SPOTRUN_SIDECAR_MODE=report`` (checkpoints on a shared volume, nothing to sync): no restore
 and no upload; /status reports the newest committed checkpoint in the directory.
+
+With ``SPOTRUN_EXPECTED_STEP`` (the step the job's status says was saved) the restore never
+gives up on unreadable storage: the sidecar waits with capped backoff, saying so at /status
+(``state: waiting-for-storage``, ``problem``), unless ``SPOTRUN_START_WITHOUT_STORAGE=1``.
+Every S3 call has an overall deadline, and after SIGTERM none runs past the grace deadline
+(less ``margin_seconds``), so the sidecar exits on time against a hanging endpoint too.
 """
 
 from __future__ import annotations
@@ -20,22 +26,24 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+
+from pydantic import ValidationError
 
 from . import layout, marker
+from .contract import EXPECTED_STEP_ENV, START_WITHOUT_STORAGE_ENV, SidecarReport, finite_metrics
 from .env import Settings
 from .localstore import LocalStore
 from .mirror import newest_committed
-from .probes import DEFAULT_PORT, Health, serve
-from .s3errors import PermanentStoreError
+from .probes import DEFAULT_PORT, Health, report, serve
 from .s3store import S3Store
 from .signals import StopRequest
-from .store import StoreError
+from .startup import restore_phase
 from .syncer import Syncer
 
 log = logging.getLogger("spotrun")
+
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # what /status reads of a manifest (steps, metrics)
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,9 @@ class SidecarConfig:
     keep: int = 3
     termination_path: str = "/dev/termination-log"
     mode: str = "sync"  # sync (S3) or report (a shared volume: only /status)
+    expected_step: int | None = None  # the step the job's status says was saved
+    start_without_storage: bool = False  # the user allows a fresh start when S3 is unreadable
+    max_backoff: float = 30.0  # the longest wait between two restore attempts
 
     @classmethod
     def from_env(cls) -> SidecarConfig:
@@ -59,25 +70,47 @@ class SidecarConfig:
             keep=int(env.get("SPOTRUN_KEEP", cls.keep)),
             termination_path=env.get("SPOTRUN_TERMINATION_MESSAGE_PATH", cls.termination_path),
             mode=env.get("SPOTRUN_SIDECAR_MODE") or cls.mode,
+            expected_step=expected_step(env.get(EXPECTED_STEP_ENV)),
+            start_without_storage=env.get(START_WITHOUT_STORAGE_ENV, "") == "1",
+            max_backoff=float(env.get("SPOTRUN_RESTORE_MAX_BACKOFF", cls.max_backoff)),
         )
 
 
-def checkpoint_report(local: LocalStore, name: str, uri: str) -> dict[str, Any] | None:
-    """What /status says of checkpoint ``name``: its manifest's step, epoch, time, metrics."""
+def expected_step(raw: str | None) -> int | None:
+    """``SPOTRUN_EXPECTED_STEP`` as a step: ASCII digits only; anything else is ignored (and
+    said), so a broken value falls back to the first-attempt behaviour, never to a crash."""
+    if not raw:
+        return None
+    if raw.isascii() and raw.isdigit() and len(raw) <= 19:
+        return int(raw)
+    log.warning("spotrun sidecar: ignoring %s=%r: not a step number", EXPECTED_STEP_ENV, raw)
+    return None
+
+
+def checkpoint_report(local: LocalStore, name: str, uri: str) -> SidecarReport | None:
+    """What /status says of checkpoint ``name``: its manifest's step, epoch, time, metrics
+    (None when the manifest is missing or names no valid step; bad optional fields dropped)."""
     try:
-        data = json.loads((local.path(name) / layout.MANIFEST).read_bytes())
-    except (OSError, ValueError):
+        with open(local.path(name) / layout.MANIFEST, "rb") as f:
+            data = json.loads(f.read(MAX_MANIFEST_BYTES))
+    except (OSError, ValueError, RecursionError):
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("step"), int):
+    if not isinstance(data, dict):
         return None
-    metrics = data.get("metrics")
-    return {
-        "step": data["step"],
+    fields = {
+        "step": data.get("step"),
         "epoch": data.get("epoch"),
         "time": data.get("time"),
         "uri": uri,
-        "metrics": metrics if isinstance(metrics, dict) else {},
+        "metrics": finite_metrics(data.get("metrics")),
     }
+    for dropped in ((), ("epoch", "time")):  # the whole manifest, else its step alone
+        try:
+            found = SidecarReport.model_validate({k: fields[k] for k in fields if k not in dropped})
+        except ValidationError:
+            continue
+        return found if found.step is not None else None
+    return None
 
 
 class Reporter:
@@ -91,60 +124,21 @@ class Reporter:
         if step is None or step == self.step:
             return
         name = layout.step_dirname(step)
-        report = checkpoint_report(self.local, name, self.uri_of(name))
-        if report is not None:
-            self.step, self.health.checkpoint = step, report
-
-
-def summary(
-    syncer: Syncer, final_saved: bool, note: str | None, report: dict[str, Any] | None = None
-) -> str:
-    """The termination message: one line of JSON the operator reads from the pod status."""
-    step = syncer.durable_step
-    known = report if report is not None and report.get("step") == step else {}
-    return json.dumps(
-        {
-            "step": step,
-            "epoch": known.get("epoch"),
-            "uri": syncer.remote.file_uri(layout.step_dirname(step)) if step is not None else None,
-            "time": datetime.fromtimestamp(syncer.durable_at, timezone.utc).isoformat()
-            if syncer.durable_at
-            else None,
-            "metrics": known.get("metrics") or {},
-            "finalSaved": final_saved,
-            "problem": syncer.problem,
-            "note": note,
-        },
-        separators=(",", ":"),
-    )
-
-
-def restore_phase(syncer: Syncer, timeout: float, stop: StopRequest) -> None:
-    """Retry transient failures up to ``timeout``; permanent ones give up at once."""
-    deadline = time.monotonic() + timeout
-    delay = 0.5
-    while True:
-        try:
-            step = syncer.restore_newest()
-            log.info("spotrun sidecar: ready; newest local checkpoint: step %s", step)
-            return
-        except PermanentStoreError:
-            break
-        except StoreError:
-            if time.monotonic() + delay > deadline or stop.requested:
-                break
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
-    log.error(
-        "spotrun sidecar: starting the trainer without restoring from %s (%s); it trains on "
-        "local checkpoints and uploads resume once S3 works",
-        syncer.remote.uri,
-        syncer.problem,
-    )
+        found = checkpoint_report(self.local, name, self.uri_of(name))
+        self.step = step
+        self.health.checkpoint = found or SidecarReport(step=step, uri=self.uri_of(name))
 
 
 def _writing(local: LocalStore) -> bool:
     return any(n.startswith(layout.TMP_PREFIX) for n in local.names())
+
+
+def grace_cap(stop: StopRequest, settings: Settings, config: SidecarConfig) -> float | None:
+    """The monotonic time no S3 call may run past: None until SIGTERM, then the grace
+    deadline less the margin (kept for writing the termination message and exiting)."""
+    if stop.first_at is None:
+        return None
+    return stop.first_at + settings.grace_seconds - config.margin_seconds
 
 
 def run(settings: Settings, config: SidecarConfig) -> int:
@@ -164,18 +158,31 @@ def run(settings: Settings, config: SidecarConfig) -> int:
     reporter = Reporter(health, local, syncer.remote.file_uri)
     stop = StopRequest()
     stop.install()
+    syncer.remote.cap = lambda: grace_cap(stop, settings, config)
     server = serve(health, config.port)
     try:
-        restore_phase(syncer, config.restore_timeout, stop)
-        health.problem = syncer.problem
+        restored = restore_phase(
+            syncer,
+            health,
+            stop,
+            expected=None if config.start_without_storage else config.expected_step,
+            timeout=config.restore_timeout,
+            max_backoff=config.max_backoff,
+        )
         reporter.update(syncer.durable_step)
-        health.started = True
-        (local.root / ".spotrun-ready").touch()
-        final_saved, note = _sync_until_stopped(syncer, health, stop, settings, config, reporter)
+        if restored:
+            health.problem, health.state, health.started = syncer.problem, None, True
+            (local.root / ".spotrun-ready").touch()
+            final_saved, note = _sync_until_stopped(
+                syncer, health, stop, settings, config, reporter
+            )
+        else:
+            final_saved, note = False, "stopped before the checkpoint could be restored"
     finally:
         server.shutdown()
         stop.uninstall()
-    line = summary(syncer, final_saved, note, health.checkpoint)
+    health.state = "stopped"
+    line = report(health, final_saved, note).to_json()
     log.info("spotrun sidecar: %s", line)
     _write_termination_message(config.termination_path, line)
     return 0
@@ -196,11 +203,12 @@ def _sync_until_stopped(
         synced = syncer.sync_once()
         health.problem = syncer.problem
         reporter.update(syncer.durable_step)
-        if stop.requested and stop.first_at is not None:
+        cap = grace_cap(stop, settings, config)
+        if cap is not None:
             exit_note = marker.read(root)
             if exit_note is not None and not _writing(syncer.local):
                 wanted = exit_note.get("step")
-                if wanted is None or (syncer.durable_step or -1) >= int(wanted):
+                if not isinstance(wanted, int) or (syncer.durable_step or -1) >= wanted:
                     return True, None
             listing = tuple(sorted(syncer.local.names()))
             if listing != seen:
@@ -208,13 +216,14 @@ def _sync_until_stopped(
             quiet = time.monotonic() - last_change >= config.quiet_seconds
             if exit_note is None and synced and quiet and not _writing(syncer.local):
                 return False, "the trainer exited without saving a final checkpoint"
-            left = settings.grace_seconds - config.margin_seconds
-            if time.monotonic() - stop.first_at >= left:
+            if time.monotonic() >= cap:
                 return (
                     False,
                     f"grace deadline reached: {syncer.problem or 'final upload unfinished'}",
                 )
-        time.sleep(config.poll_seconds)
+            time.sleep(min(config.poll_seconds, max(cap - time.monotonic(), 0.0)))
+        else:
+            stop.changed.wait(config.poll_seconds)
 
 
 def report_only(settings: Settings, config: SidecarConfig) -> int:
@@ -232,26 +241,16 @@ def report_only(settings: Settings, config: SidecarConfig) -> int:
             reporter.update(newest[0] if newest else None)
             if stop.requested:
                 break
-            time.sleep(config.poll_seconds)
+            stop.changed.wait(config.poll_seconds)
     finally:
         server.shutdown()
         stop.uninstall()
     exit_note = marker.read(local.root) or {}
     wanted, step = exit_note.get("step"), reporter.step
-    report = health.checkpoint or {}
-    line = json.dumps(
-        {
-            "step": step,
-            "epoch": report.get("epoch"),
-            "uri": report.get("uri"),
-            "time": report.get("time"),
-            "metrics": report.get("metrics") or {},
-            "finalSaved": bool(exit_note) and (wanted is None or (step or -1) >= int(wanted)),
-            "problem": None,
-            "note": None if exit_note else "the trainer left no exit note",
-        },
-        separators=(",", ":"),
-    )
+    saved = bool(exit_note) and (not isinstance(wanted, int) or (step or -1) >= wanted)
+    health.state = "stopped"
+    note = None if exit_note else "the trainer left no exit note"
+    line = report(health, saved, note).to_json()
     log.info("spotrun sidecar: %s", line)
     _write_termination_message(config.termination_path, line)
     return 0

@@ -12,7 +12,7 @@ from .prune import prune
 from .reader import CorruptCheckpointError
 from .retention import KeepBest
 from .s3store import S3Store
-from .store import StoreError
+from .store import OversizeError, StoreError
 
 log = logging.getLogger("spotrun")
 
@@ -61,7 +61,7 @@ class Syncer:
                 mirror.download(self.remote, name, self.local)
             except UnknownFormatError:
                 raise
-            except (ManifestError, CorruptCheckpointError) as e:
+            except (ManifestError, CorruptCheckpointError, OversizeError) as e:
                 log.warning("spotrun: skipping %s: %s; trying an older one", name, e)
                 continue
             log.info(

@@ -37,7 +37,7 @@ def committed(root: Path, step: int, epoch: int, loss: float) -> None:
 
 def test_status_is_empty_json_until_a_checkpoint_is_durable(tmp_path):
     health = Health(started=True)
-    assert answer(health, "/status") == (200, "{}")
+    assert answer(health, "/status") == (200, '{"metrics":{},"state":"running"}')
     committed(tmp_path, 450, 3, 0.25)
     local = LocalStore(tmp_path)
     reporter = Reporter(health, local, lambda name: f"s3://b/p/checkpoints/{name}")
@@ -50,6 +50,7 @@ def test_status_is_empty_json_until_a_checkpoint_is_durable(tmp_path):
         "time": "2026-01-01T12:00:00+00:00",
         "uri": "s3://b/p/checkpoints/step-000000000450",
         "metrics": {"loss": 0.25},
+        "state": "running",
     }
 
 
@@ -62,11 +63,15 @@ def test_report_of_a_missing_or_broken_manifest_is_none(tmp_path):
     assert checkpoint_report(local, layout.step_dirname(5), "x") is None
 
 
-def test_purge_empties_a_directory_but_keeps_it(tmp_path):
+def test_purge_empties_the_checkpoints_of_a_directory_but_keeps_it(tmp_path):
     committed(tmp_path, 1, 0, 1.0)
     (tmp_path / "notes.txt").write_text("x")
     assert spotrun_main(["purge", str(tmp_path)]) == 0
-    assert tmp_path.is_dir() and list(tmp_path.iterdir()) == []
+    assert tmp_path.is_dir() and sorted(p.name for p in tmp_path.iterdir()) == [
+        layout.CHECKPOINTS,
+        "notes.txt",
+    ]
+    assert list((tmp_path / layout.CHECKPOINTS).iterdir()) == []
 
 
 def test_purge_refuses_a_whole_bucket_and_a_missing_directory(tmp_path):
