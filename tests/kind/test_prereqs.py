@@ -1,0 +1,94 @@
+"""The kind tier's groundwork (hack/kind/, hack/README.md "kind (in progress)").
+
+Not in `make test` yet: run with `pytest -m kind tests/kind` after `make kind-prereqs`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.kind
+
+KIND_DIR = Path(__file__).resolve().parents[2] / "hack" / "kind"
+SYS_RESOURCE = "CAP_SYS_RESOURCE"
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=600, check=False)
+
+
+def _versions() -> dict[str, str]:
+    pairs = {}
+    for env_file in (KIND_DIR.parent / "versions.env", KIND_DIR / "versions.env"):
+        for line in env_file.read_text().splitlines():
+            if "=" in line and not line.startswith("#"):
+                key, value = line.split("=", 1)
+                pairs[key] = value
+    return pairs
+
+
+def _fake_runc(tmp_path: Path) -> dict[str, str]:
+    """An environment whose "real runc" records its arguments instead of running anything."""
+    fake = tmp_path / "runc"
+    fake.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/args\n')
+    fake.chmod(0o755)
+    return {**os.environ, "SPOTRUN_REAL_RUNC": str(fake)}
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="the runc wrapper needs jq")
+def test_runc_wrapper_drops_sys_resource_from_the_bundle(tmp_path: Path) -> None:
+    caps = {"bounding": ["CAP_CHOWN", SYS_RESOURCE], "effective": [SYS_RESOURCE], "ambient": None}
+    (tmp_path / "config.json").write_text(json.dumps({"process": {"capabilities": caps}}))
+    args = ["--root", "/r", "--log-format", "json", "create", "--bundle", str(tmp_path), "c1"]
+    done = _run(str(KIND_DIR / "runc-wrapper"), *args, env=_fake_runc(tmp_path))
+    assert done.returncode == 0, done.stderr
+    written = json.loads((tmp_path / "config.json").read_text())["process"]["capabilities"]
+    assert written == {"bounding": ["CAP_CHOWN"], "effective": [], "ambient": None}
+    assert (tmp_path / "args").read_text().split() == args  # runc gets the same arguments
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="the runc wrapper needs jq")
+def test_runc_wrapper_drops_sys_resource_from_an_exec_process(tmp_path: Path) -> None:
+    process = tmp_path / "process.json"
+    process.write_text(json.dumps({"args": ["sh"], "capabilities": {"bounding": [SYS_RESOURCE]}}))
+    args = ["exec", "--process", str(process), "--detach", "c1"]
+    done = _run(str(KIND_DIR / "runc-wrapper"), *args, env=_fake_runc(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(process.read_text()) == {"args": ["sh"], "capabilities": {"bounding": []}}
+
+
+def test_privileged_containers_boot_systemd() -> None:
+    """What kind needs of the engine: privileged run and exec, systemd reaching "running"."""
+    done = _run(str(KIND_DIR / "check-engine"))
+    assert done.returncode == 0, done.stderr
+    assert "3. systemd in a privileged container: running" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("part", "version_key", "command", "expected"),
+    [
+        ("kind", "KIND_VERSION", ["kind", "version"], "kind {v} "),
+        ("containerd", "CONTAINERD_VERSION", ["containerd", "--version"], " {v} "),
+        ("runc", "RUNC_VERSION", ["runc", "--version"], "runc version {v1}\n"),
+        ("crictl", "CRI_TOOLS_VERSION", ["crictl", "--version"], "crictl version {v}"),
+        ("cni-plugins", "CNI_PLUGINS_VERSION", ["portmap", "--version"], "version {v}"),
+        ("kubernetes-node", "KUBERNETES_VERSION", ["kubelet", "--version"], "Kubernetes {v}"),
+        ("kubernetes-node", "KUBERNETES_VERSION", ["kubeadm", "version", "-o", "short"], "{v}"),
+    ],
+)
+def test_built_parts_report_the_pinned_version(
+    part: str, version_key: str, command: list[str], expected: str
+) -> None:
+    version = _versions()[version_key]
+    cache = Path(os.environ.get("SPOTRUN_CACHE", Path.home() / ".cache" / "spotrun"))
+    binary = cache / "bin" / f"{part}-{version}" / command[0]
+    assert binary.exists(), f"{binary} is missing: run hack/kind/build-parts {part}"
+    done = _run(str(binary), *command[1:])
+    assert done.returncode == 0, done.stderr
+    assert expected.format(v=version, v1=version.removeprefix("v")) in done.stdout + done.stderr
