@@ -113,8 +113,8 @@ def test_a_payload_crafted_to_run_code_on_unpickling_is_never_executed(
         entry["size"] = len(evil)
         entry["crc32c"] = checksum.to_hex(checksum.of_bytes(evil))
     (folder / layout.MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(ValueError, match="cannot be decoded"):
-        _new(ckdir)[0].restore()
+    assert _new(ckdir)[0].restore() == 0  # skipped as undecodable: a fresh start
+    assert "cannot be decoded" in spotrun_log.text
     assert not marker.exists()
     pickle.loads(evil)  # the same bytes through pickle would have run the command
     assert marker.exists()

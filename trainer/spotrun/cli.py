@@ -13,16 +13,27 @@ from .store import StoreError
 
 if TYPE_CHECKING:
     from .s3store import S3Store
+    from .store import Store
 
 # Subcommands import what they need when they run: `spotrun exec` must install its signal
 # handlers within milliseconds, not after importing torch (seconds).
 
 
-def _ls(args: argparse.Namespace) -> int:
-    from . import catalog
+def _open(uri: str) -> Store:
+    """The store at ``uri``; a local root that does not exist is an error, not an empty list."""
+    from .localstore import LocalStore
     from .store import open_store
 
-    rows = catalog.scan(open_store(args.uri), verify=not args.fast)
+    store = open_store(uri)
+    if isinstance(store, LocalStore):
+        store.check_root()
+    return store
+
+
+def _ls(args: argparse.Namespace) -> int:
+    from . import catalog
+
+    rows = catalog.scan(_open(args.uri), verify=not args.fast)
     for line in catalog.format_rows(rows):
         print(line)
     return 0
@@ -30,9 +41,8 @@ def _ls(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from . import catalog
-    from .store import open_store
 
-    rows = [r for r in catalog.scan(open_store(args.uri)) if r.step is not None]
+    rows = [r for r in catalog.scan(_open(args.uri)) if r.step is not None]
     for r in rows:
         print(f"{r.name}: {'ok' if r.valid else r.problem}")
     if not any(r.valid for r in rows):
@@ -43,9 +53,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _inspect(args: argparse.Namespace) -> int:
     from . import catalog, layout
-    from .store import open_store
 
-    store = open_store(args.uri)
+    store = _open(args.uri)
     if args.step is None:
         newest = next((r for r in catalog.scan(store) if r.valid), None)
         if newest is None:
@@ -96,6 +105,7 @@ def _push(args: argparse.Namespace) -> int:
     from .localstore import LocalStore
 
     local, remote = LocalStore(args.dir), _s3(args.uri)
+    local.check_root()
     done = transfer.push(local, remote)
     print(f"pushed {len(done)} checkpoint(s) to {remote.uri}: {', '.join(done) or 'none'}")
     return 0

@@ -19,10 +19,16 @@ import torch
 Json = Any  # a value json.dumps accepts
 
 _TAGS = ("__tensor__", "__ndarray__", "__tuple__", "__dict__", "__bytes__", "__float__")
+MAX_DEPTH = 64  # levels of nesting ``decode`` accepts (training state nests a few levels)
+_NDARRAY_KINDS = "biufc"  # numpy dtype kinds a state may hold: bool, int, uint, float, complex
 
 
 class UnsupportedStateError(TypeError):
     """A value in the training state that a checkpoint cannot hold safely."""
+
+
+class StateDecodeError(ValueError):
+    """A structure that ``encode`` cannot have written (the message says where and why)."""
 
 
 def encode(state: Mapping[str, Any]) -> tuple[Json, dict[str, torch.Tensor]]:
@@ -82,35 +88,81 @@ def decode(
     tensors: Mapping[str, torch.Tensor],
     device: torch.device | None = None,
 ) -> Any:
-    """The inverse of ``encode``; ``tensors`` must hold every referenced key.
+    """The inverse of ``encode``; StateDecodeError for any structure it cannot have written
+    (a reference to a tensor not in ``tensors``, a malformed tag, nesting past MAX_DEPTH).
 
     Tensors saved from an accelerator go to ``device`` (default: CUDA when present, else CPU),
     so a GPU checkpoint resumes on a CPU-only machine.
     """
     target = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-    def place(ref: dict[str, str]) -> torch.Tensor:
-        t = tensors[ref["__tensor__"]]
-        return t if ref.get("device", "cpu") == "cpu" else t.to(target)
+    def tensor(key: Json, saved_on: Json, path: str) -> torch.Tensor:
+        if not isinstance(key, str) or not isinstance(saved_on, str):
+            raise StateDecodeError(f"at {path or '/'}: a malformed tensor reference")
+        if key not in tensors:
+            raise StateDecodeError(
+                f"at {path or '/'}: refers to tensor {key!r}, which the tensor file does not hold"
+            )
+        t = tensors[key]
+        return t if saved_on == "cpu" else t.to(target)
 
-    return _decode(structure, place)
+    return _Decoder(tensor).value(structure, "", 0)
 
 
-def _decode(value: Json, tensor: Callable[[dict[str, str]], torch.Tensor]) -> Any:
-    if isinstance(value, list):
-        return [_decode(v, tensor) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if "__tensor__" in value:
-        return tensor(value)
-    if "__ndarray__" in value:
-        return tensor({"__tensor__": value["__ndarray__"]}).numpy().astype(np.dtype(value["dtype"]))
-    if "__tuple__" in value:
-        return tuple(_decode(v, tensor) for v in value["__tuple__"])
-    if "__dict__" in value:
-        return {_decode(k, tensor): _decode(v, tensor) for k, v in value["__dict__"]}
-    if "__bytes__" in value:
-        return base64.b64decode(value["__bytes__"])
-    if "__float__" in value:
-        return float(value["__float__"])
-    return {k: _decode(v, tensor) for k, v in value.items()}
+class _Decoder:
+    def __init__(self, tensor: Callable[[Json, Json, str], torch.Tensor]) -> None:
+        self.tensor = tensor
+
+    def value(self, value: Json, path: str, depth: int) -> Any:
+        if depth > MAX_DEPTH:
+            raise StateDecodeError(f"at {path}: nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, list):
+            return [self.value(v, f"{path}/{i}", depth + 1) for i, v in enumerate(value)]
+        if not isinstance(value, dict):
+            return value
+        tag = next((t for t in _TAGS if t in value), None)
+        if tag is None:
+            return {k: self.value(v, _join(path, k), depth + 1) for k, v in value.items()}
+        try:
+            return self.tagged(tag, value, path, depth)
+        except StateDecodeError:
+            raise
+        except (TypeError, ValueError) as e:  # binascii.Error is a ValueError
+            raise StateDecodeError(f"at {path or '/'}: malformed {tag} ({e})") from None
+
+    def tagged(self, tag: str, value: dict[str, Json], path: str, depth: int) -> Any:
+        body = value[tag]
+        if tag == "__tensor__":
+            return self.tensor(body, value.get("device", "cpu"), path)
+        if tag == "__ndarray__":
+            dtype = np.dtype(_text(value.get("dtype")))
+            if dtype.kind not in _NDARRAY_KINDS:
+                raise StateDecodeError(f"at {path or '/'}: numpy dtype {dtype} is not numeric")
+            return self.tensor(body, "cpu", path).numpy().astype(dtype)
+        if tag == "__bytes__":
+            return base64.b64decode(_text(body), validate=True)
+        if tag == "__float__":
+            return float(_text(body))
+        items = [self.value(v, f"{path}/{i}", depth + 1) for i, v in enumerate(_items(body))]
+        if tag == "__tuple__":
+            return tuple(items)
+        pairs = [_pair(item) for item in items]
+        return dict(pairs)  # a key that cannot be hashed raises TypeError, reported above
+
+
+def _text(value: Json) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _items(value: Json) -> list[Json]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    return value
+
+
+def _pair(item: Any) -> tuple[Any, Any]:
+    if not isinstance(item, list) or len(item) != 2:
+        raise TypeError("expected [key, value] pairs")
+    return item[0], item[1]

@@ -33,6 +33,36 @@ class CheckpointMismatchError(ValueError):
     """The checkpoint was written for another model or setup."""
 
 
+class StateError(ValueError):
+    """A decoded state that is not shaped like one ``capture`` writes: the checkpoint is invalid."""
+
+
+_OPTIONAL = ("optimizer", "scheduler", "scaler", "loader", "extras")
+
+
+def check_state(state: Any, step: int) -> dict[str, Any]:
+    """What ``apply`` relies on, checked before anything is loaded (pure): a mapping with the
+    model's tensors by name, valid RNG states, a progress record of ``step``, and mappings for
+    the optional components. Returns the state; raises StateError (or rng.RngStateError)."""
+    if not isinstance(state, dict):
+        raise StateError("state.json does not hold a mapping")
+    model = state.get("model")
+    if not isinstance(model, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()
+    ):
+        raise StateError("its 'model' entry is not a mapping of parameter names to tensors")
+    for name in _OPTIONAL:
+        if name in state and not isinstance(state[name], dict):
+            raise StateError(f"its {name!r} entry is a {type(state[name]).__name__}, not a mapping")
+    progress = state.get("progress")
+    if not isinstance(progress, dict) or type(progress.get("step")) is not int:
+        raise StateError("its 'progress' entry does not record the step")
+    if progress["step"] != step:
+        raise StateError(f"it records step {progress['step']}, its manifest step {step}")
+    rng.check(state.get("rng"))
+    return state
+
+
 @dataclass
 class Components:
     model: torch.nn.Module
@@ -73,7 +103,14 @@ class Components:
                     f"{where} holds no {name} state but this run has a {name}; "
                     "restore into the same setup that wrote it"
                 )
-            obj.load_state_dict(state[name])
+            try:
+                obj.load_state_dict(state[name])
+            except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+                raise CheckpointMismatchError(
+                    f"{where}: its {name} state does not load into this run's {name} ({e}); "
+                    "restore into the same setup that wrote it, or start fresh with an empty "
+                    "checkpoint directory"
+                ) from e
         for key, saved in state.get("extras", {}).items():
             current = self.extras.get(key)
             if isinstance(current, Stateful):

@@ -15,8 +15,12 @@ TENSORS = "tensors.safetensors"
 STRUCTURE = "state.json"
 FORMAT_VERSION = 1
 TMP_PREFIX = ".tmp-"
+# The files of a checkpoint are named by the format, never by its manifest: a manifest that
+# names anything else (a path, "..", an absolute path, a duplicate) makes the checkpoint invalid.
+PAYLOAD = (TENSORS, STRUCTURE)
+MANIFEST_LIMIT = 1024 * 1024  # bytes; a manifest is a few KiB, a larger one is refused unread
 
-_STEP_DIR = re.compile(r"^step-(\d{12})$")
+_STEP_DIR = re.compile(r"step-([0-9]{12})")  # [0-9], not \d: \d matches Unicode digits too
 
 
 def step_dirname(step: int) -> str:
@@ -28,8 +32,23 @@ def step_dirname(step: int) -> str:
 
 def parse_step_dirname(name: str) -> int | None:
     """The step a checkpoint folder name stands for, or None for anything else."""
-    match = _STEP_DIR.match(name)
+    match = _STEP_DIR.fullmatch(name)
     return int(match.group(1)) if match else None
+
+
+def payload_problem(paths: list[str]) -> str | None:
+    """Why a manifest's file list is not the format's (pure); None when it is exactly
+    ``PAYLOAD``, each name once."""
+    for path in paths:
+        if path not in PAYLOAD:
+            return (
+                f"it names the file {path!r}, which is not part of the checkpoint format (only "
+                f"{', '.join(PAYLOAD)}); such a checkpoint is never read nor written"
+            )
+    for name in PAYLOAD:
+        if paths.count(name) != 1:
+            return f"it lists {name} {paths.count(name)} times instead of once"
+    return None
 
 
 def tmp_dirname(step: int, token: str) -> str:

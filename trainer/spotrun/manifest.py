@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from datetime import datetime, timezone
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from . import layout
+from . import jsonsafe, layout
 
 
 class FileEntry(BaseModel):
@@ -25,7 +24,7 @@ class Manifest(BaseModel):
     format_version: int
     step: int = Field(ge=0)
     epoch: int = Field(ge=0)
-    time: datetime
+    time: AwareDatetime
     metrics: dict[str, float] = Field(default_factory=dict)
     files: list[FileEntry]
     torch_version: str = ""
@@ -83,18 +82,42 @@ def _job() -> str | None:
 
 
 def parse(blob: bytes, where: str) -> Manifest:
-    """Parse and check the format version; ``where`` names the checkpoint in errors."""
+    """Parse and check a MANIFEST.json; ``where`` names the checkpoint in errors.
+
+    A newer format version raises UnknownFormatError (falling back past a newer checkpoint
+    would silently lose progress); anything else unusable raises ManifestError.
+    """
     try:
-        raw = json.loads(blob)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ManifestError(f"{where}: MANIFEST.json is not JSON ({e})") from None
-    version = raw.get("format_version") if isinstance(raw, dict) else None
+        raw = jsonsafe.loads(blob)
+    except jsonsafe.JsonError as e:
+        raise ManifestError(f"{where}: MANIFEST.json is {e}") from None
+    if not isinstance(raw, dict):
+        raise ManifestError(
+            f"{where}: MANIFEST.json holds a JSON {type(raw).__name__}, not an object"
+        )
+    version = raw.get("format_version")
+    if type(version) is not int or version < 1:
+        raise ManifestError(f"{where}: MANIFEST.json has no valid format_version ({version!r})")
     if version != layout.FORMAT_VERSION:
         raise UnknownFormatError(
             f"{where}: checkpoint format version {version!r}, this spotrun reads version "
             f"{layout.FORMAT_VERSION}; use the spotrun release that wrote it or upgrade"
         )
     try:
-        return Manifest.model_validate(raw)
+        manifest = Manifest.model_validate_json(blob, strict=True)
     except ValidationError as e:
-        raise ManifestError(f"{where}: MANIFEST.json is invalid: {e}") from None
+        raise ManifestError(f"{where}: MANIFEST.json is invalid: {_first_errors(e)}") from None
+    problem = layout.payload_problem([f.path for f in manifest.files])
+    if problem is not None:
+        raise ManifestError(f"{where}: MANIFEST.json is invalid: {problem}")
+    return manifest
+
+
+def _first_errors(error: ValidationError, limit: int = 3) -> str:
+    """A short summary: a hostile manifest can carry thousands of errors."""
+    parts = [
+        f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
+        for e in error.errors()[:limit]
+    ]
+    more = error.error_count() - limit
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")

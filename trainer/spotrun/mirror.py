@@ -43,24 +43,40 @@ def upload(local: LocalStore, name: str, remote: S3Store) -> bool:
 
 
 def download(remote: S3Store, name: str, local: LocalStore) -> None:
-    """Fetch and verify one remote checkpoint into the local directory."""
+    """Fetch and verify one remote checkpoint into the local directory.
+
+    Only the format's file names are written (the manifest cannot name others: ``reader``
+    refuses it), each created fresh in a new temp folder without following links.
+    """
     loaded = load_verified(remote, name)
     local.dir.mkdir(parents=True, exist_ok=True)
     tmp = local.dir / layout.tmp_dirname(loaded.step, writer_token(secrets.token_hex(3)))
     tmp.mkdir()
     files: list[tuple[str, bytes | bytearray]] = [*loaded.files.items()]
     files.append((layout.MANIFEST, loaded.manifest.to_json()))  # last: the commit marker
-    for path, blob in files:
-        with open(tmp / path, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-    fsync_dir(tmp)
+    folder = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for path, blob in files:
+            _write_new(folder, path, blob)
+        os.fsync(folder)
+    finally:
+        os.close(folder)
     final = local.path(name)
-    if final.exists():
+    if os.path.lexists(final):
         local.delete(name)
     os.rename(tmp, final)
     fsync_dir(local.dir)
+
+
+def _write_new(folder: int, path: str, blob: bytes | bytearray) -> None:
+    if path != layout.MANIFEST and path not in layout.PAYLOAD:  # reader guarantees; never trust
+        raise ValueError(f"refusing to write {path!r}: not a checkpoint file name")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o644, dir_fd=folder)
+    with open(fd, "wb") as f:
+        f.write(blob)
+        f.flush()
+        os.fsync(fd)
 
 
 def newest_committed(store: LocalStore | S3Store) -> tuple[int, str] | None:

@@ -43,6 +43,57 @@ def restore(state: dict[str, Any]) -> None:
             )
 
 
+class RngStateError(ValueError):
+    """An RNG state that the generators would refuse (or accept and then misbehave on)."""
+
+
+def check(state: Any) -> None:
+    """RngStateError unless ``restore(state)`` will succeed: each state is tried on a scratch
+    generator, so nothing global changes."""
+    if not isinstance(state, dict):
+        raise RngStateError("the RNG state is not a mapping")
+    for key, probe in (("python", _probe_python), ("numpy", _probe_numpy), ("torch", _probe_torch)):
+        if key not in state:
+            raise RngStateError(f"the RNG state has no {key!r} generator")
+        try:
+            probe(state[key])
+        except (TypeError, ValueError, KeyError, IndexError, OverflowError, RuntimeError) as e:
+            raise RngStateError(f"the {key} RNG state is malformed: {e!s:.200}") from None
+    cuda = state.get("cuda")
+    if cuda is not None and not (isinstance(cuda, list) and all(_is_byte_vector(t) for t in cuda)):
+        raise RngStateError("the cuda RNG state is not a list of byte tensors")
+
+
+def _probe_python(value: Any) -> None:
+    version, internal, gauss = _as_python_state(value)
+    if gauss is not None and not isinstance(gauss, float):
+        raise TypeError(f"gauss_next is a {type(gauss).__name__}")
+    random.Random().setstate((version, internal, gauss))
+
+
+def _probe_numpy(value: Any) -> None:
+    """numpy trusts ``pos`` (an index into ``key``) and casts ``key``: check both first."""
+    inner = value.get("state") if isinstance(value, dict) else None
+    if not isinstance(inner, dict):
+        raise TypeError("not a mapping with a 'state' mapping")
+    key, pos = inner.get("key"), inner.get("pos")
+    if not (isinstance(key, np.ndarray) and key.shape == (624,) and key.dtype.kind in "iu"):
+        raise ValueError("'key' is not 624 integers")
+    if type(pos) is not int or not 0 <= pos <= 624:
+        raise ValueError(f"'pos' {pos!r:.40} is not an index from 0 to 624")
+    np.random.RandomState().set_state(value)
+
+
+def _probe_torch(value: Any) -> None:
+    if not _is_byte_vector(value):
+        raise TypeError("not a byte tensor")
+    torch.Generator().set_state(value.cpu().clone())
+
+
+def _is_byte_vector(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.dim() == 1
+
+
 def _as_python_state(value: Any) -> tuple[Any, ...]:
     version, internal, gauss = value
     return (version, tuple(internal), gauss)

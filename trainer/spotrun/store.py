@@ -20,6 +20,11 @@ class OversizeError(ValueError):
     Not a StoreError (retrying will not help): the checkpoint holding it is invalid."""
 
 
+class UnsafeFileError(ValueError):
+    """A link, FIFO, device, folder or other non-regular file where a checkpoint's file or
+    folder should be: refused without reading it or following it. The checkpoint is invalid."""
+
+
 class Store(Protocol):
     uri: str
 

@@ -10,10 +10,14 @@ tensor starts aligned for its dtype and can be read back as a zero-copy view.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass
+from typing import Any, TypeGuard
 
 import torch
+
+from . import jsonsafe
 
 DTYPES: dict[torch.dtype, str] = {
     torch.float64: "F64",
@@ -31,6 +35,8 @@ DTYPES: dict[torch.dtype, str] = {
 }
 BY_NAME = {name: dtype for dtype, name in DTYPES.items()}
 ALIGN = 4096  # the header is padded to a page so the data section can be written with O_DIRECT
+MAX_HEADER = 100 * 1024 * 1024
+MAX_DIMS = 32
 
 
 class TensorFileError(ValueError):
@@ -105,35 +111,32 @@ def views(layout: Layout, data: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def parse_header(blob: bytes | bytearray | memoryview) -> tuple[Layout, int]:
-    """(layout, data start) from the beginning of a file; validates every offset."""
+    """(layout, data start) from the beginning of a file. Every entry is checked: a known
+    dtype, non-negative integer dimensions, offsets that match the shape, and tensors that
+    tile the data section exactly (no overlap, no gap, nothing out of range)."""
     if len(blob) < 8:
         raise TensorFileError("shorter than a tensor file header")
     (length,) = struct.unpack("<Q", bytes(blob[:8]))
-    if length > 100 * 1024 * 1024 or 8 + length > len(blob):
+    if length > MAX_HEADER or 8 + length > len(blob):
         raise TensorFileError(f"header length {length} does not fit the file")
     try:
-        entries = json.loads(bytes(blob[8 : 8 + length]))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise TensorFileError(f"header is not JSON: {e}") from None
+        entries = jsonsafe.loads(blob[8 : 8 + length])
+    except jsonsafe.JsonError as e:
+        raise TensorFileError(f"header is {e}") from None
     if not isinstance(entries, dict):
         raise TensorFileError("header is not a JSON object")
-    entries.pop("__metadata__", None)
-    slots = []
-    for key, entry in entries.items():
-        try:
-            dtype = BY_NAME[entry["dtype"]]
-            shape = tuple(int(d) for d in entry["shape"])
-            start, end = (int(v) for v in entry["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise TensorFileError(f"bad header entry for {key!r}: {entry!r}") from None
-        numel = 1
-        for d in shape:
-            numel *= d
-        if end - start != numel * dtype.itemsize or start < 0:
-            raise TensorFileError(f"tensor {key!r}: offsets {start}..{end} do not match its shape")
-        slots.append(Slot(key, dtype, shape, start, end))
-    slots.sort(key=lambda s: s.start)
-    data_size = slots[-1].end if slots else 0
+    metadata = entries.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise TensorFileError("header __metadata__ is not a mapping of strings")
+    slots = sorted((_slot(k, v) for k, v in entries.items()), key=lambda s: (s.start, s.end))
+    data_size = 0
+    for s in slots:
+        if s.start != data_size:
+            raise TensorFileError(
+                f"tensor {s.key!r} starts at byte {s.start} of the data section, not at "
+                f"{data_size}: overlapping or out-of-range offsets, or a gap"
+            )
+        data_size = s.end
     if 8 + length + data_size != len(blob):
         raise TensorFileError(
             f"data section is {len(blob) - 8 - length} bytes, header describes {data_size}"
@@ -141,13 +144,44 @@ def parse_header(blob: bytes | bytearray | memoryview) -> tuple[Layout, int]:
     return Layout(tuple(slots), bytes(blob[: 8 + length]), data_size), 8 + length
 
 
+def _slot(key: str, entry: Any) -> Slot:
+    if not isinstance(entry, dict):
+        raise TensorFileError(f"bad header entry for {key!r}: {entry!r:.80}")
+    name: Any = entry.get("dtype")
+    shape: Any = entry.get("shape")
+    offsets: Any = entry.get("data_offsets")
+    dtype = BY_NAME.get(name) if isinstance(name, str) else None
+    if dtype is None:
+        raise TensorFileError(f"tensor {key!r}: unknown dtype {name!r:.40}")
+    if not (_naturals(shape) and len(shape) <= MAX_DIMS):
+        raise TensorFileError(
+            f"tensor {key!r}: shape {shape!r:.80} is not a list of at most {MAX_DIMS} "
+            "non-negative integers"
+        )
+    if not (_naturals(offsets) and len(offsets) == 2):
+        raise TensorFileError(f"tensor {key!r}: data_offsets {offsets!r:.80} are not [start, end]")
+    start, end = offsets
+    if end - start != math.prod(shape) * dtype.itemsize:
+        raise TensorFileError(f"tensor {key!r}: offsets {start}..{end} do not match its shape")
+    return Slot(key, dtype, tuple(shape), start, end)
+
+
+def _naturals(value: Any) -> TypeGuard[list[int]]:
+    """A list of non-negative ints below 2**63 (no bools, floats or strings)."""
+    return isinstance(value, list) and all(type(v) is int and 0 <= v < 2**63 for v in value)
+
+
 def load(blob: bytearray) -> dict[str, torch.Tensor]:
     """Tensors viewing a whole file read into ``blob``; no code runs, no copy is made."""
     layout, start = parse_header(blob)
-    if layout.data_size == 0:
-        return views(layout, torch.empty(0, dtype=torch.uint8))
-    data = torch.frombuffer(blob, dtype=torch.uint8, offset=start, count=layout.data_size)
     for s in layout.slots:
         if s.start % s.dtype.itemsize:
             raise TensorFileError(f"tensor {s.key!r} is not aligned for {s.dtype}")
-    return views(layout, data)
+    if layout.data_size == 0:
+        data = torch.empty(0, dtype=torch.uint8)
+    else:
+        data = torch.frombuffer(blob, dtype=torch.uint8, offset=start, count=layout.data_size)
+    try:
+        return views(layout, data)
+    except RuntimeError as e:  # a shape torch cannot represent (e.g. 0 x 2**62 x 2**62)
+        raise TensorFileError(f"a tensor cannot be viewed: {e}") from None
