@@ -67,7 +67,11 @@ def test_privileged_containers_boot_systemd() -> None:
     """What kind needs of the engine: privileged run and exec, systemd reaching "running"."""
     done = _run(str(KIND_DIR / "check-engine"))
     assert done.returncode == 0, done.stderr
-    assert "3. systemd in a privileged container: running" in done.stderr
+    assert "3. systemd in a privileged container run as kind runs a node: running" in done.stderr
+    engine = _run(str(KIND_DIR / "docker-engine"), "env").stdout.strip().removeprefix("export ")
+    env = {**os.environ, **dict([engine.split("=", 1)])}
+    left = _run("docker", "ps", "--all", "--quiet", "--filter", "name=spotrun-kind-check", env=env)
+    assert left.returncode == 0 and left.stdout == "", left.stdout + left.stderr
 
 
 @pytest.mark.parametrize(
@@ -80,6 +84,7 @@ def test_privileged_containers_boot_systemd() -> None:
         ("cni-plugins", "CNI_PLUGINS_VERSION", ["portmap", "--version"], "version {v}"),
         ("kubernetes-node", "KUBERNETES_VERSION", ["kubelet", "--version"], "Kubernetes {v}"),
         ("kubernetes-node", "KUBERNETES_VERSION", ["kubeadm", "version", "-o", "short"], "{v}"),
+        ("kubernetes-node", "KUBERNETES_VERSION", ["kube-proxy", "--version"], "Kubernetes {v}"),
     ],
 )
 def test_built_parts_report_the_pinned_version(
