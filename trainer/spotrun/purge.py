@@ -123,7 +123,6 @@ def purge(uri: str, job: str | None = None) -> int:
 
 def _decide(plan_: Plan) -> list[str]:
     if plan_.refusal is not None:
-        log.error("spotrun purge: %s", plan_.refusal)
         raise PurgeRefused(plan_.refusal)
     return plan_.delete
 
