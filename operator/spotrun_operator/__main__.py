@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     namespaces = args.namespace or [
         n for n in os.environ.get("SPOTRUN_NAMESPACES", "").split(",") if n
     ]
+    os.environ["SPOTRUN_NAMESPACES"] = ",".join(namespaces)  # the scope of overlap checks
     cmd = ["run", "-m", "spotrun_operator.handlers"]
     cmd += [f"--namespace={n}" for n in namespaces] or ["--all-namespaces"]
     cmd += [f"--peering={args.peering}"] if args.peering else ["--standalone"]

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .models import GROUP, KIND, VERSION, JobSpec, JobStatus
+from .models import SIDECAR as SIDECAR  # re-exported: names the operator reserves
+from .models import VOLUME as VOLUME
 
 LABEL_JOB = "spotrun.dev/job"
 LABEL_ATTEMPT = "spotrun.dev/attempt"
 LABEL_CAPACITY = "spotrun.dev/capacity"
 FINALIZER = "spotrun.dev/outcome"
-SIDECAR = "spotrun-sidecar"
-VOLUME = "spotrun-checkpoints"
 STORAGE_ENV = ("SPOTRUN_STORAGE_URI", "AWS_")  # prefixes of the variables that reach S3
 
 # Spot node labels of Karpenter, GKE, AKS and EKS: any one of them selects a spot node.

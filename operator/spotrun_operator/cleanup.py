@@ -7,14 +7,23 @@ job's storage: the sidecar's image, the same S3 environment and ``secretKeyRef``
 sidecar (the operator itself never reads Secrets), or the same PVC mount. When it Succeeded:
 Event, finalizer off, pod deleted. A failed try: Warning Event and another try, up to
 ``MAX_TRIES``; then the finalizer comes off anyway with a Warning naming what is left.
+
+A cleanup pod the API refuses (Pod Security admission, a quota, an invalid name) is tried
+``REFUSED_TRIES`` times, 5 s then 10 s apart (the condition ``PodRefused`` and a Warning Event
+each time, the count in ``status.cleanupRefusals``): a refusal rarely heals by itself, and a job
+stuck Terminating blocks its namespace. Then the finalizer comes off with a Warning Event
+saying the checkpoints were NOT deleted, why, and where they are.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from . import models as m
+from . import refusals
 from .builders import (
     STORAGE_ENV,
     Job,
@@ -24,10 +33,12 @@ from .builders import (
     pod_manifest,
     trainer_index,
 )
+from .decisions import parse_ts, set_condition, ts
 
 FINALIZER = "spotrun.dev/checkpoint-cleanup"
 LABEL_CLEANUP = "spotrun.dev/cleanup-of"
 MAX_TRIES = 3
+REFUSED_TRIES = 3
 DEADLINE_SECONDS = 600
 REASON_DELETED = "CheckpointsDeleted"
 REASON_FAILED = "CheckpointCleanupFailed"
@@ -93,6 +104,7 @@ class CleanupPlan:
     release: bool = False  # take the finalizer off the job
     events: list[tuple[str, str, str]] = field(default_factory=list)
     requeue_after: float | None = None
+    status: m.JobStatus | None = None  # the job's status to write (a refusal reported)
 
 
 def _try_of(pod: dict[str, Any]) -> int:
@@ -111,13 +123,20 @@ def _why(pod: dict[str, Any]) -> str:
 
 
 def plan_cleanup(
-    job: Job, attempts_running: bool, cleanup_pods: list[dict[str, Any]]
+    job: Job,
+    attempts_running: bool,
+    cleanup_pods: list[dict[str, Any]],
+    now: datetime | None = None,
 ) -> CleanupPlan:
     """What to do for a deleted job that still carries the cleanup finalizer."""
     out = CleanupPlan()
     where = target(job)
     if attempts_running:
         out.requeue_after = 2.0  # the attempt pods were told to stop; their events wake us
+        return out
+    wait = _refusal_wait(job, now)
+    if wait > 0 and not cleanup_pods:
+        out.requeue_after = wait  # the API refused the last try: back off
         return out
     pods = sorted(cleanup_pods, key=_try_of)
     names = [p["metadata"]["name"] for p in pods]
@@ -152,4 +171,41 @@ def plan_cleanup(
                 f"{where} ({_why(failed[-1])}); try {attempt} of {MAX_TRIES}",
             )
         )
+    return out
+
+
+def _refusal_wait(job: Job, now: datetime | None) -> float:
+    """Seconds until the next try after a refused cleanup pod (0: try now)."""
+    not_before = parse_ts(job.status.notBefore)
+    if now is None or not job.status.cleanupRefusals or not_before is None:
+        return 0.0
+    return max(0.0, (not_before - now).total_seconds())
+
+
+def refused(job: Job, pod: str, code: int, answer: dict[str, Any], now: datetime) -> CleanupPlan:
+    """The API refused cleanup pod ``pod``: report it and back off, or after
+    ``REFUSED_TRIES`` refusals let the job go, saying that its checkpoints stay."""
+    out = CleanupPlan(status=job.status.model_copy(deep=True))
+    st = out.status
+    assert st is not None
+    st.cleanupRefusals += 1
+    why = refusals.explain(pod, job.namespace, code, answer)
+    if st.cleanupRefusals >= REFUSED_TRIES:
+        out.release = True
+        out.events.append(
+            (
+                "Warning",
+                REASON_ABANDONED,
+                f"the checkpoints under {target(job)} were NOT deleted: {why} "
+                f"({st.cleanupRefusals} tries). The job goes without them; delete them "
+                f"yourself (spotrun purge {target(job)}) if you no longer need them",
+            )
+        )
+        return out
+    wait = refusals.backoff(st.cleanupRefusals)
+    st.notBefore = ts(now + timedelta(seconds=wait))
+    message = f"{why}. Try {st.cleanupRefusals} of {REFUSED_TRIES}; the next in {wait:.0f} s"
+    set_condition(st, m.COND_POD_REFUSED, True, m.REASON_POD_REFUSED, message, now, job.generation)
+    out.events.append(("Warning", m.REASON_POD_REFUSED, message))
+    out.requeue_after = wait
     return out

@@ -108,6 +108,7 @@ def crd() -> dict[str, Any]:
         "description": "A PyTorch training job that survives spot preemptions by resuming "
         "from its newest checkpoint.",
         "required": ["spec"],
+        "x-kubernetes-validations": [models.NAME_RULE],
         "properties": {
             "apiVersion": {"type": "string", "description": "spotrun.dev/v1alpha1"},
             "kind": {"type": "string", "description": "ResumableTrainingJob"},

@@ -23,7 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from . import decisions
 from .builders import LABEL_JOB
 from .cleanup import LABEL_CLEANUP
-from .kube import Conflict, Kube, load_config
+from .kube import Conflict, Kube, load_config, watched_namespaces
 from .metrics import METRICS, Metrics
 from .models import GROUP, PLURAL, VERSION
 from .reconcile import reconcile_once
@@ -141,7 +141,7 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     logging.getLogger("spotrun_operator").setLevel(level)  # INFO: decisions and Events
     settings.watching.server_timeout = 300
     configure_peering(settings.peering, os.environ)
-    memo.reconciler = Reconciler(Kube(load_config()))
+    memo.reconciler = Reconciler(Kube(load_config(), watched_namespaces(os.environ)))
 
 
 def configure_peering(peering: Any, env: Mapping[str, str]) -> None:

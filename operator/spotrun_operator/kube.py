@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -21,6 +22,32 @@ class Conflict(Exception):
     """The object changed since it was read; reconcile again from a fresh read."""
 
 
+class Refused(Exception):
+    """The API refused an object the operator creates (a 4xx other than a conflict or a
+    throttle): retrying the same request as it is cannot help. ``status`` is the API's
+    Status object (reason, message, details.causes), as far as it answered one."""
+
+    def __init__(self, code: int, status: dict[str, Any]) -> None:
+        super().__init__(f"{code} {status.get('reason', '')}: {status.get('message', '')}")
+        self.code = code
+        self.status = status
+
+
+def _refusal(err: ApiException) -> Refused | None:
+    """The refusal ``err`` is, or None for what a later try may get past (409, 429, 5xx)."""
+    code = int(err.status or 0)
+    if not 400 <= code < 500 or code in (409, 429):
+        return None
+    try:
+        status = json.loads(err.body or "{}")
+    except (TypeError, ValueError):
+        status = {}
+    if not isinstance(status, dict):
+        status = {}
+    status.setdefault("message", str(err.reason or ""))
+    return Refused(code, status)
+
+
 def load_config() -> client.ApiClient:
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
@@ -34,7 +61,8 @@ def _json(response: Any) -> Any:
 
 
 class Kube:
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, namespaces: Sequence[str] = ()) -> None:
+        self.namespaces = list(namespaces)  # watched; none: the whole cluster
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
 
@@ -51,6 +79,20 @@ class Kube:
             if err.status == 404:
                 return None
             raise
+
+    def list_jobs(self) -> list[dict[str, Any]]:
+        """Every job in the namespaces this operator watches (all of them when none is set)."""
+        args = (GROUP, VERSION)
+        if not self.namespaces:
+            data = self.custom.list_cluster_custom_object(*args, PLURAL, _preload_content=False)
+            return list(_json(data)["items"])
+        out: list[dict[str, Any]] = []
+        for namespace in self.namespaces:
+            data = self.custom.list_namespaced_custom_object(
+                *args, namespace, PLURAL, _preload_content=False
+            )
+            out.extend(_json(data)["items"])
+        return out
 
     def list_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
         data = _json(
@@ -127,7 +169,8 @@ class Kube:
         return list(_json(self.core.list_node(_preload_content=False))["items"])
 
     def create_pod(self, namespace: str, body: dict[str, Any]) -> bool:
-        """Create; False when a pod of that name exists already (a retried create)."""
+        """Create; False when a pod of that name exists already (a retried create); Refused
+        when the API refuses the pod (invalid, forbidden by admission or quota)."""
         try:
             pod: Any = body
             self.core.create_namespaced_pod(namespace, pod, _preload_content=False)
@@ -135,6 +178,8 @@ class Kube:
         except ApiException as err:
             if err.status == 409:
                 return False
+            if (refused := _refusal(err)) is not None:
+                raise refused from None
             raise
 
     def delete_pod(self, namespace: str, name: str) -> None:
@@ -225,3 +270,9 @@ class Kube:
             self.core.create_namespaced_event(meta["namespace"], event, _preload_content=False)
         except ApiException as err:  # an Event is best effort; never block a decision on it
             log.warning("cannot record event %s on %s: %s", reason, meta["name"], err.reason)
+
+
+def watched_namespaces(env: Mapping[str, str]) -> list[str]:
+    """The namespaces the operator watches (SPOTRUN_NAMESPACES, comma-separated; the entry
+    point sets it from --namespace too); none: the whole cluster."""
+    return [n for n in env.get("SPOTRUN_NAMESPACES", "").split(",") if n]

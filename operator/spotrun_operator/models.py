@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 GROUP = "spotrun.dev"
 VERSION = "v1alpha1"
@@ -42,9 +42,66 @@ REASON_PENDING_TIMEOUT = "PendingTimeout"
 REASON_INTERRUPTION = "InterruptionNotice"
 REASON_DEADLINE = "DeadlineExceeded"
 REASON_INVALID = "InvalidSpec"
+COND_POD_REFUSED = "PodRefused"  # the API refused a pod the operator creates
+COND_STORAGE_CONFLICT = "StorageConflict"  # another live job's storage overlaps this one's
+REASON_POD_REFUSED = "PodRefused"
+REASON_POD_CREATED = "PodCreated"
+REASON_STORAGE_OVERLAP = "StorageOverlap"
+REASON_STORAGE_FREE = "StorageFree"
+# Names the operator gives what it adds to a job's pods: a template may not use them.
+SIDECAR = "spotrun-sidecar"
+VOLUME = "spotrun-checkpoints"
+# The job's name is the value of the labels spotrun.dev/job (attempt pods) and
+# spotrun.dev/cleanup-of (cleanup pods) and the claim's sub-path: a label value has at most 63
+# characters. The longest derived object name, ``<job>-cleanup-<try>`` (or ``<job>-<attempt>``),
+# stays far below the 253 of a pod name.
+MAX_JOB_NAME = 63
 
 S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+def rule(cel: str, message: str, field_path: str | None = None) -> dict[str, Any]:
+    """One CEL ``x-kubernetes-validations`` entry; ``field_path`` is the field it names."""
+    out = {"rule": cel, "message": message}
+    if field_path is not None:
+        out["fieldPath"] = field_path
+    return out
+
+
+NAME_RULE = rule(
+    f"self.metadata.name.size() <= {MAX_JOB_NAME}",
+    f"metadata.name: at most {MAX_JOB_NAME} characters (the operator labels the job's pods "
+    f"with it, and a label value has at most {MAX_JOB_NAME}); choose a shorter name",
+)
+
+
+def _reserved(field: str, name: str, what: str) -> dict[str, Any]:
+    return rule(
+        f"!has(self.{field}) || self.{field}.all(x, !has(x.name) || x.name != '{name}')",
+        f"spec.template.spec.{field}: the name {name} is reserved for the operator's {what}; "
+        "rename yours",
+        f".{field}",
+    )
+
+
+TEMPLATE_RULES = [
+    _reserved("containers", SIDECAR, "sidecar"),
+    _reserved("initContainers", SIDECAR, "sidecar"),
+    _reserved("volumes", VOLUME, "checkpoint volume"),
+]
+TRAINER_RULE = rule(
+    "!has(self.trainerContainer) || "
+    "self.template.spec.containers.exists(c, c.name == self.trainerContainer)",
+    "spec.trainerContainer must name one of spec.template.spec.containers; set it to the "
+    "trainer's name or leave it out (the first container)",
+    ".trainerContainer",
+)
+
+
+def name_problem(name: str) -> str | None:
+    """``NAME_RULE`` in Python, for a job stored before the CRD had the rule."""
+    return NAME_RULE["message"] if len(name) > MAX_JOB_NAME else None
 
 
 class _Model(BaseModel):
@@ -231,6 +288,24 @@ class CostSpec(_Model):
     )
 
 
+_NAME_SCHEMA = {"type": "string", "maxLength": 63, "description": "Name (a DNS label)."}
+
+
+def _named_list(description: str) -> dict[str, Any]:
+    """A list of objects with a name (the only field the CRD's rules read)."""
+    return {
+        "type": "array",
+        "maxItems": 256,
+        "description": description,
+        "items": {
+            "type": "object",
+            "description": description,
+            "x-kubernetes-preserve-unknown-fields": True,
+            "properties": {"name": _NAME_SCHEMA},
+        },
+    }
+
+
 TEMPLATE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "Pod template (like a Job's) holding the trainer container.",
@@ -251,6 +326,7 @@ TEMPLATE_SCHEMA: dict[str, Any] = {
                 "containers": {
                     "type": "array",
                     "minItems": 1,
+                    "maxItems": 64,
                     "description": "The containers; one of them is the trainer.",
                     "items": {
                         "type": "object",
@@ -258,23 +334,33 @@ TEMPLATE_SCHEMA: dict[str, Any] = {
                         "x-kubernetes-preserve-unknown-fields": True,
                         "required": ["name", "image"],
                         "properties": {
-                            "name": {"type": "string", "description": "Container name."},
+                            "name": _NAME_SCHEMA,
                             "image": {"type": "string", "description": "Container image."},
                         },
                     },
-                }
+                },
+                "initContainers": _named_list("Init containers (core/v1 Container)."),
+                "volumes": _named_list("Volumes (core/v1 Volume)."),
             },
+            "x-kubernetes-validations": TEMPLATE_RULES,
         },
     },
 }
 
 
 class JobSpec(_Model):
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra={"x-kubernetes-validations": [TRAINER_RULE]},
+    )
     template: dict[str, Any] = Field(
         description=TEMPLATE_SCHEMA["description"], json_schema_extra=TEMPLATE_SCHEMA
     )
     trainerContainer: str | None = Field(
-        default=None, description="Name of the trainer container; default: the first."
+        default=None,
+        max_length=63,
+        description="Name of the trainer container; default: the first.",
     )
     checkpoint: CheckpointSpec = Field(description="Checkpoint storage and cadence.")
     spot: SpotSpec = Field(
@@ -317,6 +403,22 @@ class JobSpec(_Model):
         description="Prices for the savings estimate.",
     )
 
+    @model_validator(mode="after")
+    def _admissible(self) -> JobSpec:
+        """The CRD's rules in Python, for a job stored before the CRD had them."""
+        pod = self.template.get("spec") or {}
+        for field, reserved in (
+            ("containers", SIDECAR),
+            ("initContainers", SIDECAR),
+            ("volumes", VOLUME),
+        ):
+            if any(isinstance(x, dict) and x.get("name") == reserved for x in pod.get(field) or []):
+                raise ValueError(next(r["message"] for r in TEMPLATE_RULES if field in r["rule"]))
+        names = [c.get("name") for c in pod.get("containers") or [] if isinstance(c, dict)]
+        if self.trainerContainer is not None and self.trainerContainer not in names:
+            raise ValueError(TRAINER_RULE["message"])
+        return self
+
 
 class Condition(_Model):
     """A Kubernetes-style condition."""
@@ -353,6 +455,15 @@ class JobStatus(_Model):
     preemptions: int = Field(default=0, description="Attempts ended by the platform.")
     consecutivePreemptions: int = Field(default=0, description="Preemptions in a row.")
     failures: int = Field(default=0, description="Attempts ended by the trainer's own error.")
+    podRefusals: int = Field(
+        default=0,
+        description="API refusals in a row of the current attempt's pod (condition PodRefused); "
+        "each waits longer before the next try (5 s doubling, at most 5 min).",
+    )
+    cleanupRefusals: int = Field(
+        default=0,
+        description="API refusals of the checkpoint-cleanup pod of a deleted job.",
+    )
     onDemand: bool = Field(default=False, description="The current attempt targets on-demand.")
     notBefore: str | None = Field(
         default=None, description="The next attempt starts no earlier (backoff, RFC 3339)."

@@ -15,11 +15,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import cleanup, decisions, live
+from . import cleanup, decisions, live, overlap, refusals
 from .builders import Job, pod_name
-from .kube import Kube
+from .kube import Kube, Refused
 from .metrics import Metrics
-from .models import COND_FAILED, REASON_INVALID, JobSpec, JobStatus
+from .models import COND_FAILED, REASON_INVALID, JobSpec, JobStatus, name_problem
 
 log = logging.getLogger("spotrun_operator")
 
@@ -30,12 +30,14 @@ class InvalidJob(Exception):
 
 def parse(body: dict[str, Any]) -> Job:
     meta = body["metadata"]
+    if (problem := name_problem(meta["name"])) is not None:
+        raise InvalidJob(f"{meta['namespace']}/{meta['name']}: {problem}")
     try:
         spec = JobSpec.model_validate(body.get("spec") or {})
         status = JobStatus.model_validate(body.get("status") or {})
     except ValidationError as err:
         problems = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in err.errors()
+            f"{'.'.join(str(x) for x in e['loc']) or 'spec'}: {e['msg']}" for e in err.errors()
         )
         raise InvalidJob(f"{meta['namespace']}/{meta['name']}: {problems}") from None
     return Job(
@@ -68,7 +70,7 @@ def reconcile_once(
         metrics.job_gone(key)
         return _job_going(kube, namespace, name, body)
     try:
-        job = parse(body)
+        job = refusals.after_spec_change(parse(body))
     except InvalidJob as err:
         _mark_invalid(kube, body, str(err))
         return None
@@ -77,10 +79,7 @@ def reconcile_once(
     plan = decisions.plan(
         job, pods, nodes, gpus, datetime.now(timezone.utc), live=_live_report(job, pods)
     )
-    created_at = None
-    if plan.create is not None and kube.create_pod(namespace, plan.create):
-        log.info("created pod %s/%s", namespace, plan.create["metadata"]["name"])
-        created_at = time.time()
+    created_at = _create(kube, body, job, plan)
     new_status = plan.status.model_dump(mode="json", exclude_none=True)
     old_status = body.get("status") or {}
     if new_status != old_status:
@@ -120,6 +119,27 @@ def reconcile_once(
         kube.delete_job(namespace, name, job.uid)
         return None
     return plan.requeue_after
+
+
+def _create(kube: Kube, body: dict[str, Any], job: Job, plan: decisions.Plan) -> float | None:
+    """Create the pod ``plan`` asks for, unless another job keeps overlapping storage (checked
+    before a job's first pod only) or the API refuses it: both become the plan's status."""
+    now = datetime.now(timezone.utc)
+    if overlap.first_pod(job, plan):
+        overlap.apply(plan, job, overlap.holder(body, kube.list_jobs()), now)
+    if plan.create is None:
+        return None
+    try:
+        created = kube.create_pod(job.namespace, plan.create)
+    except Refused as err:
+        log.warning("%s/%s: %s", job.namespace, job.name, err)
+        refusals.refused(plan, job, err.code, err.status, now)
+        return None
+    refusals.accepted(plan.status, job, now)
+    if not created:
+        return None
+    log.info("created pod %s/%s", job.namespace, plan.create["metadata"]["name"])
+    return time.time()
 
 
 def _nodes(
@@ -165,11 +185,20 @@ def _job_going(kube: Kube, namespace: str, name: str, body: dict[str, Any] | Non
         (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed") for p in leftovers
     )
     pods = kube.list_labelled_pods(namespace, f"{cleanup.LABEL_CLEANUP}={name}")
-    todo = cleanup.plan_cleanup(job, running, pods)
-    if todo.create is not None and kube.create_pod(namespace, todo.create):
-        log.info("created cleanup pod %s/%s", namespace, todo.create["metadata"]["name"])
-    elif todo.create is not None:
-        todo.events.clear()  # an earlier pass created it and told already
+    now = datetime.now(timezone.utc)
+    todo = cleanup.plan_cleanup(job, running, pods, now)
+    try:
+        if todo.create is not None and kube.create_pod(namespace, todo.create):
+            log.info("created cleanup pod %s/%s", namespace, todo.create["metadata"]["name"])
+        elif todo.create is not None:
+            todo.events.clear()  # an earlier pass created it and told already
+    except Refused as err:
+        log.warning("%s/%s: cleanup pod: %s", namespace, name, err)
+        refused = str(todo.create["metadata"]["name"]) if todo.create else ""
+        todo = cleanup.refused(job, refused, err.code, err.status, now)
+    if todo.status is not None:
+        status = todo.status.model_dump(mode="json", exclude_none=True)
+        body = kube.patch_status(namespace, name, job.resource_version, status)
     for kind, reason, message in todo.events:
         log.info("%s/%s: %s: %s", namespace, name, reason, message)
         kube.event(body, kind, reason, message)

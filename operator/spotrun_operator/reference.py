@@ -76,6 +76,16 @@ def fields(
             yield from fields(sub, f"{path}[].{name}", name in set(items.get("required") or []))
 
 
+def _rules(schema: dict[str, Any], what: str) -> list[str]:
+    """The CEL rules of a node the field table does not list (the root, spec itself)."""
+    rules = schema.get("x-kubernetes-validations") or []
+    if not rules:
+        return []
+    lines = [f"- {r['message']} (`{r['rule']}`)\n" for r in rules]
+    head = f"{what}: rules checked at admission (the message, then the CEL rule):\n\n"
+    return [head, *lines, "\n"]
+
+
 def render() -> str:
     version = crd.crd()["spec"]["versions"][0]
     root = version["schema"]["openAPIV3Schema"]
@@ -91,9 +101,11 @@ def render() -> str:
             columns=columns,
         )
     ]
+    out.extend(_rules(root, "The object"))
     for part in ("spec", "status"):
         schema = root["properties"][part]
         out.append(f"## {part}\n\n{schema['description']}\n\n")
+        out.extend(_rules(schema, f"`{part}`"))
         out.append("| Field | Type | Default | Description | Validation |\n")
         out.append("| --- | --- | --- | --- | --- |\n")
         rows = list(fields(schema, part, part in root.get("required", [])))[1:]

@@ -1,0 +1,128 @@
+"""When the API refuses a pod the operator creates: pure decisions, no I/O.
+
+A refusal (a 4xx other than a conflict or a throttle: an invalid pod, Pod Security admission,
+a quota) cannot be retried away as it is. It becomes the job's condition ``PodRefused``
+(naming the job's field to fix, taken from the API's answer) and a Warning Event, and the next
+try waits: 5 s, doubling up to 5 min (``status.notBefore``, on the object, so a restarted
+operator keeps the pace). A change of the spec (a new generation) is tried at once. The first
+pod the API accepts turns the condition False and resets the count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import models as m
+from .builders import Job
+from .decisions import Plan, set_condition, ts
+
+FIRST_BACKOFF = 5.0
+MAX_BACKOFF = 300.0
+# Events of a pod about to be created; they are not told when the pod is refused or withheld.
+START_REASONS = frozenset({m.REASON_CREATED, m.REASON_RESTORING, m.REASON_RESUMED, "CPUFallback"})
+MESSAGE_CHARS = 600
+
+
+def backoff(refusals: int) -> float:
+    """Seconds before try ``refusals + 1``: 5, 10, 20 ... 300."""
+    return float(min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** max(0, refusals - 1)))
+
+
+def _job_field(pod_field: str) -> str:
+    """Where a field of the pod comes from in the job: the template (the sidecar is the
+    pod's first init container, so the template's init container i is the pod's i+1)."""
+    if pod_field.startswith("metadata.labels") or pod_field == "metadata.name":
+        return "metadata.name"
+    init = re.match(r"spec\.initContainers\[(\d+)\](.*)", pod_field)
+    if init:
+        index = int(init.group(1))
+        if index == 0:
+            return f"spec.checkpoint (the sidecar{init.group(2)})"
+        return f"spec.template.spec.initContainers[{index - 1}]{init.group(2)}"
+    if pod_field.startswith("spec."):
+        return f"spec.template.{pod_field}"
+    return pod_field
+
+
+def _fix(namespace: str, status: dict[str, Any]) -> str:
+    """What to change, from the API's own words."""
+    message = str(status.get("message") or "")
+    causes = (status.get("details") or {}).get("causes") or []
+    fields = [
+        str(c["field"]) for c in causes if isinstance(c, dict) and isinstance(c.get("field"), str)
+    ]
+    if "PodSecurity" in message:
+        return (
+            f"make spec.template meet the Pod Security level of namespace {namespace} (set what "
+            "the message lists, e.g. securityContext.runAsNonRoot, seccompProfile, "
+            "allowPrivilegeEscalation: false, capabilities.drop [ALL]) or run the job in a "
+            "namespace whose pod-security.kubernetes.io/enforce label allows it"
+        )
+    if "exceeded quota" in message:
+        return (
+            "lower the resources of spec.template or raise the ResourceQuota of namespace "
+            f"{namespace}"
+        )
+    if any(f.startswith("metadata.labels") for f in fields) and "63" in message:
+        return f"use a job name of at most {m.MAX_JOB_NAME} characters"
+    if fields:
+        return "correct " + ", ".join(dict.fromkeys(_job_field(f) for f in fields))
+    return "correct the job's spec.template as the message says"
+
+
+def explain(pod: str, namespace: str, code: int, status: dict[str, Any]) -> str:
+    """``pod a-1 refused by the API (422 Invalid): <its message>; fix: <what to change>``."""
+    text = str(status.get("message") or "")[:MESSAGE_CHARS]
+    fix = _fix(namespace, status)
+    return f"pod {pod} refused by the API ({code} {status.get('reason', '')}): {text}; fix: {fix}"
+
+
+def withhold(plan: Plan, until: datetime) -> None:
+    """The pod the plan would create is not created (yet): the status does not name it, its
+    start Events are not told, and the next try comes no earlier than ``until``."""
+    plan.create = None
+    plan.status.activePod = None
+    plan.status.notBefore = ts(until)
+    plan.events = [e for e in plan.events if e[1] not in START_REASONS]
+    plan.requeue_after = None
+
+
+def refused(plan: Plan, job: Job, code: int, status: dict[str, Any], now: datetime) -> None:
+    """The API refused the pod ``plan`` creates: condition, Warning Event, backoff."""
+    pod = str((plan.create or {}).get("metadata", {}).get("name", ""))
+    st = plan.status
+    st.podRefusals += 1
+    wait = backoff(st.podRefusals)
+    withhold(plan, now + timedelta(seconds=wait))
+    plan.requeue(wait)
+    message = (
+        f"{explain(pod, job.namespace, code, status)}. Try {st.podRefusals}; the next in "
+        f"{wait:.0f} s, at once when the spec changes"
+    )
+    set_condition(st, m.COND_POD_REFUSED, True, m.REASON_POD_REFUSED, message, now, job.generation)
+    plan.events.append(("Warning", m.REASON_POD_REFUSED, message))
+
+
+def accepted(st: m.JobStatus, job: Job, now: datetime) -> None:
+    """The API took the pod: a refusal reported before is over."""
+    st.podRefusals = 0
+    if any(c.type == m.COND_POD_REFUSED and c.status == "True" for c in st.conditions):
+        set_condition(st, m.COND_POD_REFUSED, False, m.REASON_POD_CREATED, "", now, job.generation)
+
+
+def after_spec_change(job: Job) -> Job:
+    """A job held back (refused pod, shared storage) whose spec changed since: try at once."""
+    held = [
+        c
+        for c in job.status.conditions
+        if c.type in (m.COND_POD_REFUSED, m.COND_STORAGE_CONFLICT) and c.status == "True"
+    ]
+    if not held or job.status.notBefore is None:
+        return job
+    if all(c.observedGeneration >= job.generation for c in held):
+        return job
+    status = job.status.model_copy(update={"notBefore": None})
+    return dataclasses.replace(job, status=status)
