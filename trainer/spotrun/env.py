@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,17 +32,19 @@ class Settings:
         try:
             grace_seconds = float(grace) if grace else DEFAULT_GRACE_SECONDS
         except ValueError:
+            grace_seconds = math.nan
+        if not (math.isfinite(grace_seconds) and grace_seconds >= 0):
             raise ValueError(
-                f"SPOTRUN_GRACE_SECONDS={grace!r} is not a number of seconds; unset it for the "
-                f"default {DEFAULT_GRACE_SECONDS:g}"
-            ) from None
+                f"SPOTRUN_GRACE_SECONDS={grace!r} is not a number of seconds (finite, >= 0); "
+                f"unset it for the default {DEFAULT_GRACE_SECONDS:g}"
+            )
         return cls(
             checkpoint_dir=env.get("SPOTRUN_CHECKPOINT_DIR") or DEFAULT_DIR,
             storage_uri=env.get("SPOTRUN_STORAGE_URI") or None,
             grace_seconds=grace_seconds,
             job=env.get("SPOTRUN_JOB") or None,
             namespace=env.get("SPOTRUN_NAMESPACE") or None,
-            attempt=int(attempt) if attempt.isdigit() else None,
+            attempt=int(attempt) if attempt.isascii() and attempt.isdigit() else None,
             device=env.get("SPOTRUN_DEVICE") or None,
             progress_file=env.get("SPOTRUN_PROGRESS_FILE") or None,
         )
