@@ -48,7 +48,7 @@ def _env(s3) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return {**os.environ, **s3.env()}
 
 
-def test_purge_deletes_only_the_jobs_checkpoints_and_leaves_unrelated_objects(
+def test_purge_deletes_only_the_jobs_checkpoints_and_leaves_unrelated_objects(  # type: ignore[no-untyped-def]
     s3, s3_bucket: str
 ) -> None:
     client = s3.client()
@@ -77,7 +77,7 @@ def test_purge_deletes_only_the_jobs_checkpoints_and_leaves_unrelated_objects(
 
 
 @pytest.mark.parametrize("other", ["nested", "manifest"])
-def test_purge_refuses_a_prefix_holding_another_jobs_checkpoints(
+def test_purge_refuses_a_prefix_holding_another_jobs_checkpoints(  # type: ignore[no-untyped-def]
     s3, s3_bucket: str, other: str
 ) -> None:
     client = s3.client()

@@ -145,7 +145,7 @@ def _seed_bucket(s3, bucket: str, prefix: str, tmp_path: Path) -> None:  # type:
 
 @with_s3
 @pytest.mark.parametrize("fault", ["hang", "dribble", "dead"])
-def test_unreadable_storage_at_start_waits_and_then_restores_the_saved_step(
+def test_unreadable_storage_at_start_waits_and_then_restores_the_saved_step(  # type: ignore[no-untyped-def]
     s3, s3_bucket: str, tmp_path: Path, fault: str
 ) -> None:
     _seed_bucket(s3, s3_bucket, "jobs/a", tmp_path)
@@ -193,7 +193,7 @@ def test_unreadable_storage_at_start_waits_and_then_restores_the_saved_step(
 
 
 @with_s3
-def test_storage_that_answers_empty_starts_from_scratch_saying_so(
+def test_storage_that_answers_empty_starts_from_scratch_saying_so(  # type: ignore[no-untyped-def]
     s3, s3_bucket: str, tmp_path: Path
 ) -> None:
     env = _sidecar_env(
@@ -213,7 +213,7 @@ def test_storage_that_answers_empty_starts_from_scratch_saying_so(
 
 
 @with_s3
-def test_start_without_storage_lets_the_trainer_start_when_the_user_says_so(
+def test_start_without_storage_lets_the_trainer_start_when_the_user_says_so(  # type: ignore[no-untyped-def]
     s3, s3_bucket: str, tmp_path: Path
 ) -> None:
     env = _sidecar_env(
@@ -234,7 +234,7 @@ def test_start_without_storage_lets_the_trainer_start_when_the_user_says_so(
 
 @with_s3
 @pytest.mark.parametrize("fault", ["hang", "dribble"])
-def test_sigterm_against_hanging_storage_exits_within_the_grace_period(
+def test_sigterm_against_hanging_storage_exits_within_the_grace_period(  # type: ignore[no-untyped-def]
     s3, s3_bucket: str, tmp_path: Path, fault: str
 ) -> None:
     proxy = Proxy(s3.endpoint_url)
