@@ -16,6 +16,14 @@ LABEL_CAPACITY = "spotrun.dev/capacity"
 FINALIZER = "spotrun.dev/outcome"
 STORAGE_ENV = ("SPOTRUN_STORAGE_URI", "AWS_")  # prefixes of the variables that reach S3
 
+
+def hardened() -> dict[str, Any]:
+    """The securityContext of the containers the operator adds (the sidecar, the cleanup pod):
+    what Pod Security ``restricted`` asks of a container; runAsNonRoot and seccompProfile come
+    from the template's pod securityContext."""
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
 # Spot node labels of Karpenter, GKE, AKS and EKS: any one of them selects a spot node.
 SPOT_LABELS: tuple[tuple[str, str], ...] = (
     ("karpenter.sh/capacity-type", "spot"),
@@ -286,4 +294,5 @@ def _sidecar(job: Job, trainer: dict[str, Any], env: list[dict[str, Any]]) -> di
         "startupProbe": probe("/startupz", 30 if report else 600),
         "readinessProbe": probe("/readyz", 3),
         "terminationMessagePolicy": "File",
+        "securityContext": hardened(),
     }

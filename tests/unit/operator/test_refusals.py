@@ -235,7 +235,8 @@ class RefusingKube:
 
 def test_a_pass_against_a_refusing_api_writes_the_condition_and_asks_back_in_5_s():
     kube = RefusingKube(
-        body(checkpoint={"storage": {"uri": "s3://bkt/x"}, "deleteOnJobDeletion": True}), POD_SECURITY
+        body(checkpoint={"storage": {"uri": "s3://bkt/x"}, "deleteOnJobDeletion": True}),
+        POD_SECURITY,
     )
     after = reconcile_once(kube, "ns", "a")  # type: ignore[arg-type]
     assert after == 5 and kube.creates == 1
@@ -267,3 +268,12 @@ def test_a_deleted_job_whose_cleanup_pod_is_refused_goes_after_three_tries_sayin
     assert (kind, reason) == ("Warning", cleanup.REASON_ABANDONED)
     assert "the checkpoints under s3://bkt/x were NOT deleted" in message
     assert "violates PodSecurity" in message and "spotrun purge s3://bkt/x" in message
+
+
+def test_the_containers_the_operator_adds_ask_what_pod_security_restricted_asks():
+    """Else no template could fix a refusal in a ``restricted`` namespace: the sidecar and the
+    cleanup container drop every capability and never escalate."""
+    wanted = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    pod = builders.desired_pod(job(), 1, on_demand=False, gpus_available=False)
+    assert pod["spec"]["initContainers"][0]["securityContext"] == wanted
+    assert cleanup.cleanup_pod(job(), 1)["spec"]["containers"][0]["securityContext"] == wanted
