@@ -30,6 +30,7 @@ from .builders import (
     checkpoint_mount,
     checkpoint_volume,
     contract_env,
+    hardened,
     pod_manifest,
     trainer_index,
 )
@@ -68,17 +69,16 @@ def cleanup_pod(job: Job, attempt: int) -> dict[str, Any]:
     spec = job.spec
     template = spec.template["spec"]
     trainer = template["containers"][trainer_index(spec)]
-    env = [e for e in contract_env(job, 0, "cpu") if e["name"].startswith(STORAGE_ENV)]
+    # the storage variables, and the job's identity: purge refuses another job's checkpoints
+    purge_env = (*STORAGE_ENV, "SPOTRUN_JOB", "SPOTRUN_NAMESPACE")
+    env = [e for e in contract_env(job, 0, "cpu") if e["name"].startswith(purge_env)]
     container: dict[str, Any] = {
         "name": "cleanup",
         "image": spec.checkpoint.sidecarImage or trainer["image"],
         "command": ["spotrun", "purge", target(job)],
         "env": env,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": hardened(),
     }
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
