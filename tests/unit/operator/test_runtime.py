@@ -161,6 +161,8 @@ def test_cleanup_pod_for_s3_has_the_sidecars_credentials_and_no_spot_placement()
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     assert env == {
         "SPOTRUN_STORAGE_URI": "s3://bucket/jobs/a",
+        "SPOTRUN_JOB": "a",
+        "SPOTRUN_NAMESPACE": pod["metadata"]["namespace"],
         "AWS_ENDPOINT_URL_S3": "http://s3:9000",
         "AWS_ACCESS_KEY_ID": {"secretKeyRef": {"name": "c", "key": "AWS_ACCESS_KEY_ID"}},
         "AWS_SECRET_ACCESS_KEY": {"secretKeyRef": {"name": "c", "key": "AWS_SECRET_ACCESS_KEY"}},
