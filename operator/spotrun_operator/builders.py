@@ -6,6 +6,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from spotrun import contract
+
 from .models import GROUP, KIND, VERSION, JobSpec, JobStatus
 from .models import SIDECAR as SIDECAR  # re-exported: names the operator reserves
 from .models import VOLUME as VOLUME
@@ -266,6 +268,18 @@ def _quantities_as_strings(pod_spec: dict[str, Any]) -> None:
             empty["sizeLimit"] = str(empty["sizeLimit"])
 
 
+def _storage_expectations(job: Job, trainer: dict[str, Any]) -> list[dict[str, Any]]:
+    """``SPOTRUN_EXPECTED_STEP``: the step the status says was saved, so a sidecar that cannot
+    read the storage waits (and says so) instead of letting the trainer start from scratch;
+    and the user's ``SPOTRUN_START_WITHOUT_STORAGE`` of the trainer, which overrides that."""
+    saved = job.status.lastCheckpoint
+    out = []
+    if saved is not None and saved.step is not None:
+        out.append({"name": contract.EXPECTED_STEP_ENV, "value": str(saved.step)})
+    out += [e for e in trainer.get("env") or [] if e["name"] == contract.START_WITHOUT_STORAGE_ENV]
+    return copy.deepcopy(out)
+
+
 def _sidecar(job: Job, trainer: dict[str, Any], env: list[dict[str, Any]]) -> dict[str, Any]:
     """The native sidecar. With S3 it restores first (the trainer starts once /startupz
     answers, up to 10 minutes) and uploads; on a PVC the volume is the durable store, so it
@@ -276,6 +290,7 @@ def _sidecar(job: Job, trainer: dict[str, Any], env: list[dict[str, Any]]) -> di
     report = ckpt.storage.pvc is not None
     if report:  # contract_env holds no S3 variables then
         env = [*env, {"name": "SPOTRUN_SIDECAR_MODE", "value": "report"}]
+    env = [*env, *_storage_expectations(job, trainer)]
 
     def probe(path: str, failures: int) -> dict[str, Any]:
         return {

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
+
+from spotrun import contract
 
 from . import models as m
 from .builders import FINALIZER, LABEL_ATTEMPT, LABEL_CAPACITY, SIDECAR, Job, desired_pod, pod_name
@@ -112,25 +114,36 @@ def interruption_taint(node: dict[str, Any] | None) -> str | None:
     return None
 
 
+def as_report(data: Any) -> contract.SidecarReport | None:
+    """What a sidecar said (a parsed report, its raw bytes or text, or decoded JSON) as a
+    ``SidecarReport``, by ``contract.parse``'s strict rules; None when it is not one."""
+    if data is None or isinstance(data, contract.SidecarReport):
+        return data
+    if isinstance(data, str | bytes):
+        return contract.parse(data)
+    if not isinstance(data, dict):
+        return None
+    try:
+        return contract.parse(json.dumps(data))
+    except (TypeError, ValueError, RecursionError):  # not JSON-able, too deep
+        return None
+
+
 def checkpoint_report(data: Any) -> tuple[m.CheckpointRef, dict[str, float]] | None:
     """A checkpoint as the sidecar reports it (its /status or its termination message):
-    the CheckpointRef and the checkpoint's metrics; None for anything without a step."""
-    if not isinstance(data, dict) or not isinstance(data.get("step"), int):
+    the CheckpointRef and the checkpoint's (finite) metrics; None for anything that is not a
+    valid report (``contract.parse``: a step beyond int64, a boolean step...) or has no step."""
+    report = as_report(data)
+    if report is None or report.step is None:
         return None
-    epoch, metrics = data.get("epoch"), data.get("metrics")
     ref = m.CheckpointRef(
-        step=data["step"],
-        epoch=epoch if isinstance(epoch, int) else None,
-        uri=data["uri"] if isinstance(data.get("uri"), str) else None,
-        time=data["time"] if isinstance(data.get("time"), str) else None,
-        finalSaved=bool(data["finalSaved"]) if "finalSaved" in data else None,
+        step=report.step,
+        epoch=report.epoch,
+        uri=report.uri,
+        time=report.time,
+        finalSaved=report.finalSaved,
     )
-    numbers = {
-        str(k): float(v)
-        for k, v in (metrics.items() if isinstance(metrics, dict) else ())
-        if isinstance(v, int | float) and not isinstance(v, bool)
-    }
-    return ref, numbers
+    return ref, dict(report.metrics)
 
 
 def progress_text(step: int | None, epoch: int | None, metrics: dict[str, float]) -> str:
@@ -145,12 +158,8 @@ def sidecar_report(pod: dict[str, Any]) -> tuple[m.CheckpointRef, dict[str, floa
     cs = _status_of(pod, SIDECAR, init=True) or {}
     for state in (cs.get("state") or {}, cs.get("lastState") or {}):
         message = (state.get("terminated") or {}).get("message")
-        if not message:
-            continue
-        try:
-            return checkpoint_report(json.loads(message))
-        except json.JSONDecodeError:
-            return None
+        if message and isinstance(message, str):
+            return checkpoint_report(contract.parse(message))
     return None
 
 
@@ -458,11 +467,7 @@ def _plan(p: _Planner, pods: list[Pod], nodes: dict[str, Pod], gpus: bool, live:
             _replace_at_once(p, gpus)
             return out
         _observe_running(p, pod, node)
-        if pod.get("status", {}).get("phase") == "Running" and not spec.suspend:
-            if (report := checkpoint_report(live)) is not None:
-                observe_checkpoint(st, *report)
-            if live is not None:
-                out.requeue(PROGRESS_SECONDS)
+        _observe_live(p, pod, as_report(live))
         return out
     if current is not None and st.activePod == current:
         # The pod vanished without a recorded end (deleted by force): the platform took it.
@@ -513,7 +518,9 @@ def _start_attempt(p: _Planner, gpus_available: bool) -> None:
     st.attempt = max(st.attempt, 1)
     st.notBefore = None
     on_demand = st.onDemand or not spec.spot.enabled
-    p.plan.create = desired_pod(job, st.attempt, on_demand=on_demand, gpus_available=gpus_available)
+    p.plan.create = desired_pod(
+        replace(job, status=st), st.attempt, on_demand=on_demand, gpus_available=gpus_available
+    )
     name = pod_name(job.name, st.attempt)
     st.activePod = name
     if st.phase not in ("Restarting", "Running") or resumed:
@@ -621,3 +628,53 @@ def _observe_running(p: _Planner, pod: dict[str, Any], node: dict[str, Any] | No
                 p.advance(0)
             else:
                 out.requeue_after = timeout - waited
+
+
+def _observe_live(p: _Planner, pod: dict[str, Any], live: contract.SidecarReport | None) -> None:
+    """What the attempt's sidecar last reported (read off the reconcile threads by
+    ``live.Reports``, parsed strictly): progress moves on, and a sidecar that cannot read the
+    storage is said (condition + one Warning Event), until it can again."""
+    if (
+        live is None
+        or p.spec.suspend
+        or pod.get("status", {}).get("phase")
+        not in (
+            "Running",
+            "Pending",
+        )
+    ):
+        return
+    if (report := checkpoint_report(live)) is not None:
+        observe_checkpoint(p.st, *report)
+    _storage_condition(p, pod["metadata"]["name"], live)
+    p.plan.requeue(PROGRESS_SECONDS)
+
+
+def _storage_condition(p: _Planner, name: str, live: contract.SidecarReport) -> None:
+    old = next((c for c in p.st.conditions if c.type == m.COND_STORAGE), None)
+    if live.state == "waiting-for-storage":
+        message = storage_message(p.spec, p.st.lastCheckpoint, name, live.problem)
+        p.cond(m.COND_STORAGE, False, m.REASON_STORAGE_UNREACHABLE, message)
+        if old is None or old.status != "False":
+            p.event(m.REASON_STORAGE_UNREACHABLE, message, warning=True)
+    elif old is not None and old.status != "True" and live.state is not None:
+        p.cond(m.COND_STORAGE, True, m.REASON_STORAGE_REACHABLE, f"{name} reads the storage")
+        p.event(m.REASON_STORAGE_REACHABLE, f"{name} reads the storage again")
+
+
+def storage_message(
+    spec: m.JobSpec, saved: m.CheckpointRef | None, name: str, problem: str | None
+) -> str:
+    """Why the attempt waits and what to do: the storage, the sidecar's cause, the fixes."""
+    storage = spec.checkpoint.storage
+    where = storage.uri or "the checkpoint volume"
+    if storage.endpoint:
+        where += f" at {storage.endpoint}"
+    since = f", since step {saved.step} was saved" if saved and saved.step is not None else ""
+    secret = f" and the keys in Secret {storage.secretRef.name}" if storage.secretRef else ""
+    return (
+        f"{name} cannot read the checkpoints in {where}: {problem or 'no answer'}; it waits "
+        f"(with backoff) instead of training from scratch{since}. Fix: make "
+        f"the storage reachable from the pod (check spec.checkpoint.storage{secret}); or, to "
+        f"start from scratch, set {contract.START_WITHOUT_STORAGE_ENV}=1 in the template."
+    )

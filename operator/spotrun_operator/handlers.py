@@ -20,7 +20,7 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from . import decisions
+from . import decisions, live
 from .builders import LABEL_JOB
 from .cleanup import LABEL_CLEANUP
 from .kube import Conflict, Kube, load_config, watched_namespaces
@@ -48,7 +48,10 @@ class Reconciler:
 
     A wake-up a pass asked for runs only while kopf still tells about the job (its resync
     timer does every interval): a replica that kopf's peering paused, or one whose job went
-    away unseen, lets its own wake-ups lapse instead of reconciling beside the active one."""
+    away unseen, lets its own wake-ups lapse instead of reconciling beside the active one.
+
+    Sidecars' progress reports are read by ``reports`` in threads of its own (``live.py``):
+    a pass only reads its cache, and a changed report wakes the job."""
 
     kube: Kube
     metrics: Metrics = METRICS
@@ -65,15 +68,28 @@ class Reconciler:
     resync_slots: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(RESYNC_WORKERS)
     )
+    reports: live.Reports = field(init=False)
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def __post_init__(self) -> None:
+        self.reports = live.Reports(self.report_changed, self.metrics.sidecar_read)
+
+    def report_changed(self, namespace: str, name: str) -> None:
+        """From a poller thread: a sidecar's report changed, so reconcile its job now."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(
+                lambda: asyncio.ensure_future(self.run(namespace, name, woken=True))
+            )
 
     def _pass(self, namespace: str, name: str) -> float | None:
         with self.metrics.reconcile.time():
-            return reconcile_once(self.kube, namespace, name, self.metrics)
+            return reconcile_once(self.kube, namespace, name, self.metrics, self.reports)
 
     async def run(
         self, namespace: str, name: str, resync: bool = False, woken: bool = False
     ) -> None:
         key = (namespace, name)
+        self.loop = asyncio.get_running_loop()
         if not woken:
             self.heard[key] = time.monotonic()  # kopf told about the job: it is active
         elif time.monotonic() - self.heard.get(key, -1e9) > SILENCE_SECONDS:
@@ -124,6 +140,7 @@ class Reconciler:
         self.locks.pop((namespace, name), None)
         self.last_pass.pop((namespace, name), None)
         self.heard.pop((namespace, name), None)
+        self.reports.forget((namespace, name))
         self.metrics.job_gone((namespace, name))
 
 

@@ -7,6 +7,9 @@
 - ``spotrun_reconcile_duration_seconds``: one reconcile pass of one job;
 - ``spotrun_reaction_seconds``: from the pass that first saw an attempt's pod ended to the
   creation of the next attempt's pod (backoff included, when the job asks for one);
+- ``spotrun_sidecar_reads_total{outcome}``: reads of sidecars' /status (off the reconcile
+  threads): ok, invalid (not a report, too large), refused (not a 200: a redirect too),
+  failed (no complete answer within the deadline, connection refused or reset);
 - the process's own ``process_*`` series (resident memory, CPU seconds, open fds).
 
 One ``Metrics`` object owns its registry, so tests read exactly what they produced.
@@ -83,6 +86,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.sidecar_reads = Counter(
+            "spotrun_sidecar_reads",
+            "Reads of sidecars' /status, by outcome",
+            labelnames=["outcome"],
+            registry=self.registry,
+        )
         self.reaction = Histogram(
             "spotrun_reaction_seconds",
             "From an attempt's end seen to the next attempt's pod created",
@@ -108,6 +117,9 @@ class Metrics:
         if preemptions + failures > 0:
             with self._lock:
                 self._ended_at.setdefault(key, seen_at)
+
+    def sidecar_read(self, outcome: str) -> None:
+        self.sidecar_reads.labels(outcome).inc()
 
     def replaced(self, key: Key, created_at: float) -> None:
         """The next attempt's pod was created."""

@@ -48,6 +48,10 @@ REASON_POD_REFUSED = "PodRefused"
 REASON_POD_CREATED = "PodCreated"
 REASON_STORAGE_OVERLAP = "StorageOverlap"
 REASON_STORAGE_FREE = "StorageFree"
+COND_STORAGE = "StorageReachable"  # False while the attempt's sidecar cannot read the storage
+REASON_STORAGE_UNREACHABLE = "StorageUnreachable"
+REASON_STORAGE_REACHABLE = "StorageReachable"
+
 # Names the operator gives what it adds to a job's pods: a template may not use them.
 SIDECAR = "spotrun-sidecar"
 VOLUME = "spotrun-checkpoints"
@@ -206,8 +210,10 @@ class CheckpointSpec(_Model):
         default=False,
         description="Delete the checkpoints when the job is deleted: the job then carries the "
         "finalizer spotrun.dev/checkpoint-cleanup, and its deletion runs a one-shot pod "
-        "(`spotrun purge`, with the sidecar's image and credentials) that deletes every object "
-        "under the storage prefix (or empties the PVC path). false: checkpoints stay.",
+        "(`spotrun purge`, with the sidecar's image and credentials) that deletes the job's "
+        "checkpoints under the storage prefix (or in the job's own sub-path of the claim). A "
+        "cleanup pod the API refuses is tried 3 times (5 s, 10 s apart); then the job goes and "
+        "a Warning Event says the checkpoints were NOT deleted and why. false: checkpoints stay.",
     )
 
 

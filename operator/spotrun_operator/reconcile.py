@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from spotrun.contract import SidecarReport
+
 from . import cleanup, decisions, live, overlap, refusals
 from .builders import Job, pod_name
 from .kube import Kube, Refused
@@ -59,9 +61,15 @@ def gpus_available(nodes: list[dict[str, Any]], resource: str) -> bool:
 
 
 def reconcile_once(
-    kube: Kube, namespace: str, name: str, metrics: Metrics | None = None
+    kube: Kube,
+    namespace: str,
+    name: str,
+    metrics: Metrics | None = None,
+    reports: live.Reports | None = None,
 ) -> float | None:
-    """Bring one job one step closer to what it should be; returns seconds until a recheck."""
+    """Bring one job one step closer to what it should be; returns seconds until a recheck.
+
+    ``reports``: the cache of sidecar reports (without it, no live progress is read)."""
     metrics = metrics or Metrics()
     key = (namespace, name)
     seen_at = time.time()
@@ -77,7 +85,7 @@ def reconcile_once(
     pods = kube.list_pods(namespace, name)
     nodes, gpus = _nodes(kube, job, pods)
     plan = decisions.plan(
-        job, pods, nodes, gpus, datetime.now(timezone.utc), live=_live_report(job, pods)
+        job, pods, nodes, gpus, datetime.now(timezone.utc), live=_live_report(job, pods, reports)
     )
     created_at = _create(kube, body, job, plan)
     new_status = plan.status.model_dump(mode="json", exclude_none=True)
@@ -159,12 +167,20 @@ def _nodes(
     return ({node_name: node} if node_name and node is not None else {}), False
 
 
-def _live_report(job: Job, pods: list[dict[str, Any]]) -> Any:
-    """What the current attempt's sidecar reports at /status (None if it cannot be asked)."""
+def _live_report(
+    job: Job, pods: list[dict[str, Any]], reports: live.Reports | None
+) -> SidecarReport | None:
+    """What the current attempt's sidecar last reported at /status, from the cache that
+    ``reports`` refreshes in its own threads: this pass never calls into a pod."""
     current = pod_name(job.name, job.status.attempt)
     pod = next((p for p in pods if p["metadata"]["name"] == current), None)
     url = live.sidecar_url(pod, job.spec.checkpoint.sidecarPort) if pod is not None else None
-    return live.fetch(url) if url else None
+    if reports is None:
+        return None
+    if url is None:
+        reports.forget((job.namespace, job.name))
+        return None
+    return reports.get((job.namespace, job.name), url)
 
 
 def _job_going(kube: Kube, namespace: str, name: str, body: dict[str, Any] | None) -> float | None:
