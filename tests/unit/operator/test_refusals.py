@@ -6,15 +6,17 @@ a refused cleanup pod lets a deleted job go after a few tries, saying its checkp
 from __future__ import annotations
 
 import copy
+import json
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from spotrun_operator import builders, cleanup, crd, models, refusals
 from spotrun_operator.decisions import parse_ts, plan
-from spotrun_operator.kube import Refused
+from spotrun_operator.kube import Refused, _refusal
 from spotrun_operator.reconcile import InvalidJob, parse, reconcile_once
 from tests.unit.operator.test_decisions import NOW, job
 
@@ -277,3 +279,18 @@ def test_the_containers_the_operator_adds_ask_what_pod_security_restricted_asks(
     pod = builders.desired_pod(job(), 1, on_demand=False, gpus_available=False)
     assert pod["spec"]["initContainers"][0]["securityContext"] == wanted
     assert cleanup.cleanup_pod(job(), 1)["spec"]["containers"][0]["securityContext"] == wanted
+
+
+def test_only_answers_a_retry_cannot_get_past_count_as_refusals():
+    def answer(code: int, body: Any) -> ApiException:
+        err = ApiException(status=code, reason="Reason")
+        err.body = body
+        return err
+
+    refused = _refusal(answer(403, json.dumps(POD_SECURITY)))
+    assert refused is not None and refused.code == 403
+    assert refused.status["message"].startswith('pods "a-1" is forbidden')
+    garbled = _refusal(answer(422, "<html>"))
+    assert garbled is not None and garbled.status == {"message": "Reason"}
+    for code in (409, 429, 500, 503):  # exists already, throttled, the server's own trouble
+        assert _refusal(answer(code, "{}")) is None
