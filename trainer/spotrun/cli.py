@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 import tempfile
@@ -144,6 +145,7 @@ def _exec(args: argparse.Namespace) -> int:
     return execwrap.run(command)
 
 
+@functools.cache  # built once per process (tests call main() many times in-process)
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spotrun", description="resumable training on spot capacity")
     p.add_argument("-v", "--verbose", action="store_true")

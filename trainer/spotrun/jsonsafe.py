@@ -37,14 +37,13 @@ def loads(blob: bytes | bytearray | memoryview, max_depth: int = MAX_DEPTH) -> A
 def _depth(value: Any) -> int:
     """How deep lists and objects nest in a parsed value (iterative: no recursion limit)."""
     deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, dict):
-            item = list(item.values())
-        if isinstance(item, list):
-            deepest = max(deepest, depth)
-            stack.extend((child, depth + 1) for child in item)
+        deepest = max(deepest, depth)
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
     return deepest
 
 
@@ -52,6 +51,6 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise JsonError(f"the key {key!r} appears twice in one object")
+            raise JsonError(f"not valid: the key {key!r} appears twice in one object")
         out[key] = value
     return out

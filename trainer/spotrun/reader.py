@@ -44,7 +44,7 @@ def read_manifest(store: Store, name: str) -> Manifest:
     except FileNotFoundError:
         raise ManifestError(f"{where}: no MANIFEST.json (never committed)") from None
     except (OversizeError, UnsafeFileError, PermissionError) as e:
-        raise ManifestError(f"{where}: MANIFEST.json cannot be used: {e}") from None
+        raise ManifestError(str(e)) from None  # the message names the file
     manifest = parse(bytes(blob), where)
     if layout.parse_step_dirname(name) != manifest.step:
         raise ManifestError(f"{where}: manifest says step {manifest.step}, folder disagrees")
@@ -69,7 +69,7 @@ def _read_checked(store: Store, name: str, entry: FileEntry, progress: TransferL
     except FileNotFoundError:
         raise CorruptCheckpointError(f"{where}: missing (the manifest lists it)") from None
     except (OversizeError, UnsafeFileError, PermissionError) as e:
-        raise CorruptCheckpointError(f"{where}: cannot be used: {e}") from None
+        raise CorruptCheckpointError(str(e)) from None  # the message names the file
     if len(blob) != entry.size:
         raise CorruptCheckpointError(
             f"{where}: {len(blob)} bytes, the manifest says {entry.size} (truncated?)"
