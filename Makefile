@@ -85,5 +85,8 @@ bench-s3: venv binaries-s3
 bench-operator: venv binaries
 	$(PY) bench/operator_bench.py
 
+bench-slow-status: venv binaries
+	$(PY) bench/slow_status_bench.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

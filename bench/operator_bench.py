@@ -27,6 +27,9 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,7 @@ sys.path.insert(0, str(REPO / "hack"))
 sys.path.insert(0, str(REPO / "tests" / "e2e" / "operator"))
 
 from conftest import _docs, _service_account_kubeconfig  # noqa: E402 (the e2e helpers)
+from hostile_support import mark_preempted  # noqa: E402
 
 from localcluster import config, controlplane, procs  # noqa: E402
 
@@ -183,12 +187,27 @@ def scrape(port: int) -> dict[str, float]:
     return out
 
 
-def run(jobs: int, preemptions: int, state: Path, seed: int) -> dict[str, Any]:
+@dataclass
+class Running:
+    """The bench's control plane and operator (what ``operator_running`` yields)."""
+
+    api: Any
+    core: Any
+    custom: Any
+    operator: subprocess.Popen[bytes]
+    metrics_port: int
+
+
+@contextmanager
+def operator_running(state: Path, spot: int = 1, on_demand: int = 0) -> Iterator[Running]:
+    """A fresh local control plane in ``state`` (with ``spot``/``on_demand`` process nodes),
+    the CRD, the namespace, and the operator under its least-privilege token; all stopped
+    afterwards."""
     from kubernetes import client
     from kubernetes import config as kube_config
 
     print(f"starting a local control plane in {state} ...", flush=True)
-    info = controlplane.start(state, spot=1, on_demand=0)
+    info = controlplane.start(state, spot=spot, on_demand=on_demand)
     operator: subprocess.Popen[bytes] | None = None
     log_path = state / "operator-bench.log"
     try:
@@ -207,6 +226,21 @@ def run(jobs: int, preemptions: int, state: Path, seed: int) -> dict[str, Any]:
                 [sys.executable, "-m", "spotrun_operator", "--namespace", NAMESPACE,
                  f"--metrics-port={metrics_port}", "--log-level=WARNING"],
                 env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        yield Running(api, core, custom, operator, metrics_port)
+    finally:
+        if operator is not None and operator.poll() is None:
+            operator.terminate()
+            try:
+                operator.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                operator.kill()
+                operator.wait()
+        controlplane.stop(state)
+
+
+def run(jobs: int, preemptions: int, state: Path, seed: int) -> dict[str, Any]:
+    with operator_running(state) as running:
+        core, custom, operator = running.core, running.custom, running.operator
         watcher = PodWatch(core)
         names = [f"job-{i:03d}" for i in range(jobs)]
         started = time.monotonic()
@@ -230,15 +264,8 @@ def run(jobs: int, preemptions: int, state: Path, seed: int) -> dict[str, Any]:
         for i in range(preemptions):
             name = rng.choice(names)
             pod, nxt = f"{name}-{attempts[name]}", f"{name}-{attempts[name] + 1}"
-            now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-            body = {"status": {
-                "phase": "Failed", "reason": "DeletionByPodGC",
-                "message": "bench: the node of this pod was reclaimed",
-                "conditions": [{"type": "DisruptionTarget", "status": "True",
-                                "reason": "DeletionByPodGC", "lastTransitionTime": now,
-                                "message": "PodGC: node no longer exists"}]}}
             t0 = time.monotonic()
-            core.patch_namespaced_pod_status(pod, NAMESPACE, body)
+            mark_preempted(core, NAMESPACE, pod)
             reactions.append(watcher.wait_added(nxt, timeout=60) - t0)
             attempts[name] += 1
             if (i + 1) % 20 == 0:
@@ -247,7 +274,7 @@ def run(jobs: int, preemptions: int, state: Path, seed: int) -> dict[str, Any]:
             time.sleep(rng.uniform(0.05, 0.3))
         cpu_share = (cpu_seconds(operator.pid) - cpu_before) / (time.monotonic() - wall_before)
         rss_end = rss_mb(operator.pid)
-        metrics = scrape(metrics_port)
+        metrics = scrape(running.metrics_port)
         watcher.stop()
         return {
             "jobs": jobs,
@@ -268,15 +295,6 @@ def run(jobs: int, preemptions: int, state: Path, seed: int) -> dict[str, Any]:
             / max(metrics.get("spotrun_reconcile_duration_seconds_count", 0.0), 1.0),
             "op_preemptions": metrics.get("spotrun_preemptions_total", 0.0),
         }
-    finally:
-        if operator is not None and operator.poll() is None:
-            operator.terminate()
-            try:
-                operator.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                operator.kill()
-                operator.wait()
-        controlplane.stop(state)
 
 
 def report(r: dict[str, Any]) -> str:
