@@ -81,7 +81,7 @@ def test_privileged_containers_boot_systemd() -> None:
         ("containerd", "CONTAINERD_VERSION", ["containerd", "--version"], " {v} "),
         ("runc", "RUNC_VERSION", ["runc", "--version"], "runc version {v1}\n"),
         ("crictl", "CRI_TOOLS_VERSION", ["crictl", "--version"], "crictl version {v}"),
-        ("cni-plugins", "CNI_PLUGINS_VERSION", ["portmap", "--version"], "version {v}"),
+        ("cni-plugins", "CNI_PLUGINS_VERSION", ["portmap", "--version"], "portmap plugin {v}"),
         ("kubernetes-node", "KUBERNETES_VERSION", ["kubelet", "--version"], "Kubernetes {v}"),
         ("kubernetes-node", "KUBERNETES_VERSION", ["kubeadm", "version", "-o", "short"], "{v}"),
         ("kubernetes-node", "KUBERNETES_VERSION", ["kube-proxy", "--version"], "Kubernetes {v}"),
