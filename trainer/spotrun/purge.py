@@ -64,7 +64,9 @@ def plan(rels: list[str], jobs: Mapping[str, str | None], job: str | None, where
     """What to delete under ``where`` (pure). ``rels``: every path under the prefix;
     ``jobs``: the ``job`` each own manifest names (step folder -> job or None); ``job``: the
     purging job (``namespace/name``) or None when unknown."""
-    nested = sorted({f"{m.group(1)}/checkpoints/" for rel in rels if (m := _NESTED.match(rel))})
+    nested = sorted(
+        {f"{where}/{m.group(1)}/checkpoints/" for rel in rels if (m := _NESTED.match(rel))}
+    )
     if nested:
         found = f"another job's checkpoints deeper under it ({_few(nested)})"
         return Plan([], _refusal(where, found))
