@@ -195,7 +195,13 @@ def test_a_second_job_on_an_overlapping_prefix_gets_no_pod_until_the_first_is_go
         "second-1 once the storage is free",
         timeout=90,
     )
-    assert condition(custom, namespace, "second", "StorageConflict") is None
+    wait_for(
+        lambda: condition(custom, namespace, "second", "StorageConflict") is None,
+        "the condition to clear",
+        timeout=30,
+    )
+    conds = status_of(custom, namespace, "second")["conditions"]
+    assert [c["reason"] for c in conds if c["type"] == "StorageConflict"] == ["StorageFree"]
 
 
 def test_a_deleted_job_whose_cleanup_pod_is_refused_goes_saying_its_checkpoints_stay(
