@@ -255,6 +255,7 @@ def test_sigterm_against_hanging_storage_exits_within_the_grace_period(  # type:
     finally:
         sidecar.kill()
         proxy.close()
+    print(f"{fault}: the sidecar exited {took:.1f}s after SIGTERM ({GRACE}s grace)")
     assert took < GRACE + 5, f"the sidecar ran {took:.0f}s into a {GRACE}s grace period"
     message = contract.parse(sidecar.message.read_text())
     assert message is not None and message.finalSaved is False
