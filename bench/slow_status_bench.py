@@ -148,7 +148,9 @@ Why: the operator reads a sidecar's /status only in its own poller threads (`liv
 with one 1 s deadline for the whole request; a reconcile pass (the one that handles a
 preemption included) only reads the poller's cache. Before, the read ran inside the pass with
 a 1 s timeout per socket read, which a byte every 0.5 s never trips: one read held a reconcile
-thread for 25 s+, and about 6 such pods held all of them.
+thread for 25 s+, and about 6 such pods held all of them. The same bench against the
+operator before this change (live.py of commit b48602b, `--preemptions 3`, same machine):
+medians 0.055 s (none) and 55.613 s (slow), a ratio of 1008.
 """
 
 
