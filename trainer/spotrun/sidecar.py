@@ -213,7 +213,10 @@ def _sync_until_stopped(
             listing = tuple(sorted(syncer.local.names()))
             if listing != seen:
                 seen, last_change = listing, time.monotonic()
-            quiet = time.monotonic() - last_change >= config.quiet_seconds
+            # quiet: nothing changed for quiet_seconds since SIGTERM (the trainer, signalled at
+            # the same instant, may not have started its final save yet)
+            since = max(last_change, stop.first_at or last_change)
+            quiet = time.monotonic() - since >= config.quiet_seconds
             if exit_note is None and synced and quiet and not _writing(syncer.local):
                 return False, "the trainer exited without saving a final checkpoint"
             if time.monotonic() >= cap:
