@@ -128,7 +128,13 @@ class Checkpointer:
         return self._stop.requested
 
     def restore(self) -> int:
-        """Load the newest checkpoint that verifies; returns its step (0 on a fresh start)."""
+        """Load the newest valid checkpoint; returns its step (0 on a fresh start).
+
+        Invalid ones (unparseable or wrong manifest, missing, undecodable or unsafe files: see
+        ``reader``) are skipped, one warning each. A checkpoint of another model
+        (CheckpointMismatchError) or of a newer format (UnknownFormatError) raises instead:
+        falling back past it would silently lose progress.
+        """
         self._stepped = False  # a restore that raises leaves nothing worth saving
         started = time.monotonic()
         marker.clear(self.store.root)
