@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import torch
 
-from spotrun import Checkpointer, UnknownFormatError, cli, layout, mirror
+from spotrun import Checkpointer, CheckpointMismatchError, UnknownFormatError, cli, layout, mirror
 from spotrun.localstore import LocalStore
 from spotrun.manifest import ManifestError
 from tests import hostile_checkpoints as hostile
@@ -451,3 +451,19 @@ def test_a_missing_folder_is_an_error_naming_it(tmp_path: Path, command: str) ->
     ran = spotrun(command, str(missing))
     assert ran.code == 1
     assert str(missing) in ran.err and "no such directory" in ran.err
+
+
+def test_an_optimizer_state_of_another_setup_raises_naming_the_optimizer(
+    world: World, tmp_path: Path
+) -> None:
+    """Not skipped: like a checkpoint of another model, it is a configuration error."""
+    shutil.copytree(world.checkpoints, tmp_path / layout.CHECKPOINTS)
+    model = Net(4)
+    groups: list[dict[str, Any]] = [
+        {"params": list(model.fc.parameters())},
+        {"params": list(model.out.parameters())},
+    ]
+    opt = torch.optim.SGD(groups, lr=0.1)
+    ckpt = Checkpointer(tmp_path, model=model, optimizer=opt, handle_signals=False)
+    with pytest.raises(CheckpointMismatchError, match="its optimizer state does not load"):
+        ckpt.restore()
