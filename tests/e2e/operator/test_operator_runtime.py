@@ -179,7 +179,7 @@ def test_delete_on_job_deletion_removes_the_prefix_and_the_default_keeps_it(
     assert "spotrun.dev/checkpoint-cleanup" in finalizers
     assert "spotrun.dev/checkpoint-cleanup" not in (
         get_job(custom, namespace, "kept")["metadata"].get("finalizers") or [])
-    # An object outside checkpoints/ under the prefix goes too; a sibling prefix stays.
+    # Only the job's checkpoint layout goes: other data under the prefix and a sibling stay.
     s3.client().put_object(Bucket=s3_bucket, Key="purged/notes.txt", Body=b"x")
     s3.client().put_object(Bucket=s3_bucket, Key="purged-other/keep.txt", Body=b"x")
 
@@ -188,7 +188,7 @@ def test_delete_on_job_deletion_removes_the_prefix_and_the_default_keeps_it(
     wait_for(lambda: gone(custom, namespace, "purged") and gone(custom, namespace, "kept"),
              "both jobs to go", timeout=90)
     keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket=s3_bucket).get("Contents", [])]
-    assert not [k for k in keys if k.startswith("purged/")], keys
+    assert [k for k in keys if k.startswith("purged/")] == ["purged/notes.txt"], keys
     assert "purged-other/keep.txt" in keys
     assert steps_in_s3(s3, s3_bucket, "kept") == kept
     reasons = [r for r, _ in events_of(core, namespace, "purged")]
