@@ -5,12 +5,6 @@ and the fix, one Warning Event) until the storage answers again."""
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from urllib.parse import urlsplit
-
 import pytest
 from e2e_support import read_pod, wait_for
 from operator_support import (
@@ -25,42 +19,9 @@ from operator_support import (
 )
 
 from localcluster import procs
+from tests.faultproxy import Proxy
 
 pytestmark = pytest.mark.e2e
-
-
-def _pump(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while data := src.recv(65536):
-            dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for s in (src, dst):
-            s.close()
-
-
-@contextmanager
-def forwarding(port: int, endpoint: str) -> Iterator[None]:
-    """127.0.0.1:``port`` forwards to ``endpoint`` (until then nothing listens there)."""
-    target = urlsplit(endpoint)
-    server = socket.create_server(("127.0.0.1", port))
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection((target.hostname, target.port))
-            for a, b in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=_pump, args=(a, b), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        yield
-    finally:
-        server.close()
 
 
 def storage_condition(custom, namespace: str, name: str, status: str) -> dict | None:
@@ -111,7 +72,8 @@ def test_a_pod_waiting_for_unreachable_storage_is_said_until_the_storage_answers
     assert "since step 40 was saved" in message and "SPOTRUN_START_WITHOUT_STORAGE=1" in message
     assert read_pod(core, namespace, "waits-1").status.phase == "Pending"  # the trainer waits
 
-    with forwarding(gate, s3.endpoint_url):
+    proxy = Proxy(s3.endpoint_url, port=gate)  # the storage answers from now on
+    try:
         up = wait_for(
             lambda: storage_condition(custom, namespace, "waits", "True"),
             "condition StorageReachable=True once the storage answers",
@@ -121,3 +83,5 @@ def test_a_pod_waiting_for_unreachable_storage_is_said_until_the_storage_answers
         reasons = [reason for reason, _ in events_of(core, namespace, "waits")]
         assert reasons.count("StorageUnreachable") == 1, reasons
         assert "StorageReachable" in reasons
+    finally:
+        proxy.close()
