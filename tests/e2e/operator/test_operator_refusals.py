@@ -143,8 +143,13 @@ def test_a_pod_the_api_refuses_is_the_job_s_condition_and_event_retried_with_bac
     count = status["podRefusals"]
     asked = operator.log().count("locked: 403 Forbidden")
     assert count <= asked <= count + 1, operator.log()[-3000:]
-    refusals = [m for r, m in events_of(core, namespace, "locked") if r == "PodRefused"]
-    assert count <= len(refusals) <= count + 1, refusals
+    # Each try's Event follows its status patch: wait until the read status's tries are told.
+    def told() -> list[str] | None:
+        found = [m for r, m in events_of(core, namespace, "locked") if r == "PodRefused"]
+        return found if len(found) >= count else None
+
+    refusals = wait_for(told, f"{count} PodRefused Events", timeout=30)
+    assert len(refusals) <= count + 1, refusals
     last = next(c for c in status["conditions"] if c["type"] == "PodRefused")["message"]
     assert f"Try {count}; the next in {5 * 2 ** (count - 1)} s" in last, last
 
