@@ -71,6 +71,9 @@ class Checkpointer:
         handle_signals: bool = True,
     ) -> None:
         settings = Settings.from_env()
+        if interval_steps is None and interval_seconds is None:
+            # the script chose no interval: the job's spec.checkpoint does (through the env)
+            interval_steps, interval_seconds = settings.interval_steps, settings.interval_seconds
         if interval_steps is not None and interval_steps < 1:
             raise ValueError(f"interval_steps must be >= 1, got {interval_steps}")
         if interval_seconds is not None and interval_seconds <= 0:

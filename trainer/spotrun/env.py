@@ -23,6 +23,9 @@ class Settings:
     attempt: int | None
     device: str | None
     progress_file: str | None
+    # spec.checkpoint.intervalSteps / intervalSeconds (the operator sets them on the trainer)
+    interval_steps: int | None = None
+    interval_seconds: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -47,7 +50,19 @@ class Settings:
             attempt=int(attempt) if attempt.isascii() and attempt.isdigit() else None,
             device=env.get("SPOTRUN_DEVICE") or None,
             progress_file=env.get("SPOTRUN_PROGRESS_FILE") or None,
+            interval_steps=_positive(env, "SPOTRUN_INTERVAL_STEPS"),
+            interval_seconds=_positive(env, "SPOTRUN_INTERVAL_SECONDS"),
         )
+
+
+def _positive(env: Mapping[str, str], name: str) -> int | None:
+    """A whole number >= 1 from ``name``, None when unset; anything else refused by name."""
+    value = env.get(name, "")
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit() and int(value) >= 1):
+        raise ValueError(f"{name}={value!r} is not a whole number >= 1; fix it or unset it")
+    return int(value)
 
 
 def device(environ: Mapping[str, str] | None = None) -> torch.device:
