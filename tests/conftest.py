@@ -194,3 +194,29 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     st = _state()
     if not any(procs.running_pid(st, name) for name in ("s3", *controlplane.COMPONENTS)):
         procs.sweep(st)
+
+
+TIERS = ("unit", "integration", "e2e", "kind")
+
+
+def untiered(items: list[pytest.Item]) -> list[str]:
+    """The node ids of collected tests that carry none of the tier markers."""
+    return [
+        item.nodeid
+        for item in items
+        if not any(item.get_closest_marker(tier) for tier in TIERS)
+    ]
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects the unmarked ones out of sight
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test without a tier marker would run in no tier of `make test` (which selects by
+    `-m unit`, `-m integration`, `-m e2e`): refuse to collect it."""
+    del config
+    missing = untiered(items)
+    if missing:
+        raise pytest.UsageError(
+            f"{len(missing)} test(s) carry no tier marker, so no tier of `make test` runs "
+            f"them: {', '.join(missing)}. Fix: add `pytestmark = pytest.mark.unit` (or "
+            f"integration, e2e, kind) at the top of the test file."
+        )

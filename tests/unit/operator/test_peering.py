@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import kopf
+import pytest
 
 from spotrun_operator.handlers import configure_peering
+
+pytestmark = pytest.mark.unit
 
 
 def peering(standalone: bool = False) -> kopf.OperatorSettings:

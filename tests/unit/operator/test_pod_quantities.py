@@ -12,6 +12,8 @@ from pydantic import ValidationError
 from spotrun_operator.builders import desired_pod
 from tests.unit.operator.test_decisions import job
 
+pytestmark = pytest.mark.unit
+
 
 class Sent(Exception):
     """The client validated the body and got as far as sending it."""
