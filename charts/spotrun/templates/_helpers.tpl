@@ -124,3 +124,29 @@ one is wrapped in dyn(): {"key": dyn("pool"), "values": dyn([dyn("spot")])}.
 {{ toJson . }}
 {{- end -}}
 {{- end }}
+
+{{/*
+"true" when a jobDefaults value is set (then a MutatingAdmissionPolicy is wanted), else "".
+*/}}
+{{- define "spotrun.jobDefaults.wanted" -}}
+{{- $d := .Values.jobDefaults -}}
+{{- if or $d.spot.nodeSelectorTerms $d.spot.tolerations $d.storage.uriPrefix $d.storage.endpoint $d.storage.secretName -}}
+true
+{{- end -}}
+{{- end }}
+
+{{/*
+The admissionregistration.k8s.io version of MutatingAdmissionPolicy that the API server serves,
+or "" where it serves none: v1 (GA, Kubernetes 1.36+), else v1beta1 (1.34 and 1.35, only with
+the MutatingAdmissionPolicy feature gate and --runtime-config=admissionregistration.k8s.io/v1beta1=true;
+the same fields as v1). `helm install` asks the server; `helm template` knows only what
+--api-versions names.
+*/}}
+{{- define "spotrun.admissionPolicyVersion" -}}
+{{- $kind := "admissionregistration.k8s.io/%s/MutatingAdmissionPolicy" -}}
+{{- if .Capabilities.APIVersions.Has (printf $kind "v1") -}}
+v1
+{{- else if .Capabilities.APIVersions.Has (printf $kind "v1beta1") -}}
+v1beta1
+{{- end -}}
+{{- end }}

@@ -154,16 +154,6 @@ def test_service_monitor_needs_the_metrics_service(helm_bin: Path) -> None:
     assert done.returncode != 0 and "needs metrics.service.enabled" in done.stderr
 
 
-def test_job_defaults_install_nothing_until_one_is_set(helm_bin: Path) -> None:
-    assert of_kind(render(helm_bin), "MutatingAdmissionPolicy") == []
-    docs = render(helm_bin, "jobDefaults.storage.endpoint=http://minio:9000",
-                  "watchNamespaces={team-a}")
-    assert len(of_kind(docs, "MutatingAdmissionPolicy")) == 1
-    binding = of_kind(docs, "MutatingAdmissionPolicyBinding")[0]["spec"]
-    assert binding["matchResources"]["namespaceSelector"]["matchExpressions"][0]["values"] == [
-        "team-a"]
-
-
 @pytest.mark.parametrize("bad", ["logLevel=VERBOSE", "jobDefaults.storage.uriPrefix=http://x",
                                  "watchNamespaces={Team_A}", "ports.health=70000"])
 def test_bad_values_are_refused_with_the_field_named(helm_bin: Path, bad: str) -> None:
