@@ -42,6 +42,7 @@ REASON_PENDING_TIMEOUT = "PendingTimeout"
 REASON_INTERRUPTION = "InterruptionNotice"
 REASON_DEADLINE = "DeadlineExceeded"
 REASON_INVALID = "InvalidSpec"
+REASON_CPU_FALLBACK = "CPUFallback"  # no node offers the GPUs: the attempt runs on CPU
 COND_POD_REFUSED = "PodRefused"  # the API refused a pod the operator creates
 COND_STORAGE_CONFLICT = "StorageConflict"  # another live job's storage overlaps this one's
 REASON_POD_REFUSED = "PodRefused"

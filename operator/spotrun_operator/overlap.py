@@ -124,7 +124,7 @@ def apply(plan: Plan, job: Job, other: dict[str, Any] | None, now: datetime) -> 
         "or deleted; or give this job a prefix of its own (neither under nor above the other)"
     )
     if held is None or held.status != "True" or held.message != message:
-        plan.events.append(("Warning", m.REASON_STORAGE_OVERLAP, message))
+        plan.tell(m.REASON_STORAGE_OVERLAP, message, warning=True)
     withhold(plan, now + timedelta(seconds=RECHECK_SECONDS))
     plan.requeue(RECHECK_SECONDS)
     set_condition(

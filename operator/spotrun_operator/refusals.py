@@ -22,7 +22,7 @@ from .decisions import Plan, set_condition, ts
 FIRST_BACKOFF = 5.0
 MAX_BACKOFF = 300.0
 # Events of a pod about to be created; they are not told when the pod is refused or withheld.
-START_REASONS = frozenset({m.REASON_CREATED, m.REASON_RESTORING, m.REASON_RESUMED, "CPUFallback"})
+START_REASONS = frozenset({m.REASON_CREATED, m.REASON_RESTORING, m.REASON_RESUMED, m.REASON_CPU_FALLBACK})
 MESSAGE_CHARS = 600
 
 
@@ -103,7 +103,7 @@ def refused(plan: Plan, job: Job, code: int, status: dict[str, Any], now: dateti
         f"{wait:.0f} s, at once when the spec changes"
     )
     set_condition(st, m.COND_POD_REFUSED, True, m.REASON_POD_REFUSED, message, now, job.generation)
-    plan.events.append(("Warning", m.REASON_POD_REFUSED, message))
+    plan.tell(m.REASON_POD_REFUSED, message, warning=True)
 
 
 def accepted(st: m.JobStatus, job: Job, now: datetime) -> None:

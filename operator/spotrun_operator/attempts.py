@@ -1,0 +1,174 @@
+"""The current attempt's pod: create it (after backoff), and watch it run — Running, not
+schedulable (pending timeout: on-demand), its node tainted for interruption, its sidecar's
+live report (progress, a storage it cannot read)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from spotrun import contract
+
+from . import models as m
+from .builders import desired_pod, pod_name
+from .outcomes import on_claim
+from .plan import Planner
+from .podstate import Obj, condition, interruption_taint, parse_ts
+from .reasons import POD_SCHEDULED
+from .reports import checkpoint_report, observe_checkpoint
+
+PROGRESS_SECONDS = 8.0  # a running attempt's sidecar is asked at least this often (resync: 10 s)
+
+
+def start_attempt(p: Planner, gpus_available: bool) -> None:
+    st, spec, job = p.st, p.spec, p.job
+    if spec.suspend:
+        if st.phase != "Suspended":
+            st.phase = "Suspended"
+            p.cond(m.COND_SUSPENDED, True, m.REASON_SUSPENDED, "suspended before a pod started")
+        return
+    not_before = parse_ts(st.notBefore)
+    if not_before is not None and p.now < not_before:
+        p.plan.requeue_after = (not_before - p.now).total_seconds()
+        return
+    resumed = st.phase == "Suspended"
+    st.attempt = max(st.attempt, 1)
+    st.notBefore = None
+    on_demand = st.onDemand or not spec.spot.enabled
+    p.plan.create = desired_pod(
+        replace(job, status=st), st.attempt, on_demand=on_demand, gpus_available=gpus_available
+    )
+    name = pod_name(job.name, st.attempt)
+    st.activePod = name
+    if st.phase not in ("Restarting", "Running") or resumed:
+        st.phase = "Pending"
+    if resumed:
+        p.cond(m.COND_SUSPENDED, False, m.REASON_RESUMED, "resumed")
+        p.event(m.REASON_RESUMED, f"resumed as attempt {st.attempt} ({name})")
+    if spec.gpu.count > 0 and not gpus_available and spec.gpu.fallback == "cpu":
+        p.event(
+            m.REASON_CPU_FALLBACK,
+            f"no node offers {spec.gpu.resourceName}: attempt "
+            f"{st.attempt} runs on CPU (SPOTRUN_DEVICE=cpu)",
+        )
+    where = "on-demand" if on_demand else "spot"
+    if st.lastCheckpoint is not None and st.lastCheckpoint.step is not None:
+        p.event(
+            m.REASON_RESTORING,
+            f"attempt {st.attempt} ({name}) on {where} nodes restores "
+            f"from step {st.lastCheckpoint.step}{on_claim(spec)}",
+        )
+    elif spec.checkpoint.storage.pvc is not None and st.attempt > 1:
+        p.event(
+            m.REASON_RESTORING,
+            f"attempt {st.attempt} ({name}) on {where} nodes restores from the newest "
+            f"checkpoint on PVC {spec.checkpoint.storage.pvc.claimName}, if any",
+        )
+    else:
+        p.event(m.REASON_CREATED, f"attempt {st.attempt} ({name}) created on {where} nodes")
+
+
+def observe_running(p: Planner, pod: Obj, node: Obj | None) -> None:
+    st, spec, out = p.st, p.spec, p.plan
+    meta, status = pod["metadata"], pod.get("status", {})
+    deleting = bool(meta.get("deletionTimestamp"))
+    name = meta["name"]
+    if spec.suspend:
+        if not deleting:
+            out.delete.append(name)
+            p.event(m.REASON_SUSPENDED, f"suspending: {name} gets SIGTERM and saves")
+        return
+    taint = interruption_taint(node)
+    if taint and not deleting:
+        out.delete.append(name)
+        p.event(
+            m.REASON_INTERRUPTION,
+            f"node {pod['spec'].get('nodeName')} has taint {taint}: deleting {name} now so "
+            "the trainer has the whole grace period to save",
+            warning=True,
+        )
+    if status.get("phase") == "Running":
+        if st.phase != "Running":
+            st.phase = "Running"
+        p.cond(
+            m.COND_RUNNING,
+            True,
+            m.REASON_STARTED,
+            f"{name} runs on node {pod['spec'].get('nodeName')}",
+        )
+        if any(c.type == m.COND_PREEMPTED for c in st.conditions):
+            p.cond(m.COND_PREEMPTED, False, m.REASON_STARTED, "")
+        return
+    scheduled = condition(pod, POD_SCHEDULED)
+    if scheduled and scheduled.get("status") == "False":
+        p.cond(
+            m.COND_RUNNING,
+            False,
+            m.REASON_UNSCHEDULABLE,
+            f"{name} cannot be scheduled: {scheduled.get('message', '')}",
+        )
+        _pending_timeout(p, pod, deleting)
+
+
+def _pending_timeout(p: Planner, pod: Obj, deleting: bool) -> None:
+    """spot.pendingTimeoutSeconds: a spot pod unschedulable that long moves to on-demand."""
+    st, spec, out = p.st, p.spec, p.plan
+    name = pod["metadata"]["name"]
+    timeout = spec.spot.pendingTimeoutSeconds
+    created = parse_ts(pod["metadata"].get("creationTimestamp"))
+    if timeout is None or created is None or not spec.spot.enabled or st.onDemand or deleting:
+        return
+    waited = (p.now - created).total_seconds()
+    if waited >= timeout:
+        st.onDemand = True
+        p.event(
+            m.REASON_PENDING_TIMEOUT,
+            f"{name} pending {waited:.0f}s for spot "
+            f"capacity: attempt {st.attempt + 1} runs on on-demand nodes",
+        )
+        out.delete.append(name)
+        p.advance(0)
+    else:
+        out.requeue_after = timeout - waited
+
+
+def observe_live(p: Planner, pod: Obj, live: contract.SidecarReport | None) -> None:
+    """What the attempt's sidecar last reported (read off the reconcile threads by
+    ``live.Reports``, parsed strictly): progress moves on, and a sidecar that cannot read the
+    storage is said (condition + one Warning Event), until it can again."""
+    phase = pod.get("status", {}).get("phase")
+    if live is None or p.spec.suspend or phase not in ("Running", "Pending"):
+        return
+    if (report := checkpoint_report(live)) is not None:
+        observe_checkpoint(p.st, *report)
+    _storage_condition(p, pod["metadata"]["name"], live)
+    p.plan.requeue(PROGRESS_SECONDS)
+
+
+def _storage_condition(p: Planner, name: str, live: contract.SidecarReport) -> None:
+    old = next((c for c in p.st.conditions if c.type == m.COND_STORAGE), None)
+    if live.state == "waiting-for-storage":
+        message = storage_message(p.spec, p.st.lastCheckpoint, name, live.problem)
+        p.cond(m.COND_STORAGE, False, m.REASON_STORAGE_UNREACHABLE, message)
+        if old is None or old.status != "False":
+            p.event(m.REASON_STORAGE_UNREACHABLE, message, warning=True)
+    elif old is not None and old.status != "True" and live.state is not None:
+        p.cond(m.COND_STORAGE, True, m.REASON_STORAGE_REACHABLE, f"{name} reads the storage")
+        p.event(m.REASON_STORAGE_REACHABLE, f"{name} reads the storage again")
+
+
+def storage_message(
+    spec: m.JobSpec, saved: m.CheckpointRef | None, name: str, problem: str | None
+) -> str:
+    """Why the attempt waits and what to do: the storage, the sidecar's cause, the fixes."""
+    storage = spec.checkpoint.storage
+    where = storage.uri or "the checkpoint volume"
+    if storage.endpoint:
+        where += f" at {storage.endpoint}"
+    since = f", since step {saved.step} was saved" if saved and saved.step is not None else ""
+    secret = f" and the keys in Secret {storage.secretRef.name}" if storage.secretRef else ""
+    return (
+        f"{name} cannot read the checkpoints in {where}: {problem or 'no answer'}; it waits "
+        f"(with backoff) instead of training from scratch{since}. Fix: make "
+        f"the storage reachable from the pod (check spec.checkpoint.storage{secret}); or, to "
+        f"start from scratch, set {contract.START_WITHOUT_STORAGE_ENV}=1 in the template."
+    )
