@@ -22,7 +22,9 @@ from .decisions import Plan, set_condition, ts
 FIRST_BACKOFF = 5.0
 MAX_BACKOFF = 300.0
 # Events of a pod about to be created; they are not told when the pod is refused or withheld.
-START_REASONS = frozenset({m.REASON_CREATED, m.REASON_RESTORING, m.REASON_RESUMED, m.REASON_CPU_FALLBACK})
+START_REASONS = frozenset(
+    {m.REASON_CREATED, m.REASON_RESTORING, m.REASON_RESUMED, m.REASON_CPU_FALLBACK}
+)
 MESSAGE_CHARS = 600
 
 
