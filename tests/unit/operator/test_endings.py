@@ -1,0 +1,173 @@
+"""How an attempt's pod ended, classified from the Pod and Node objects real kubelets and
+controllers write (fixtures/endings/*.yaml, each naming its source), and what the job's status
+does with it: a kubelet's probe kill or an OOM kill is a failure, a lost pod a preemption."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from spotrun_operator.decisions import plan
+from spotrun_operator.endings import Outcome, classify_end
+from spotrun_operator.podstate import node_health, parse_ts
+from tests.unit.operator.test_decisions import job
+
+pytestmark = pytest.mark.unit
+
+FIXTURES = Path(__file__).parent / "fixtures" / "endings"
+CASES = sorted(p.stem for p in FIXTURES.glob("*.yaml"))
+
+
+def load(name: str) -> dict[str, Any]:
+    case: dict[str, Any] = yaml.safe_load((FIXTURES / f"{name}.yaml").read_text())
+    return case
+
+
+def at(case: dict[str, Any]) -> datetime:
+    now = parse_ts(case["expect"]["now"])
+    assert now is not None
+    return now
+
+
+def classify(case: dict[str, Any], suspended: bool = False, now: datetime | None = None) -> Any:
+    return classify_end(case["pod"], case["node"], suspended, "trainer", now=now or at(case))
+
+
+def test_every_fixture_names_its_source():
+    assert len(CASES) >= 9
+    for name in CASES:
+        text = (FIXTURES / f"{name}.yaml").read_text()
+        assert "kubernetes/kubernetes" in text or "containerd" in text, name
+        assert " @ " in text, f"{name}: no commit named"
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_fixture_is_classified_as_the_platform_wrote_it(name):
+    case = load(name)
+    ended = classify(case)
+    assert ended is not None, name
+    assert ended.outcome is Outcome(case["expect"]["outcome"]), ended
+    assert case["expect"]["why"] in ended.why, ended.why
+
+
+def test_liveness_kill_says_what_happened_and_what_to_do():
+    ended = classify(load("liveness-probe-kill"))
+    assert ended.outcome is Outcome.FAILED and ended.exit_code == 143
+    assert "livenessProbe" in ended.message and "digits-3" in ended.message
+    assert "Error" not in ended.message.split(";")[-1]  # the runtime's bare reason adds nothing
+
+
+def test_a_probe_kill_after_the_grace_period_sigkill_is_a_failure_too():
+    case = load("liveness-probe-kill")
+    case["pod"]["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] = 137
+    ended = classify(case)
+    assert ended.outcome is Outcome.FAILED and "exit code 137" in ended.why
+
+
+def test_exit_143_on_a_node_that_stopped_reporting_is_a_preemption():
+    """The same container end on a node gone silent: the node explains it, not a probe."""
+    case = load("liveness-probe-kill")
+    case["node"] = load("taint-manager-unreachable")["node"]
+    ended = classify(case)
+    assert ended.outcome is Outcome.PREEMPTED and "node spot-7 unreachable" in ended.why
+
+
+def test_exit_143_on_a_node_shutting_down_is_a_preemption():
+    case = load("liveness-probe-kill")
+    case["node"] = load("graceful-node-shutdown")["node"]
+    assert classify(case).outcome is Outcome.PREEMPTED
+
+
+def test_oom_kill_stays_a_failure_whatever_the_node_says():
+    case = load("oom-killed")
+    case["node"] = load("taint-manager-unreachable")["node"]
+    ended = classify(case)
+    assert ended.outcome is Outcome.FAILED and "limits.memory" in ended.message
+
+
+def test_oom_kill_during_an_eviction_is_the_evictions():
+    case = load("oom-killed")
+    case["pod"]["status"]["conditions"] = load("node-pressure-eviction")["pod"]["status"][
+        "conditions"
+    ]
+    assert classify(case).outcome is Outcome.PREEMPTED
+
+
+def test_a_lost_pod_is_waited_for_until_its_grace_period_ends():
+    case = load("taint-manager-unreachable")
+    deadline = parse_ts(case["pod"]["metadata"]["deletionTimestamp"])
+    assert deadline is not None
+    assert classify(case, now=deadline - timedelta(seconds=1)) is None
+    assert classify(case, now=deadline).outcome is Outcome.PREEMPTED
+
+
+def test_a_deleted_pod_on_a_reporting_node_is_waited_for():
+    """Ready, or NotReady but still reporting: its kubelet will tell how the trainer ended."""
+    case = load("taint-manager-unreachable")
+    for node in (load("liveness-probe-kill")["node"], load("graceful-node-shutdown")["node"]):
+        case["node"] = node
+        assert classify(case) is None
+
+
+def test_a_running_pod_on_an_unreachable_node_is_not_lost_before_it_is_deleted():
+    case = load("taint-manager-unreachable")
+    del case["pod"]["metadata"]["deletionTimestamp"]
+    case["pod"]["status"]["conditions"] = []
+    assert classify(case) is None
+
+
+def test_a_lost_pod_of_a_suspended_job_is_suspended():
+    ended = classify(load("taint-manager-unreachable"), suspended=True)
+    assert ended.outcome is Outcome.SUSPENDED
+
+
+@pytest.mark.parametrize(
+    ("name", "health"),
+    [
+        ("liveness-probe-kill", "ready"),
+        ("graceful-node-shutdown", "not-ready"),
+        ("taint-manager-unreachable", "unreachable"),
+        ("podgc-node-deleted", "gone"),
+    ],
+)
+def test_node_health(name, health):
+    assert node_health(load(name)["node"]) == health
+
+
+def test_a_node_with_only_the_unreachable_taint_is_unreachable():
+    node = copy.deepcopy(load("liveness-probe-kill")["node"])
+    node["spec"]["taints"] = [{"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]
+    assert node_health(node) == "unreachable"
+
+
+def _ended_plan(name: str, **status: Any) -> Any:
+    """plan() for job ``digits`` whose attempt 3 is the fixture's pod."""
+    case = load(name)
+    st = {"attempt": 3, "activePod": "digits-3", "phase": "Running", **status}
+    nodes = {"spot-7": case["node"]} if case["node"] else {}
+    return plan(
+        replace(job(st, backoffLimit=2), name="digits"), [case["pod"]], nodes, False, at(case)
+    )
+
+
+def test_a_liveness_kill_counts_against_backoff_limit_not_preemptions():
+    out = _ended_plan("liveness-probe-kill", preemptions=2)
+    st = out.status
+    assert (st.failures, st.preemptions, st.attempt, st.lastExitCode) == (1, 2, 4, 143)
+    told = [(e.type, e.reason, e.message) for e in out.events]
+    failed = [m for kind, reason, m in told if reason == "AttemptFailed"]
+    assert told[0][0] == "Warning" and failed and "livenessProbe" in failed[0]
+    assert "retry 1 of 2" in failed[0]
+
+
+def test_a_lost_pod_counts_as_a_preemption_and_releases_the_pod():
+    out = _ended_plan("taint-manager-unreachable")
+    assert (out.status.preemptions, out.status.failures) == (1, 0)
+    assert out.release == ["digits-3"]
+    assert any(e.reason == "Preempted" and "pod lost" in e.message for e in out.events)
