@@ -7,11 +7,17 @@
                 ...  # forward, backward, optimizer.step()
                 ckpt.step(metrics={"loss": loss.item()})
 
-Periodic saves stall training only for the in-memory snapshot; the write runs in a background
-thread. On SIGTERM/SIGINT the next ``step()`` saves and exits 0; a second signal or the
-deadline inside ``SPOTRUN_GRACE_SECONDS`` saves at once from a watchdog thread. An exception
-escaping the ``with`` block saves the last consistent state, then propagates; one escaping
-``restore()`` (or any before the first ``step()`` after it) saves nothing.
+Every checkpoint holds the state of one step boundary, the last ``step()``: what runs after it
+(evaluation, ``sched.step()``, changes to ``ckpt.state``) goes into the next one, whenever the
+save is written. Periodic saves stall training only for the in-memory snapshot; the write runs
+in a background thread. On SIGTERM the next ``step()`` saves and exits 0; so does Ctrl-C
+(SIGINT) by default, or with ``on_interrupt="raise"`` it saves and raises KeyboardInterrupt
+from that ``step()``. A second signal or the deadline inside ``SPOTRUN_GRACE_SECONDS`` saves at
+once from a watchdog thread. An exception escaping the ``with`` block saves the last consistent
+state, then propagates; one escaping ``restore()`` (or any before the first ``step()`` after
+it) saves nothing. Neither saves inside a parameter update (``optimizer.step()``, or a
+hand-written update in ``with ckpt.updating():``) or after one that no ``step()`` followed:
+that would pair new weights with the old step; they log that they refused and why.
 
 A save that cannot be written at the end of a run (the final one, the one on SIGTERM) is
 logged with its cause and the newest durable step, and the run still ends normally: the
@@ -28,14 +34,15 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import torch
 
-from . import codec, distributed, marker, reader, retention, rng, writer
+from . import codec, distributed, logsetup, marker, reader, retention, writer
 from .components import Components, Stateful
 from .direct import DirectUploader
 from .env import Settings
@@ -43,12 +50,19 @@ from .localstore import LocalStore
 from .progress import ProgressLog
 from .prune import prune
 from .room import RoomKeeper
+from .scriptstate import ScriptState
 from .signals import StopRequest, save_deadline
 from .snapshot import SnapshotBuffer
 from .stale import remove_stale_tmp
 from .store import StoreError
 
 log = logging.getLogger("spotrun")
+T = TypeVar("T")
+INTERRUPT_MODES = ("exit", "raise")
+
+
+class InconsistentStateError(RuntimeError):
+    """A save asked for after the parameters changed since the last ``step()``."""
 
 
 class Checkpointer:
@@ -69,7 +83,15 @@ class Checkpointer:
         grace_seconds: float | None = None,
         exit_on_preemption: bool = True,
         handle_signals: bool = True,
+        on_interrupt: Literal["exit", "raise"] = "exit",
+        log_level: str | int | None = None,
     ) -> None:
+        logsetup.configure(log_level)
+        if on_interrupt not in INTERRUPT_MODES:
+            raise ValueError(
+                f"on_interrupt={on_interrupt!r}: use 'exit' (Ctrl-C saves and exits 0) or "
+                "'raise' (Ctrl-C saves, then raises KeyboardInterrupt at the step boundary)"
+            )
         settings = Settings.from_env()
         if interval_steps is None and interval_seconds is None:
             # the script chose no interval: the job's spec.checkpoint does (through the env)
@@ -86,7 +108,12 @@ class Checkpointer:
                 "different barriers under DDP; use interval_steps"
             )
         self.store = LocalStore(directory if directory is not None else settings.checkpoint_dir)
-        self.components = Components(model, optimizer, scheduler, scaler, loader, extras or {})
+        # the very dict passed, even an empty one: the script may fill it later
+        self.components = Components(
+            model, optimizer, scheduler, scaler, loader, extras if extras is not None else {}
+        )
+        self.state: ScriptState = self.components.state
+        self.on_interrupt = on_interrupt
         self.interval_steps = interval_steps
         self.interval_seconds = interval_seconds
         self.keep = keep
@@ -107,8 +134,9 @@ class Checkpointer:
         self._write: threading.Thread | None = None
         self.write_error: BaseException | None = None  # the last background write's failure
         self._in_optimizer_step = False
+        self._updating = 0  # depth of ``with ckpt.updating():`` blocks running
+        self._interrupted_at: int | None = None  # the step a Ctrl-C raised at (``on_interrupt``)
         self._dirty = False  # parameters moved since the last step boundary
-        self._boundary: dict[str, Any] = {}
         self._progress = ProgressLog(settings.progress_file)
         self._stop = StopRequest()
         self._closed = False
@@ -169,23 +197,57 @@ class Checkpointer:
         return loaded.step
 
     def step(self, metrics: dict[str, float] | None = None) -> bool:
-        """Call once after each optimizer step. Returns True when the run should stop.
+        """Call once after each optimizer step: the step boundary. Returns True when the run
+        should stop.
 
-        Saves when an interval is due (in the background) or a stop signal arrived (at once;
-        then exits 0 unless ``exit_on_preemption=False``).
+        Copies the small state (scheduler, scaler, loader, extras, ``state``, loop positions,
+        RNG) as it is now: every checkpoint until the next ``step()`` holds it. Saves when an
+        interval is due (in the background) or a stop signal arrived (at once; then exits 0
+        unless ``exit_on_preemption=False``; Ctrl-C with ``on_interrupt="raise"`` raises
+        KeyboardInterrupt here instead).
         """
         self.global_step += 1
         self._stepped = True
         if metrics:
             self._metrics.update({k: float(v) for k, v in metrics.items()})
         self._mark_boundary()
-        self._progress.event("step", self.global_step)
+        self._progress.event("step", self.global_step, epoch=self._epoch())
         if self._stop.requested:
+            if self.on_interrupt == "raise" and self._stop.signum == signal.SIGINT:
+                self._raise_interrupt()
             self._save_on_stop()
             return True
         if self._due():
             self.save(reason="periodic", wait=False)
         return False
+
+    def range(
+        self, start: int, stop: int | None = None, step: int = 1, *, name: str | None = None
+    ) -> Iterator[int]:
+        """``range(start, stop, step)`` that a restore continues after the last item a
+        ``ckpt.step()`` completed (see ``positions``: the innermost loop's item is completed
+        by the ``step()`` in it, outer loops resume the item in progress). ``name`` tells
+        loops apart (default: the file and line of the call)."""
+        if stop is None:
+            start, stop = 0, start
+        return self.components.positions.range(start, stop, step, name or _call_site())
+
+    def iterate(self, iterable: Iterable[T], *, name: str | None = None) -> Iterator[T]:
+        """Iterate ``iterable``; a restore skips the items consumed up to the last completed
+        one (as ``range``). The iterable must yield the same items on every run."""
+        return self.components.positions.iterate(iterable, name or _call_site())
+
+    @contextmanager
+    def updating(self) -> Iterator[None]:
+        """Mark a hand-written parameter update (no torch optimizer): no save runs inside it,
+        and none after it until the next ``step()`` (the weights are no step's)."""
+        self._copied.wait()  # a snapshot still copying the parameters finishes first
+        self._updating += 1
+        try:
+            yield
+        finally:
+            self._updating -= 1
+            self._dirty = True
 
     def record(self, **metrics: float) -> None:
         """Metrics (e.g. a validation score) written into the next checkpoint's manifest."""
@@ -196,13 +258,24 @@ class Checkpointer:
         unless ``wait``)."""
         with self._lock:
             self.wait()
+            self._check_consistent()
             if not distributed.is_writer():
                 # DDP: rank 0 holds the same weights and writes; the others wait for it
                 self._saved_step = self.global_step
                 distributed.barrier()
                 return
             started = time.monotonic()
-            image, size, structure, copy_rest = self._snapshot(deferred=not wait)
+            self._copied.clear()  # an update starting now waits until the parameters are copied
+            try:
+                image, size, structure, copy_rest = self._snapshot(deferred=not wait)
+                if wait:
+                    copy_rest()
+                    self._check_consistent()  # no update slipped in while copying
+            except BaseException:
+                self._copied.set()
+                raise
+            if wait:
+                self._copied.set()
             job = (self.global_step, self._epoch(), image, size, structure, reason)
             self._last_save_at = time.monotonic()
             self._saved_step = self.global_step
@@ -212,10 +285,8 @@ class Checkpointer:
                 self._last_save_at - started,
             )
             if wait:
-                copy_rest()
                 self._write_checkpoint(*job)
             else:
-                self._copied.clear()
                 self._write = threading.Thread(
                     target=self._write_in_background, args=(copy_rest, *job), name="spotrun-writer"
                 )
@@ -297,7 +368,7 @@ class Checkpointer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None or isinstance(exc, SystemExit):
+        if exc is None or isinstance(exc, SystemExit) or self._raised_here(exc):
             self.close()
             return
         try:
@@ -307,8 +378,12 @@ class Checkpointer:
 
     # -- internals ----------------------------------------------------------------------
 
+    def _raised_here(self, exc: BaseException) -> bool:
+        """The KeyboardInterrupt ``step()`` raised after saving, with no step since."""
+        return isinstance(exc, KeyboardInterrupt) and self._interrupted_at == self.global_step
+
     def _epoch(self) -> int:
-        loader_state = self._boundary.get("loader")
+        loader_state = self._boundary.small.get("loader")
         return int(loader_state["epoch"]) if isinstance(loader_state, dict) else 0
 
     def _due(self) -> bool:
@@ -319,16 +394,33 @@ class Checkpointer:
         )
 
     def _mark_boundary(self) -> None:
-        """Record what changes inside a step (RNG draws, batches taken) at the boundary."""
-        boundary: dict[str, Any] = {"rng": rng.capture()}
-        if self.components.loader is not None:
-            boundary["loader"] = self.components.loader.state_dict()
-        self._boundary = boundary
+        """Copy the small state at this step boundary (``Components.boundary``)."""
+        self._boundary = self.components.boundary()
         self._dirty = False
 
-    def _consistent(self) -> bool:
-        """True when parameters are still those of the last step boundary."""
-        return not (self._in_optimizer_step or self._dirty)
+    def _check_consistent(self) -> None:
+        problem = self._inconsistency()
+        if problem is not None:
+            raise InconsistentStateError(
+                f"cannot save step {self.global_step}: {problem}; save after ckpt.step(), "
+                "before the next update"
+            )
+
+    def _inconsistency(self) -> str | None:
+        """Why the state is not that of the last step boundary, or None when it is."""
+        if self._in_optimizer_step:
+            return "inside optimizer.step()"
+        if self._updating:
+            return "inside a parameter update (with ckpt.updating())"
+        if self._dirty:
+            return (
+                f"the parameters were updated after step {self.global_step} and no ckpt.step() "
+                "followed"
+            )
+        changed = self._boundary.changed()
+        if changed is not None:
+            return f"{changed} was changed in place after step {self.global_step}"
+        return None
 
     def _snapshot(self, deferred: bool) -> tuple[memoryview, int, bytes, Callable[[], None]]:
         state = self.components.capture(self._boundary, self.global_step, self._epoch())
@@ -413,14 +505,38 @@ class Checkpointer:
             log.info("spotrun: step %s is durable; exiting 0", self.durable_step)
             sys.exit(0)
 
+    def _raise_interrupt(self) -> None:
+        """Ctrl-C with ``on_interrupt="raise"``: save this step, stand the watchdog down (the
+        script's own ``except KeyboardInterrupt`` may take its time), raise in the main thread."""
+        log.info(
+            "spotrun: Ctrl-C (SIGINT): saving step %d, then raising KeyboardInterrupt",
+            self.global_step,
+        )
+        self._save_last("interrupt")
+        self._interrupted_at = self.global_step
+        self._stop.reset()
+        raise KeyboardInterrupt(f"Ctrl-C; step {self.durable_step} is saved")
+
     def _has_unsaved_work(self) -> bool:
         return unsaved_work(self._stepped, self.global_step, self.durable_step)
 
     def _save_last(self, reason: str) -> None:
-        """A save at the end of the run: a failure is logged, never fails the finished run."""
+        """A save at the end of the run: a failure is logged, never fails the finished run;
+        a save inside or after an update no ``step()`` followed is refused (and logged)."""
+        problem = self._inconsistency()
+        if problem is not None:
+            self._unsaved = self.global_step
+            log.error(
+                "spotrun: refusing the %s save of step %d: %s. %s",
+                reason,
+                self.global_step,
+                problem,
+                durable_note(self.durable_step),
+            )
+            return
         try:
             self.save(reason=reason, wait=True)
-        except OSError as e:
+        except (OSError, InconsistentStateError) as e:
             self._unsaved = self.global_step
             log.error(
                 "spotrun: the %s checkpoint of step %d could NOT be written to %s: %s; %s. "
@@ -443,11 +559,13 @@ class Checkpointer:
             )
             return
         self.wait()
-        if not self._consistent():
+        problem = self._inconsistency()
+        if problem is not None:
             log.error(
-                "spotrun: %s inside an optimizer step; the last consistent state is the "
-                "checkpoint of step %s",
+                "spotrun: %s escaped %s; refusing to save half an update: the last consistent "
+                "state is the checkpoint of step %s",
                 name,
+                problem,
                 self.durable_step,
             )
             return
@@ -463,20 +581,29 @@ class Checkpointer:
             log.error("spotrun: emergency save failed: %s", e)
 
     def _watchdog(self) -> None:
-        """After the first signal: at a second signal or the deadline, save at once."""
-        self._stop.changed.wait()
-        self._stop.changed.clear()
-        if self._closed:
-            return
-        deadline = save_deadline(self.grace_seconds, self.last_save_seconds)
-        self._stop.changed.wait(timeout=deadline)
-        if self._closed:
-            return
+        """After the first signal: at a second signal or the deadline, save at once (unless
+        the stop was handled meanwhile: Ctrl-C raised at a step boundary)."""
+        while True:
+            self._stop.changed.wait()
+            self._stop.changed.clear()
+            if self._closed:
+                return
+            if not self._stop.requested:
+                continue
+            deadline = save_deadline(self.grace_seconds, self.last_save_seconds)
+            self._stop.changed.wait(timeout=deadline)
+            if self._closed:
+                return
+            if self._stop.requested:
+                break
+        self._save_at_once()
+
+    def _save_at_once(self) -> None:
         log.warning("spotrun: no step boundary reached in time; saving at once")
         with self._lock:
             if self._closed:
                 return
-            if self._consistent() and self._stepped and self._saved_step != self.global_step:
+            if self._stepped and self._saved_step != self.global_step:
                 self._save_last("preemption")
             self._finish()
         log.info("spotrun: durable step is %s; exiting 0", self.durable_step)
@@ -535,3 +662,9 @@ def direct_uploader(
 
 def _signal_name(signum: int | None) -> str:
     return signal.Signals(signum).name if signum is not None else "stop request"
+
+
+def _call_site() -> str:
+    """``file.py:line`` of the script line that called ckpt.range / ckpt.iterate."""
+    frame = sys._getframe(2)
+    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"

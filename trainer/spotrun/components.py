@@ -1,4 +1,4 @@
-"""The things a checkpoint holds, and putting them back.
+"""The things a checkpoint holds, captured at a step boundary, and putting them back.
 
 Keys written (documented in the README):
   model       model.state_dict()
@@ -7,26 +7,32 @@ Keys written (documented in the README):
   scaler      amp GradScaler.state_dict()           (if given)
   loader      ResumableLoader.state_dict(): epoch, batches taken, seed (if given)
   extras      {name: obj.state_dict() or the plain value}
+  state       ckpt.state, the same way
+  ranges      the positions of ckpt.range / ckpt.iterate loops (``positions``)
   rng         python, numpy, torch CPU and every CUDA generator
   progress    {"step": global step, "epoch": epoch}
+
+Everything but the model's tensors and a torch optimizer's per-parameter state is copied at
+each ``ckpt.step()`` (``Components.boundary``): small, and changed by code that runs between
+steps (``sched.step()``, evaluation, the script's own variables). The big tensors only change
+in a parameter update, which the Checkpointer watches; the boundary also notes every tensor's
+version counter, so an in-place change after the step is seen (``Boundary.changed``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 
 from . import rng
+from .positions import Positions
+from .positions import check as check_positions
+from .scriptstate import ScriptState, Stateful, freeze, freeze_entry, load_values
 
-
-@runtime_checkable
-class Stateful(Protocol):
-    def state_dict(self) -> Any: ...
-
-    def load_state_dict(self, state: Any, /) -> Any: ...
+__all__ = ["Boundary", "CheckpointMismatchError", "Components", "StateError", "Stateful"]
 
 
 class CheckpointMismatchError(ValueError):
@@ -37,7 +43,7 @@ class StateError(ValueError):
     """A decoded state that is not shaped like one ``capture`` writes: the checkpoint is invalid."""
 
 
-_OPTIONAL = ("optimizer", "scheduler", "scaler", "loader", "extras")
+_OPTIONAL = ("optimizer", "scheduler", "scaler", "loader", "extras", "state", "ranges")
 
 
 def check_state(state: Any, step: int) -> dict[str, Any]:
@@ -60,7 +66,24 @@ def check_state(state: Any, step: int) -> dict[str, Any]:
     if progress["step"] != step:
         raise StateError(f"it records step {progress['step']}, its manifest step {step}")
     rng.check(state.get("rng"))
+    try:
+        check_positions(state.get("ranges", {}))
+    except ValueError as e:
+        raise StateError(f"its loop positions are malformed: {e}") from None
     return state
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """The state at one step boundary: ``small`` copied, ``watched`` tensors by reference with
+    their version counters then."""
+
+    small: dict[str, Any]
+    watched: list[tuple[str, torch.Tensor, int]]
+
+    def changed(self) -> str | None:
+        """The first watched tensor changed in place since the boundary, or None."""
+        return next((name for name, t, version in self.watched if t._version != version), None)
 
 
 @dataclass
@@ -71,6 +94,19 @@ class Components:
     scaler: Stateful | None = None
     loader: Stateful | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    state: ScriptState = field(default_factory=ScriptState)
+    positions: Positions = field(default_factory=Positions)
+    _model_tensors: list[tuple[str, torch.Tensor]] = field(
+        default_factory=list, init=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        self.track_model()
+
+    def track_model(self) -> None:
+        """(Re)list the model's tensors whose versions each boundary notes."""
+        tensors = self.model.state_dict(keep_vars=True)
+        self._model_tensors = [(f"model.{k}", t) for k, t in tensors.items()]
 
     def named(self) -> dict[str, Stateful]:
         found = {
@@ -81,15 +117,42 @@ class Components:
         }
         return {k: v for k, v in found.items() if v is not None}
 
-    def capture(self, boundary: Mapping[str, Any], step: int, epoch: int) -> dict[str, Any]:
-        """The whole state; ``boundary`` holds what was captured at the last step boundary."""
-        state: dict[str, Any] = {"model": self.model.state_dict()}
+    def boundary(self) -> Boundary:
+        """Copy the small state now (raises UnsupportedStateError naming a value that a
+        checkpoint cannot hold); note the version of every tensor left by reference."""
+        tensors: list[tuple[str, torch.Tensor]] = []
+        small: dict[str, Any] = {"rng": rng.capture()}
         for name, obj in self.named().items():
-            state[name] = boundary[name] if name in boundary else obj.state_dict()
-        state["extras"] = {
-            k: v.state_dict() if isinstance(v, Stateful) else v for k, v in self.extras.items()
+            if isinstance(obj, torch.optim.Optimizer):  # its state changes only in step()
+                groups = [{k: v for k, v in g.items() if k != "params"} for g in obj.param_groups]
+                small["optimizer_groups"] = freeze(groups, "optimizer.param_groups", tensors)
+            else:
+                small[name] = freeze(obj.state_dict(), f"{name}.state_dict()", tensors)
+        small["extras"] = {
+            k: freeze_entry(v, f"extras[{k!r}]", tensors) for k, v in self.extras.items()
         }
-        state["rng"] = boundary["rng"]
+        small["state"] = {
+            k: freeze_entry(v, f"ckpt.state.{k}", tensors) for k, v in self.state.items()
+        }
+        small["ranges"] = self.positions.snapshot(bool(getattr(self.loader, "iterating", False)))
+        watched = [(n, t, t._version) for n, t in [*self._model_tensors, *tensors]]
+        return Boundary(small, watched)
+
+    def capture(self, boundary: Boundary, step: int, epoch: int) -> dict[str, Any]:
+        """The whole state of ``boundary``: its small state, and the model and optimizer
+        tensors as they are now (the caller checked that they did not change since)."""
+        small = boundary.small
+        state: dict[str, Any] = {"model": self.model.state_dict()}
+        if "optimizer_groups" in small and self.optimizer is not None:
+            live = self.optimizer.state_dict()
+            for group, saved in zip(live["param_groups"], small["optimizer_groups"], strict=True):
+                group.update(saved)  # the learning rates of the boundary, not a later sched
+            state["optimizer"] = live
+        for name in ("optimizer", "scheduler", "scaler", "loader"):
+            if name in small:
+                state[name] = small[name]
+        for name in ("extras", "state", "ranges", "rng"):
+            state[name] = small[name]
         state["progress"] = {"step": step, "epoch": epoch}
         return state
 
@@ -106,18 +169,21 @@ class Components:
             try:
                 obj.load_state_dict(state[name])
             except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
-                raise CheckpointMismatchError(
-                    f"{where}: its {name} state does not load into this run's {name} ({e}); "
-                    "restore into the same setup that wrote it, or start fresh with an empty "
-                    "checkpoint directory"
-                ) from e
-        for key, saved in state.get("extras", {}).items():
-            current = self.extras.get(key)
-            if isinstance(current, Stateful):
-                current.load_state_dict(saved)
-            else:
-                self.extras[key] = saved
+                raise _mismatch(where, f"its {name} state", f"this run's {name} ({e})") from e
+        for name, target in (("extras", self.extras), ("state", self.state)):
+            failed = load_values(target, state.get(name, {}))
+            if failed:
+                raise _mismatch(where, f"its {name} {', '.join(failed)}", "this run's objects")
+        self.positions.load(state.get("ranges", {}))
         rng.restore(state["rng"])
+        self.track_model()
+
+
+def _mismatch(where: str, what: str, into: str) -> CheckpointMismatchError:
+    return CheckpointMismatchError(
+        f"{where}: {what} does not load into {into}; restore into the same setup that wrote it, "
+        "or start fresh with an empty checkpoint directory"
+    )
 
 
 def check_model(expected: Mapping[str, torch.Tensor], saved: Mapping[str, Any], where: str) -> None:

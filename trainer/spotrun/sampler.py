@@ -68,6 +68,7 @@ class ResumableLoader:
         self.drop_last = drop_last
         self.epoch = 0
         self.batches_taken = 0
+        self.iterating = False  # inside an epoch: it holds the position (see ``positions``)
         # DataLoader draws a base seed for its workers from a generator at every iter();
         # from the global one that draw would shift the training RNG on resume mid-epoch.
         self._generator = loader_kwargs.pop("generator", None) or torch.Generator()
@@ -87,9 +88,13 @@ class ResumableLoader:
 
     def __iter__(self) -> Iterator[Any]:
         self._generator.manual_seed(self.seed * 1_000_003 + self.epoch)
-        for batch in self._loader:
-            self.batches_taken += 1
-            yield batch
+        self.iterating = True
+        try:
+            for batch in self._loader:
+                self.batches_taken += 1
+                yield batch
+        finally:
+            self.iterating = False
         self.epoch += 1
         self.batches_taken = 0
 

@@ -40,6 +40,13 @@ class StopRequest:
         self.count += 1
         self.changed.set()
 
+    def reset(self) -> None:
+        """The stop was handled (Ctrl-C raised at a step boundary): wait for a new one."""
+        self.count = 0
+        self.first_at = None
+        self.signum = None
+        self.changed.set()
+
     def install(self) -> bool:
         """Install on the main thread; elsewhere (signals cannot be caught) return False."""
         if threading.current_thread() is not threading.main_thread():
