@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spotrun import contract
+from spotrun.podenv import PodEnv, name_of
 
 from .models import GROUP, KIND, VERSION, JobSpec, JobStatus
 from .models import SIDECAR as SIDECAR  # re-exported: names the operator reserves
@@ -16,7 +17,8 @@ LABEL_JOB = "spotrun.dev/job"
 LABEL_ATTEMPT = "spotrun.dev/attempt"
 LABEL_CAPACITY = "spotrun.dev/capacity"
 FINALIZER = "spotrun.dev/outcome"
-STORAGE_ENV = ("SPOTRUN_STORAGE_URI", "AWS_")  # prefixes of the variables that reach S3
+DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"  # Karpenter leaves the pod's node alone
+STORAGE_ENV = (name_of("storage_uri"), "AWS_")  # prefixes of the variables that reach S3
 
 
 def hardened() -> dict[str, Any]:
@@ -112,29 +114,38 @@ def trainer_index(spec: JobSpec) -> int:
     )
 
 
+def pod_env(job: Job, attempt: int, device: str) -> PodEnv:
+    """What the operator tells every container of the pod (``spotrun.podenv``)."""
+    ckpt = job.spec.checkpoint
+    best = ckpt.keepBest
+    return PodEnv(
+        job=job.name,
+        namespace=job.namespace,
+        attempt=attempt,
+        checkpoint_dir=ckpt.path,
+        device=device,
+        grace_seconds=float(job.spec.terminationGracePeriodSeconds),
+        keep=ckpt.keep,
+        keep_best_metric=best.metric if best else None,
+        keep_best_mode=best.mode if best else None,
+        sidecar_port=ckpt.sidecarPort,
+        interval_steps=ckpt.intervalSteps,
+        interval_seconds=ckpt.intervalSeconds,
+        storage_uri=ckpt.storage.uri,  # None on a PVC: nothing of S3 applies
+    )
+
+
+def env_list(env: PodEnv) -> list[dict[str, Any]]:
+    return [{"name": name, "value": value} for name, value in env.to_env().items()]
+
+
 def contract_env(job: Job, attempt: int, device: str) -> list[dict[str, Any]]:
-    """The env contract of DESIGN.md, shared by the trainer and the sidecar."""
-    spec = job.spec
-    storage = spec.checkpoint.storage
-    env: list[dict[str, Any]] = [
-        {"name": "SPOTRUN_JOB", "value": job.name},
-        {"name": "SPOTRUN_NAMESPACE", "value": job.namespace},
-        {"name": "SPOTRUN_ATTEMPT", "value": str(attempt)},
-        {"name": "SPOTRUN_CHECKPOINT_DIR", "value": spec.checkpoint.path},
-        {"name": "SPOTRUN_DEVICE", "value": device},
-        {"name": "SPOTRUN_GRACE_SECONDS", "value": str(spec.terminationGracePeriodSeconds)},
-        {"name": "SPOTRUN_KEEP", "value": str(spec.checkpoint.keep)},
-        {"name": "SPOTRUN_SIDECAR_PORT", "value": str(spec.checkpoint.sidecarPort)},
-    ]
-    if spec.checkpoint.intervalSteps is not None:
-        env.append({"name": "SPOTRUN_INTERVAL_STEPS", "value": str(spec.checkpoint.intervalSteps)})
-    if spec.checkpoint.intervalSeconds is not None:
-        env.append(
-            {"name": "SPOTRUN_INTERVAL_SECONDS", "value": str(spec.checkpoint.intervalSeconds)}
-        )
-    if storage.uri is None:  # a PVC: nothing of S3 applies
+    """The env contract of DESIGN.md, shared by the trainer and the sidecar: ``pod_env`` and,
+    with S3, boto3's own endpoint and the credentials from the Secret."""
+    storage = job.spec.checkpoint.storage
+    env = env_list(pod_env(job, attempt, device))
+    if storage.uri is None:
         return env
-    env.append({"name": "SPOTRUN_STORAGE_URI", "value": storage.uri})
     if storage.endpoint:
         env.append({"name": "AWS_ENDPOINT_URL_S3", "value": storage.endpoint})
     if storage.secretRef:
@@ -167,7 +178,7 @@ def desired_pod(job: Job, attempt: int, *, on_demand: bool, gpus_available: bool
     s3 = spec.checkpoint.storage.uri is not None
 
     trainer = pod_spec["containers"][index]
-    trainer_env = env + ([{"name": "SPOTRUN_UPLOAD", "value": "sidecar"}] if s3 else [])
+    trainer_env = env + (env_list(PodEnv(upload="sidecar")) if s3 else [])
     trainer["env"] = _merge_env(trainer.get("env") or [], trainer_env)
     trainer.setdefault("terminationMessagePolicy", "FallbackToLogsOnError")  # last log lines
     trainer.setdefault("volumeMounts", []).append(checkpoint_mount(job))
@@ -215,10 +226,18 @@ def desired_pod(job: Job, attempt: int, *, on_demand: bool, gpus_available: bool
         job.namespace,
         labels,
         pod_spec,
-        annotations=dict(meta.get("annotations") or {}),
+        annotations=_annotations(spec, meta.get("annotations") or {}),
         finalizers=[FINALIZER],
         ownerReferences=[owner],
     )
+
+
+def _annotations(spec: JobSpec, own: dict[str, str]) -> dict[str, str]:
+    """The template's annotations, plus karpenter.sh/do-not-disrupt unless the job allows
+    voluntary disruption (spec.disruption.doNotDisrupt); the template's own value wins."""
+    if not spec.disruption.doNotDisrupt:
+        return dict(own)
+    return {DO_NOT_DISRUPT: "true", **own}
 
 
 def pod_manifest(
@@ -273,9 +292,7 @@ def _storage_expectations(job: Job, trainer: dict[str, Any]) -> list[dict[str, A
     read the storage waits (and says so) instead of letting the trainer start from scratch;
     and the user's ``SPOTRUN_START_WITHOUT_STORAGE`` of the trainer, which overrides that."""
     saved = job.status.lastCheckpoint
-    out = []
-    if saved is not None and saved.step is not None:
-        out.append({"name": contract.EXPECTED_STEP_ENV, "value": str(saved.step)})
+    out = env_list(PodEnv(expected_step=saved.step if saved is not None else None))
     out += [e for e in trainer.get("env") or [] if e["name"] == contract.START_WITHOUT_STORAGE_ENV]
     return copy.deepcopy(out)
 
@@ -289,7 +306,7 @@ def _sidecar(job: Job, trainer: dict[str, Any], env: list[dict[str, Any]]) -> di
     port = ckpt.sidecarPort
     report = ckpt.storage.pvc is not None
     if report:  # contract_env holds no S3 variables then
-        env = [*env, {"name": "SPOTRUN_SIDECAR_MODE", "value": "report"}]
+        env = [*env, *env_list(PodEnv(sidecar_mode="report"))]
     env = [*env, *_storage_expectations(job, trainer)]
 
     def probe(path: str, failures: int) -> dict[str, Any]:

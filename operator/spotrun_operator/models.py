@@ -355,6 +355,17 @@ TEMPLATE_SCHEMA: dict[str, Any] = {
 }
 
 
+class DisruptionSpec(_Model):
+    doNotDisrupt: bool = Field(
+        default=True,
+        description='Annotate attempt pods karpenter.sh/do-not-disrupt: "true" so Karpenter does '
+        "not consolidate, drift or expire their node while they train: a voluntary move is "
+        "not a spot interruption and would cost a restart. Spot interruptions still end the "
+        "pod. false: no annotation (Karpenter may move the pod; each move counts as a "
+        "preemption). An annotation the template sets itself is kept as it is.",
+    )
+
+
 class JobSpec(_Model):
     model_config = ConfigDict(
         extra="forbid",
@@ -403,6 +414,11 @@ class JobSpec(_Model):
     signalForwarding: bool = Field(
         default=True,
         description="Run the trainer's command under `spotrun exec --` so SIGTERM reaches it.",
+    )
+    disruption: DisruptionSpec = Field(
+        default_factory=DisruptionSpec,
+        json_schema_extra={"default": {}},
+        description="Voluntary disruptions (Karpenter consolidation) of the attempt pods.",
     )
     cost: CostSpec = Field(
         default_factory=CostSpec,
