@@ -9,9 +9,9 @@ import time
 import pytest
 
 from spotrun import bounded
+from spotrun.podenv import EXPECTED_STEP_ENV, PodEnv
 from spotrun.purge import in_scope, manifest_job, plan
 from spotrun.s3store import oversize
-from spotrun.sidecar import expected_step
 from spotrun.startup import after_failure, next_delay, outcome_line
 
 pytestmark = pytest.mark.unit
@@ -50,7 +50,8 @@ def test_an_older_or_empty_answer_than_the_saved_step_is_said_loudly() -> None:
     [("1200", 1200), (None, None), ("", None), ("-1", None), ("١٢", None), ("1e3", None)],
 )
 def test_expected_step_is_ascii_digits_only(raw: str | None, step: int | None) -> None:
-    assert expected_step(raw) == step
+    env = {} if raw is None else {EXPECTED_STEP_ENV: raw}
+    assert PodEnv.from_env(env).expected_step == step
 
 
 def test_sizes_beyond_the_limit_or_the_machine_are_refused_before_allocation() -> None:

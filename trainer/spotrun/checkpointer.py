@@ -42,7 +42,7 @@ from typing import Any, Literal, TypeVar
 
 import torch
 
-from . import codec, distributed, logsetup, marker, reader, retention, writer
+from . import codec, distributed, liveness, logsetup, marker, reader, retention, writer
 from .components import Components, Stateful
 from .direct import DirectUploader
 from .env import Settings
@@ -140,6 +140,7 @@ class Checkpointer:
         self._progress = ProgressLog(settings.progress_file)
         self._stop = StopRequest()
         self._closed = False
+        self._alive = liveness.hold(self.store.root)  # the sidecar sees a trainer at work
         self._copied = threading.Event()
         self._copied.set()
         self._hooks = self._watch_optimizer(optimizer)
@@ -358,6 +359,7 @@ class Checkpointer:
         for hook in self._hooks:
             hook.remove()
         self._progress.close()
+        liveness.release(self._alive)  # after the exit note: see liveness.py
 
     def __enter__(self) -> Checkpointer:
         return self
@@ -639,7 +641,7 @@ def durable_note(durable_step: int | None) -> str:
 
 
 def final_upload_timeout() -> float:
-    return float(os.environ.get("SPOTRUN_FINAL_UPLOAD_TIMEOUT", "300"))
+    return Settings.from_env().final_upload_timeout
 
 
 def direct_uploader(
@@ -647,7 +649,7 @@ def direct_uploader(
 ) -> DirectUploader | None:
     """Direct mode when the storage URI is S3 and no sidecar uploads (SPOTRUN_UPLOAD)."""
     uri = settings.storage_uri
-    if not uri or os.environ.get("SPOTRUN_UPLOAD", "library") == "sidecar":
+    if not uri or settings.upload == "sidecar":
         return None
     if not uri.startswith("s3://"):
         raise ValueError(

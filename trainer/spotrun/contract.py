@@ -1,5 +1,6 @@
 """The typed contract between the operator and a pod's sidecar. Torch-free: the operator and
-the sidecar both import it, so what one writes the other parses with the same code.
+the sidecar both import it, so what one writes the other parses with the same code. (The
+pod's environment, the other half of the contract, is ``podenv.PodEnv``.)
 
 The sidecar's report (GET /status while it runs, the termination message when it ends) is a
 ``SidecarReport``. Everything in it came from inside a tenant's pod, so ``parse`` treats it as
@@ -15,13 +16,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
-# Environment the operator sets on the sidecar: the step the job's status says was saved. With
-# it, a sidecar that cannot read the storage waits (and says so) instead of letting the trainer
-# start from scratch.
-EXPECTED_STEP_ENV = "SPOTRUN_EXPECTED_STEP"
-# Set to "1" (by the user, in the template) to start from scratch when the storage cannot be
-# read even though a step was saved.
-START_WITHOUT_STORAGE_ENV = "SPOTRUN_START_WITHOUT_STORAGE"
+# The pod's environment is ``podenv.PodEnv``; these two names are re-exported for the
+# operator's messages (the step the status says was saved; the user's opt-out of waiting).
+from .podenv import EXPECTED_STEP_ENV as EXPECTED_STEP_ENV
+from .podenv import START_WITHOUT_STORAGE_ENV as START_WITHOUT_STORAGE_ENV
 
 MAX_REPORT_BYTES = 16 * 1024  # a termination message is at most 4 KiB; /status stays small too
 MAX_STEP = 2**63 - 1

@@ -1,16 +1,20 @@
-"""The environment contract (operator -> pod), read the same way on a laptop and in a pod."""
+"""The library's view of the pod environment (``podenv.PodEnv``), the same on a laptop and in a
+pod. Torch-free at import: ``device()`` imports torch when it is called."""
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+from .podenv import PodEnv, Upload
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_DIR = "spotrun-checkpoints"
 DEFAULT_GRACE_SECONDS = 30.0
+DEFAULT_FINAL_UPLOAD_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -26,47 +30,39 @@ class Settings:
     # spec.checkpoint.intervalSteps / intervalSeconds (the operator sets them on the trainer)
     interval_steps: int | None = None
     interval_seconds: int | None = None
+    upload: Upload = "library"  # "sidecar": the operator's sidecar uploads, the library not
+    final_upload_timeout: float = DEFAULT_FINAL_UPLOAD_TIMEOUT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        grace = env.get("SPOTRUN_GRACE_SECONDS", "")
-        attempt = env.get("SPOTRUN_ATTEMPT", "")
-        try:
-            grace_seconds = float(grace) if grace else DEFAULT_GRACE_SECONDS
-        except ValueError:
-            grace_seconds = math.nan
-        if not (math.isfinite(grace_seconds) and grace_seconds >= 0):
-            raise ValueError(
-                f"SPOTRUN_GRACE_SECONDS={grace!r} is not a number of seconds (finite, >= 0); "
-                f"unset it for the default {DEFAULT_GRACE_SECONDS:g}"
-            )
+        return cls.from_pod_env(PodEnv.from_env(environ))
+
+    @classmethod
+    def from_pod_env(cls, env: PodEnv) -> Settings:
         return cls(
-            checkpoint_dir=env.get("SPOTRUN_CHECKPOINT_DIR") or DEFAULT_DIR,
-            storage_uri=env.get("SPOTRUN_STORAGE_URI") or None,
-            grace_seconds=grace_seconds,
-            job=env.get("SPOTRUN_JOB") or None,
-            namespace=env.get("SPOTRUN_NAMESPACE") or None,
-            attempt=int(attempt) if attempt.isascii() and attempt.isdigit() else None,
-            device=env.get("SPOTRUN_DEVICE") or None,
-            progress_file=env.get("SPOTRUN_PROGRESS_FILE") or None,
-            interval_steps=_positive(env, "SPOTRUN_INTERVAL_STEPS"),
-            interval_seconds=_positive(env, "SPOTRUN_INTERVAL_SECONDS"),
+            checkpoint_dir=env.checkpoint_dir or DEFAULT_DIR,
+            storage_uri=env.storage_uri,
+            grace_seconds=_default(env.grace_seconds, DEFAULT_GRACE_SECONDS),
+            job=env.job,
+            namespace=env.namespace,
+            attempt=env.attempt,
+            device=env.device,
+            progress_file=env.progress_file,
+            interval_steps=env.interval_steps,
+            interval_seconds=env.interval_seconds,
+            upload=env.upload or "library",
+            final_upload_timeout=_default(env.final_upload_timeout, DEFAULT_FINAL_UPLOAD_TIMEOUT),
         )
 
 
-def _positive(env: Mapping[str, str], name: str) -> int | None:
-    """A whole number >= 1 from ``name``, None when unset; anything else refused by name."""
-    value = env.get(name, "")
-    if not value:
-        return None
-    if not (value.isascii() and value.isdigit() and int(value) >= 1):
-        raise ValueError(f"{name}={value!r} is not a whole number >= 1; fix it or unset it")
-    return int(value)
+def _default(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def device(environ: Mapping[str, str] | None = None) -> torch.device:
     """``SPOTRUN_DEVICE`` if set (cuda|cpu), else CUDA when present, else CPU."""
+    import torch
+
     wanted = Settings.from_env(environ).device
     if wanted:
         return torch.device(wanted)

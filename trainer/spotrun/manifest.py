@@ -6,10 +6,10 @@ import os
 import platform
 from datetime import datetime, timezone
 
-import torch
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from . import jsonsafe, layout
+from .podenv import PodEnv
 
 
 class FileEntry(BaseModel):
@@ -55,6 +55,9 @@ class UnknownFormatError(ManifestError):
 def new(
     step: int, epoch: int, files: list[FileEntry], metrics: dict[str, float], reason: str
 ) -> Manifest:
+    import torch  # only a writer (which has torch) gets here: the sidecar never does
+
+    env = PodEnv.from_env()
     return Manifest(
         format_version=layout.FORMAT_VERSION,
         step=step,
@@ -66,19 +69,9 @@ def new(
         python_version=platform.python_version(),
         reason=reason,
         writer=f"{platform.node()}.{os.getpid()}",
-        attempt=_attempt(),
-        job=_job(),
+        attempt=env.attempt,
+        job=env.job_key,
     )
-
-
-def _attempt() -> int | None:
-    value = os.environ.get("SPOTRUN_ATTEMPT", "")
-    return int(value) if value.isascii() and value.isdigit() else None
-
-
-def _job() -> str | None:
-    name, namespace = os.environ.get("SPOTRUN_JOB"), os.environ.get("SPOTRUN_NAMESPACE")
-    return f"{namespace}/{name}" if name and namespace else None
 
 
 def parse(blob: bytes, where: str) -> Manifest:

@@ -2,7 +2,8 @@
 
 Upload: payload files first, ``MANIFEST.json`` last, so a reader never sees a manifest naming a
 missing file; a step already committed remotely (by another attempt) is left alone. Download:
-every file verified against the manifest, written into a temp folder, renamed into place.
+every file verified against the manifest (``check``: sizes and CRC32C, plus the payload decode
+where torch is at hand), written into a temp folder, renamed into place.
 """
 
 from __future__ import annotations
@@ -10,15 +11,26 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from collections.abc import Callable
 
 from . import layout
+from .integrity import Loaded, read_manifest
 from .localstore import LocalStore, fsync_dir
-from .reader import load_verified, read_manifest
 from .s3store import S3Store
 from .stale import writer_token
+from .store import Store
 from .transferlog import TransferLog
 
 log = logging.getLogger("spotrun")
+
+Check = Callable[[Store, str], Loaded]
+
+
+def decoded(store: Store, name: str) -> Loaded:
+    """Integrity and the payload decode (``reader.load_verified``; imports torch)."""
+    from .reader import load_verified
+
+    return load_verified(store, name)
 
 
 def upload(local: LocalStore, name: str, remote: S3Store) -> bool:
@@ -42,13 +54,13 @@ def upload(local: LocalStore, name: str, remote: S3Store) -> bool:
     return True
 
 
-def download(remote: S3Store, name: str, local: LocalStore) -> None:
-    """Fetch and verify one remote checkpoint into the local directory.
+def download(remote: S3Store, name: str, local: LocalStore, check: Check = decoded) -> None:
+    """Fetch and verify (``check``) one remote checkpoint into the local directory.
 
     Only the format's file names are written (the manifest cannot name others: ``reader``
     refuses it), each created fresh in a new temp folder without following links.
     """
-    loaded = load_verified(remote, name)
+    loaded = check(remote, name)
     local.dir.mkdir(parents=True, exist_ok=True)
     tmp = local.dir / layout.tmp_dirname(loaded.step, writer_token(secrets.token_hex(3)))
     tmp.mkdir()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from . import retention
+from .integrity import read_manifest
 from .layout import newest_first, step_dirname
 from .manifest import ManifestError
-from .reader import read_manifest
 from .store import Store
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import layout
+from .podenv import PodEnv
 from .store import OversizeError, StoreError
 
 if TYPE_CHECKING:
@@ -106,9 +107,7 @@ def manifest_job(blob: bytes | bytearray) -> str | None:
 
 def purging_job(environ: Mapping[str, str] | None = None) -> str | None:
     """``namespace/name`` of the job being purged, as its manifests record it."""
-    env = os.environ if environ is None else environ
-    name, namespace = env.get("SPOTRUN_JOB"), env.get("SPOTRUN_NAMESPACE")
-    return f"{namespace}/{name}" if name and namespace else None
+    return PodEnv.from_env(environ).job_key
 
 
 def purge(uri: str, job: str | None = None) -> int:

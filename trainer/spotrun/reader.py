@@ -2,84 +2,35 @@
 
 A checkpoint is valid when its manifest parses, names exactly the format's files, and every
 file has the listed size and CRC32C and decodes into a state restore can load (tensor header,
-state.json, RNG state). ``load_verified`` runs all of these, so ``spotrun verify``/``ls``, the
-sidecar's download, ``pull`` and restore accept and refuse exactly the same checkpoints.
+state.json, RNG state). ``load_verified`` runs all of these, so ``spotrun verify``/``ls``,
+``pull``, direct mode's download and restore accept and refuse exactly the same checkpoints.
+The sidecar, which never imports torch, checks the integrity part only (``integrity``).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from . import checksum, codec, components, jsonsafe, layout, rng, tensorfile
-from .manifest import FileEntry, Manifest, ManifestError, UnknownFormatError, parse
-from .store import OversizeError, Store, UnsafeFileError
-from .transferlog import TransferLog
+from . import codec, components, jsonsafe, layout, rng, tensorfile
+from .integrity import CorruptCheckpointError as CorruptCheckpointError
+from .integrity import Loaded as Loaded
+from .integrity import load_checked
+from .integrity import read_manifest as read_manifest
+from .manifest import ManifestError, UnknownFormatError
+from .store import Store
 
 log = logging.getLogger("spotrun")
 
 
-class CorruptCheckpointError(ValueError):
-    """A checkpoint whose files do not match its manifest (or cannot be decoded)."""
-
-
-@dataclass
-class Loaded:
-    name: str
-    manifest: Manifest
-    files: dict[str, bytearray]
-
-    @property
-    def step(self) -> int:
-        return self.manifest.step
-
-
-def read_manifest(store: Store, name: str) -> Manifest:
-    where = store.file_uri(name)
-    try:
-        blob = store.read(name, layout.MANIFEST, limit=layout.MANIFEST_LIMIT)
-    except FileNotFoundError:
-        raise ManifestError(f"{where}: no MANIFEST.json (never committed)") from None
-    except (OversizeError, UnsafeFileError, PermissionError) as e:
-        raise ManifestError(str(e)) from None  # the message names the file
-    manifest = parse(bytes(blob), where)
-    if layout.parse_step_dirname(name) != manifest.step:
-        raise ManifestError(f"{where}: manifest says step {manifest.step}, folder disagrees")
-    return manifest
-
-
 def load_verified(store: Store, name: str) -> Loaded:
-    """Read every file the manifest lists, check its size and CRC32C, and that the payload
-    decodes into a loadable state (on the CPU; nothing is loaded into a model)."""
-    manifest = read_manifest(store, name)
-    progress = TransferLog(f"reading {store.file_uri(name)}", manifest.total_size)
-    files = {entry.path: _read_checked(store, name, entry, progress) for entry in manifest.files}
-    loaded = Loaded(name, manifest, files)
+    """Read every file the manifest lists, check its size and CRC32C (``integrity``), and that
+    the payload decodes into a loadable state (on the CPU; nothing is loaded into a model)."""
+    loaded = load_checked(store, name)
     decode_state(loaded, torch.device("cpu"))
     return loaded
-
-
-def _read_checked(store: Store, name: str, entry: FileEntry, progress: TransferLog) -> bytearray:
-    where = store.file_uri(name, entry.path)
-    try:
-        blob = store.read(name, entry.path, progress, limit=entry.size)
-    except FileNotFoundError:
-        raise CorruptCheckpointError(f"{where}: missing (the manifest lists it)") from None
-    except (OversizeError, UnsafeFileError, PermissionError) as e:
-        raise CorruptCheckpointError(str(e)) from None  # the message names the file
-    if len(blob) != entry.size:
-        raise CorruptCheckpointError(
-            f"{where}: {len(blob)} bytes, the manifest says {entry.size} (truncated?)"
-        )
-    actual = checksum.to_hex(checksum.of_bytes(blob))
-    if actual != entry.crc32c:
-        raise CorruptCheckpointError(
-            f"{where}: CRC32C {actual}, the manifest says {entry.crc32c} (corrupted bytes)"
-        )
-    return blob
 
 
 def newest_valid(store: Store) -> Loaded | None:

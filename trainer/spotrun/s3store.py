@@ -30,6 +30,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import bounded, checksum, layout
+from .podenv import PodEnv
 from .s3errors import explain
 from .store import OversizeError, StoreError
 
@@ -47,14 +48,12 @@ class TransferSettings:
 
     @classmethod
     def from_env(cls) -> TransferSettings:
-        env = os.environ
-        part = env.get("SPOTRUN_S3_PART_MB")
-        conc = env.get("SPOTRUN_S3_CONCURRENCY")
-        timeout = env.get("SPOTRUN_S3_CALL_TIMEOUT")
+        env = PodEnv.from_env()
+        part, conc, timeout = env.s3_part_mb, env.s3_concurrency, env.s3_call_timeout
         return cls(
-            part_size=int(part) * 1024 * 1024 if part else cls.part_size,
-            concurrency=int(conc) if conc else cls.concurrency,
-            call_timeout=float(timeout) if timeout else cls.call_timeout,
+            part_size=part * 1024 * 1024 if part is not None else cls.part_size,
+            concurrency=conc if conc is not None else cls.concurrency,
+            call_timeout=timeout if timeout is not None else cls.call_timeout,
         )
 
 

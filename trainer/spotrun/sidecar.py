@@ -2,9 +2,12 @@
 
 Runs as the pod's native sidecar. Start: download the newest valid checkpoint into
 ``SPOTRUN_CHECKPOINT_DIR`` and only then answer /startupz (the trainer starts after it).
-Then: upload every newly committed checkpoint (temp folders are never uploaded). On SIGTERM:
-keep going until the trainer has exited and its final checkpoint is in S3, or a margin before
-the grace deadline; write a one-line JSON summary to the termination message file.
+Then: upload every newly committed checkpoint (temp folders are never uploaded) and prune S3
+to the newest ``keep`` plus the best by ``keepBest``'s metric. On SIGTERM: keep going until the
+trainer has exited and its final checkpoint is in S3, or a margin before the grace deadline;
+write a one-line JSON summary to the termination message file. Whether the trainer still runs
+is read from its lock (``liveness``), never guessed from a quiet folder: a trainer slowed by
+load has the whole grace period for its final save.
 Throughout, GET /status answers a ``contract.SidecarReport``: the newest durable checkpoint
 (step, epoch, time, uri, metrics) and the state, for the operator's live progress.
 
@@ -22,20 +25,22 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
 
-from . import layout, marker
-from .contract import EXPECTED_STEP_ENV, START_WITHOUT_STORAGE_ENV, SidecarReport, finite_metrics
+from . import integrity, layout, liveness, marker
+from .contract import SidecarReport, finite_metrics
 from .env import Settings
 from .localstore import LocalStore
 from .mirror import newest_committed
+from .podenv import PodEnv
 from .probes import DEFAULT_PORT, Health, report, serve
+from .retention import KeepBest
 from .s3store import S3Store
 from .signals import StopRequest
 from .startup import restore_phase
@@ -52,8 +57,8 @@ class SidecarConfig:
     poll_seconds: float = 0.5
     restore_timeout: float = 120.0
     margin_seconds: float = 2.0
-    quiet_seconds: float = 5.0
     keep: int = 3
+    best: KeepBest | None = None  # spec.checkpoint.keepBest: also kept in S3
     termination_path: str = "/dev/termination-log"
     mode: str = "sync"  # sync (S3) or report (a shared volume: only /status)
     expected_step: int | None = None  # the step the job's status says was saved
@@ -61,30 +66,27 @@ class SidecarConfig:
     max_backoff: float = 30.0  # the longest wait between two restore attempts
 
     @classmethod
-    def from_env(cls) -> SidecarConfig:
-        env = os.environ
+    def from_env(cls, env: PodEnv | None = None) -> SidecarConfig:
+        env = PodEnv.from_env() if env is None else env
         return cls(
-            port=int(env.get("SPOTRUN_SIDECAR_PORT", DEFAULT_PORT)),
-            poll_seconds=float(env.get("SPOTRUN_SYNC_POLL_SECONDS", cls.poll_seconds)),
-            restore_timeout=float(env.get("SPOTRUN_RESTORE_TIMEOUT", cls.restore_timeout)),
-            keep=int(env.get("SPOTRUN_KEEP", cls.keep)),
-            termination_path=env.get("SPOTRUN_TERMINATION_MESSAGE_PATH", cls.termination_path),
-            mode=env.get("SPOTRUN_SIDECAR_MODE") or cls.mode,
-            expected_step=expected_step(env.get(EXPECTED_STEP_ENV)),
-            start_without_storage=env.get(START_WITHOUT_STORAGE_ENV, "") == "1",
-            max_backoff=float(env.get("SPOTRUN_RESTORE_MAX_BACKOFF", cls.max_backoff)),
+            port=_given(env.sidecar_port, DEFAULT_PORT),
+            poll_seconds=_given(env.sync_poll_seconds, cls.poll_seconds),
+            restore_timeout=_given(env.restore_timeout, cls.restore_timeout),
+            keep=_given(env.keep, cls.keep),
+            best=env.keep_best,
+            termination_path=_given(env.termination_message_path, cls.termination_path),
+            mode=_given(env.sidecar_mode, cls.mode),
+            expected_step=env.expected_step,
+            start_without_storage=bool(env.start_without_storage),
+            max_backoff=_given(env.restore_max_backoff, cls.max_backoff),
         )
 
 
-def expected_step(raw: str | None) -> int | None:
-    """``SPOTRUN_EXPECTED_STEP`` as a step: ASCII digits only; anything else is ignored (and
-    said), so a broken value falls back to the first-attempt behaviour, never to a crash."""
-    if not raw:
-        return None
-    if raw.isascii() and raw.isdigit() and len(raw) <= 19:
-        return int(raw)
-    log.warning("spotrun sidecar: ignoring %s=%r: not a step number", EXPECTED_STEP_ENV, raw)
-    return None
+T = TypeVar("T")
+
+
+def _given(value: T | None, default: T) -> T:
+    return default if value is None else value
 
 
 def checkpoint_report(local: LocalStore, name: str, uri: str) -> SidecarReport | None:
@@ -153,7 +155,8 @@ def run(settings: Settings, config: SidecarConfig) -> int:
         return 2
     local = LocalStore(settings.checkpoint_dir)
     local.dir.mkdir(parents=True, exist_ok=True)
-    syncer = Syncer(local, S3Store.from_uri(settings.storage_uri), keep=config.keep)
+    remote = S3Store.from_uri(settings.storage_uri)
+    syncer = Syncer(local, remote, config.keep, config.best, integrity.load_checked)
     health = Health()
     reporter = Reporter(health, local, syncer.remote.file_uri)
     stop = StopRequest()
@@ -188,6 +191,37 @@ def run(settings: Settings, config: SidecarConfig) -> int:
     return 0
 
 
+Verdict = Literal["saved", "gone", "wait"]
+
+
+def after_stop(
+    note: dict[str, Any] | None,
+    trainer_alive: bool,
+    writing: bool,
+    synced: bool,
+    durable_step: int | None,
+) -> Verdict:
+    """What the sidecar does after SIGTERM, from what it sees now (pure).
+
+    saved: the trainer left its exit note and the step it names is in S3 (or it names none).
+    gone: no note, no trainer holds its lock and S3 holds the newest local checkpoint: the
+    trainer ended without a final save (killed, crashed, or never opened a Checkpointer).
+    wait: anything else: a trainer at work (however slowly: load is no reason to give up),
+    a temp folder it writes, an upload to finish. The caller bounds the wait by the grace
+    deadline, the one limit the platform sets.
+    """
+    if note is not None:
+        if writing and trainer_alive:
+            return "wait"
+        wanted = note.get("step")
+        if not isinstance(wanted, int) or isinstance(wanted, bool):
+            return "saved"
+        return "saved" if durable_step is not None and durable_step >= wanted else "wait"
+    if trainer_alive or not synced:
+        return "wait"
+    return "gone"
+
+
 def _sync_until_stopped(
     syncer: Syncer,
     health: Health,
@@ -197,36 +231,26 @@ def _sync_until_stopped(
     reporter: Reporter,
 ) -> tuple[bool, str | None]:
     root = syncer.local.root
-    last_change = time.monotonic()
-    seen: tuple[str, ...] = ()
     while True:
+        # the lock before the note: a trainer writes its note, then lets go of the lock
+        alive = liveness.held(root)
         synced = syncer.sync_once()
         health.problem = syncer.problem
         reporter.update(syncer.durable_step)
         cap = grace_cap(stop, settings, config)
-        if cap is not None:
-            exit_note = marker.read(root)
-            if exit_note is not None and not _writing(syncer.local):
-                wanted = exit_note.get("step")
-                if not isinstance(wanted, int) or (syncer.durable_step or -1) >= wanted:
-                    return True, None
-            listing = tuple(sorted(syncer.local.names()))
-            if listing != seen:
-                seen, last_change = listing, time.monotonic()
-            # quiet: nothing changed for quiet_seconds since SIGTERM (the trainer, signalled at
-            # the same instant, may not have started its final save yet)
-            since = max(last_change, stop.first_at or last_change)
-            quiet = time.monotonic() - since >= config.quiet_seconds
-            if exit_note is None and synced and quiet and not _writing(syncer.local):
-                return False, "the trainer exited without saving a final checkpoint"
-            if time.monotonic() >= cap:
-                return (
-                    False,
-                    f"grace deadline reached: {syncer.problem or 'final upload unfinished'}",
-                )
-            time.sleep(min(config.poll_seconds, max(cap - time.monotonic(), 0.0)))
-        else:
+        if cap is None:
             stop.changed.wait(config.poll_seconds)
+            continue
+        verdict = after_stop(
+            marker.read(root), alive, _writing(syncer.local), synced, syncer.durable_step
+        )
+        if verdict == "saved":
+            return True, None
+        if verdict == "gone":
+            return False, "the trainer exited without saving a final checkpoint"
+        if time.monotonic() >= cap:
+            return False, f"grace deadline reached: {syncer.problem or 'final upload unfinished'}"
+        time.sleep(min(config.poll_seconds, max(cap - time.monotonic(), 0.0)))
 
 
 def report_only(settings: Settings, config: SidecarConfig) -> int:

@@ -6,10 +6,10 @@ import logging
 import time
 
 from . import layout, mirror
+from .integrity import CorruptCheckpointError
 from .localstore import LocalStore
 from .manifest import ManifestError, UnknownFormatError
 from .prune import prune
-from .reader import CorruptCheckpointError
 from .retention import KeepBest
 from .s3store import S3Store
 from .store import OversizeError, StoreError
@@ -19,12 +19,18 @@ log = logging.getLogger("spotrun")
 
 class Syncer:
     def __init__(
-        self, local: LocalStore, remote: S3Store, keep: int = 3, best: KeepBest | None = None
+        self,
+        local: LocalStore,
+        remote: S3Store,
+        keep: int = 3,
+        best: KeepBest | None = None,
+        check: mirror.Check = mirror.decoded,
     ) -> None:
         self.local = local
         self.remote = remote
         self.keep = keep
-        self.best = best
+        self.best = best  # S3 keeps the newest ``keep`` and the best by this metric
+        self.check = check  # what a restore verifies (the sidecar: integrity, torch-free)
         self.durable_step: int | None = None  # newest step this syncer knows is in S3
         self.durable_at: float | None = None
         self.problem: str | None = None  # why S3 is degraded, None when healthy
@@ -58,7 +64,7 @@ class Syncer:
                 break
             try:
                 started = time.monotonic()
-                mirror.download(self.remote, name, self.local)
+                mirror.download(self.remote, name, self.local, self.check)
             except UnknownFormatError:
                 raise
             except (ManifestError, CorruptCheckpointError, OversizeError) as e:
