@@ -34,6 +34,8 @@ from .plan import Event, Plan, Planner
 from .podstate import Obj, attempt_of, interruption_taint, parse_ts, ts
 from .reports import as_report, checkpoint_report, progress_text, sidecar_checkpoint
 
+UNDECIDED_RECHECK_SECONDS = 5.0  # an ended pod whose kind of end is not settled yet
+
 __all__ = [
     "PROGRESS_SECONDS",
     "Ended",
@@ -137,6 +139,8 @@ def _plan(p: Planner, pods: list[Obj], nodes: dict[str, Obj], gpus: bool, live: 
             _savings(st, spec)
             _replace_at_once(p, gpus)
             return out
+        if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            out.requeue(UNDECIDED_RECHECK_SECONDS)  # ended, not yet told how (endings.py)
         observe_running(p, pod, node)
         observe_live(p, pod, as_report(live))
         return out

@@ -42,6 +42,12 @@ kubelet killed the trainer on a healthy node (a failing probe) — a failure, co
 ``backoffLimit``. OOMKilled is a failure unless the platform's signs say otherwise (an
 eviction), and a node's state never explains it (the runtime reported it, so the node was up).
 
+A kubelet kill is decided only once the node has had time to be seen as silent: a VM
+switched off without graceful node shutdown may SIGTERM its containers while its kubelet still
+reports their exit, and the node controller marks the node unreachable only after its grace
+period (``--node-monitor-grace-period``, 50 s since Kubernetes 1.32, 40 s before). Until
+``KILL_SETTLE_SECONDS`` after the trainer's ``finishedAt`` such an end is undecided (None).
+
 Limit: a trainer that saves and exits 0 on the kubelet's SIGTERM after a failed liveness probe
 (the spotrun library does) leaves a Succeeded pod with no trace of the kill in the Pod or Node;
 only the pod's "Killing" Event tells it, and this operator does not read Events. Attempt pods
@@ -68,6 +74,8 @@ from .podstate import (
     terminated,
 )
 from .reports import sidecar_report
+
+KILL_SETTLE_SECONDS = 50.0  # the node controller's default node-monitor-grace-period
 
 
 class Outcome(enum.Enum):
@@ -147,8 +155,19 @@ def classify_end(
         return Ended(outcome, why, code, "", checkpoint, seconds, metrics)
     if phase == "Succeeded":
         return Ended(Outcome.SUCCEEDED, "exit 0", 0, "", checkpoint, seconds, metrics)
+    if not oom and code in r.KILL_EXITS and not _settled(term, now):
+        return None
     why, message = _failure(pod, trainer_name, code, oom, term)
     return Ended(Outcome.FAILED, why, code, message, checkpoint, seconds, metrics)
+
+
+def _settled(term: Obj, now: datetime | None) -> bool:
+    """Whether a node that died with the trainer would be marked unreachable by now."""
+    text = term.get("finishedAt")
+    finished = parse_ts(text) if isinstance(text, str) else None
+    if now is None or finished is None:
+        return True
+    return (now - finished).total_seconds() >= KILL_SETTLE_SECONDS
 
 
 def _failure(pod: Obj, trainer: str, code: int | None, oom: bool, term: Obj) -> tuple[str, str]:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from spotrun_operator.decisions import plan
-from spotrun_operator.endings import Outcome, classify_end
+from spotrun_operator.endings import KILL_SETTLE_SECONDS, Outcome, classify_end
 from spotrun_operator.podstate import node_health, parse_ts
 from tests.unit.operator.test_decisions import job
 
@@ -171,3 +171,34 @@ def test_a_lost_pod_counts_as_a_preemption_and_releases_the_pod():
     assert (out.status.preemptions, out.status.failures) == (1, 0)
     assert out.release == ["digits-3"]
     assert any(e.reason == "Preempted" and "pod lost" in e.message for e in out.events)
+
+
+def test_a_kubelet_kill_is_decided_once_a_dead_node_would_show():
+    """A VM switched off may report its trainer's SIGTERM exit before the node controller
+    marks it unreachable: the end stays undecided for KILL_SETTLE_SECONDS, and is rechecked."""
+    case = load("liveness-probe-kill")
+    finished = parse_ts(
+        case["pod"]["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"]
+    )
+    assert finished is not None
+    early = finished + timedelta(seconds=KILL_SETTLE_SECONDS - 1)
+    assert classify(case, now=early) is None
+    assert classify(case, now=early + timedelta(seconds=1)).outcome is Outcome.FAILED
+    st = {"attempt": 3, "activePod": "digits-3", "phase": "Running"}
+    waiting = plan(
+        replace(job(st), name="digits"), [case["pod"]], {"spot-7": case["node"]}, False, early
+    )
+    assert waiting.status.failures == 0 and waiting.release == []
+    assert waiting.requeue_after is not None and waiting.requeue_after <= 5.0
+
+
+def test_an_oom_kill_or_an_exit_1_is_decided_at_once():
+    case = load("oom-killed")
+    finished = parse_ts(
+        case["pod"]["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"]
+    )
+    assert finished is not None
+    assert classify(case, now=finished).outcome is Outcome.FAILED
+    term = case["pod"]["status"]["containerStatuses"][0]["state"]["terminated"]
+    term.update(exitCode=1, reason="Error")
+    assert classify(case, now=finished).outcome is Outcome.FAILED
