@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -82,12 +84,16 @@ def _chaos(args: argparse.Namespace) -> int:
         print("spotrun chaos: give the training command after --", file=sys.stderr)
         return 2
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="spotrun-chaos-"))
-    report = chaos.run(
-        command, args.kills, args.sigkill, args.seed, workdir, args.timeout, args.fresh_dir
-    )
+    try:
+        report = chaos.run(
+            command, args.kills, args.sigkill, args.seed, workdir, args.timeout, args.fresh_dir
+        )
+    except chaos.ChaosRefused as e:
+        print(f"spotrun chaos: refused: {e}", file=sys.stderr)
+        return 2
     for line in chaos.format_report(report):
         print(line)
-    return 0 if report.identical else 1
+    return report.exit_code
 
 
 def _pull(args: argparse.Namespace) -> int:
@@ -187,12 +193,16 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("command", nargs=argparse.REMAINDER)
     ex.set_defaults(func=_exec)
 
-    ch = sub.add_parser("chaos", help="interrupt a training command, then compare bit for bit")
+    ch = sub.add_parser(
+        "chaos", help="interrupt a training command, then compare whole checkpoints"
+    )
     ch.add_argument("--kills", type=int, default=3, help="SIGTERM interruptions")
     ch.add_argument("--sigkill", type=int, default=0, help="SIGKILL interruptions")
     ch.add_argument("--seed", type=int, default=0)
     ch.add_argument("--workdir", help="where both runs keep checkpoints and logs")
-    ch.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
+    ch.add_argument(
+        "--timeout", type=float, default=900.0, help="seconds each run (and attempt) may take"
+    )
     ch.add_argument(
         "--fresh-dir",
         action="store_true",
@@ -203,14 +213,31 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+CLOSED_PIPE = 128 + signal.SIGPIPE  # 141: what a shell reports for `yes | head -1`
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. A reader that closes the pipe early (``spotrun ls … | head -1``)
+    ends the command quietly with exit 141, as a SIGPIPE would, not with a traceback."""
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not at exit where it cannot be caught
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return CLOSED_PIPE
     except (StoreError, FileNotFoundError, ValueError) as e:
         print(f"spotrun {args.cmd}: {e}", file=sys.stderr)
         return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's flush at exit finds no closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":
