@@ -35,6 +35,20 @@ def at(case: dict[str, Any]) -> datetime:
     return now
 
 
+def term(case: dict[str, Any]) -> dict[str, Any]:
+    """The trainer's ``state.terminated`` in the fixture."""
+    terminated: dict[str, Any] = case["pod"]["status"]["containerStatuses"][0]["state"][
+        "terminated"
+    ]
+    return terminated
+
+
+def finished(case: dict[str, Any]) -> datetime:
+    when = parse_ts(term(case)["finishedAt"])
+    assert when is not None
+    return when
+
+
 def classify(case: dict[str, Any], suspended: bool = False, now: datetime | None = None) -> Any:
     return classify_end(case["pod"], case["node"], suspended, "trainer", now=now or at(case))
 
@@ -65,30 +79,36 @@ def test_liveness_kill_says_what_happened_and_what_to_do():
 
 def test_a_probe_kill_after_the_grace_period_sigkill_is_a_failure_too():
     case = load("liveness-probe-kill")
-    case["pod"]["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] = 137
+    term(case)["exitCode"] = 137
     ended = classify(case)
     assert ended.outcome is Outcome.FAILED and "exit code 137" in ended.why
 
 
-def test_exit_143_on_a_node_that_stopped_reporting_is_a_preemption():
-    """The same container end on a node gone silent: the node explains it, not a probe."""
-    case = load("liveness-probe-kill")
-    case["node"] = load("taint-manager-unreachable")["node"]
+@pytest.mark.parametrize(
+    ("name", "node_of", "outcome", "why"),
+    [
+        # the same container end on a node gone silent or shutting down: the node explains it
+        (
+            "liveness-probe-kill",
+            "taint-manager-unreachable",
+            "Preempted",
+            "node spot-7 unreachable",
+        ),
+        ("liveness-probe-kill", "graceful-node-shutdown", "Preempted", "node spot-7 not ready"),
+        ("liveness-probe-kill", "podgc-node-deleted", "Preempted", "node spot-7 gone"),
+        # the runtime reported the OOM kill: the node was up, whatever it says now
+        ("oom-killed", "taint-manager-unreachable", "Failed", "OOMKilled"),
+    ],
+)
+def test_the_node_explains_a_signal_but_never_an_oom_kill(name, node_of, outcome, why):
+    case = load(name)
+    case["node"] = load(node_of)["node"]
     ended = classify(case)
-    assert ended.outcome is Outcome.PREEMPTED and "node spot-7 unreachable" in ended.why
+    assert ended.outcome is Outcome(outcome) and why in ended.why, ended
 
 
-def test_exit_143_on_a_node_shutting_down_is_a_preemption():
-    case = load("liveness-probe-kill")
-    case["node"] = load("graceful-node-shutdown")["node"]
-    assert classify(case).outcome is Outcome.PREEMPTED
-
-
-def test_oom_kill_stays_a_failure_whatever_the_node_says():
-    case = load("oom-killed")
-    case["node"] = load("taint-manager-unreachable")["node"]
-    ended = classify(case)
-    assert ended.outcome is Outcome.FAILED and "limits.memory" in ended.message
+def test_an_oom_kill_says_to_raise_the_memory_limit():
+    assert "limits.memory" in classify(load("oom-killed")).message
 
 
 def test_oom_kill_during_an_eviction_is_the_evictions():
@@ -146,14 +166,13 @@ def test_a_node_with_only_the_unreachable_taint_is_unreachable():
     assert node_health(node) == "unreachable"
 
 
-def _ended_plan(name: str, **status: Any) -> Any:
+def _ended_plan(name: str, now: datetime | None = None, **status: Any) -> Any:
     """plan() for job ``digits`` whose attempt 3 is the fixture's pod."""
     case = load(name)
     st = {"attempt": 3, "activePod": "digits-3", "phase": "Running", **status}
     nodes = {"spot-7": case["node"]} if case["node"] else {}
-    return plan(
-        replace(job(st, backoffLimit=2), name="digits"), [case["pod"]], nodes, False, at(case)
-    )
+    j = replace(job(st, backoffLimit=2), name="digits")
+    return plan(j, [case["pod"]], nodes, False, now or at(case))
 
 
 def test_a_liveness_kill_counts_against_backoff_limit_not_preemptions():
@@ -177,28 +196,16 @@ def test_a_kubelet_kill_is_decided_once_a_dead_node_would_show():
     """A VM switched off may report its trainer's SIGTERM exit before the node controller
     marks it unreachable: the end stays undecided for KILL_SETTLE_SECONDS, and is rechecked."""
     case = load("liveness-probe-kill")
-    finished = parse_ts(
-        case["pod"]["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"]
-    )
-    assert finished is not None
-    early = finished + timedelta(seconds=KILL_SETTLE_SECONDS - 1)
+    early = finished(case) + timedelta(seconds=KILL_SETTLE_SECONDS - 1)
     assert classify(case, now=early) is None
     assert classify(case, now=early + timedelta(seconds=1)).outcome is Outcome.FAILED
-    st = {"attempt": 3, "activePod": "digits-3", "phase": "Running"}
-    waiting = plan(
-        replace(job(st), name="digits"), [case["pod"]], {"spot-7": case["node"]}, False, early
-    )
+    waiting = _ended_plan("liveness-probe-kill", now=early)
     assert waiting.status.failures == 0 and waiting.release == []
     assert waiting.requeue_after is not None and waiting.requeue_after <= 5.0
 
 
 def test_an_oom_kill_or_an_exit_1_is_decided_at_once():
     case = load("oom-killed")
-    finished = parse_ts(
-        case["pod"]["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"]
-    )
-    assert finished is not None
-    assert classify(case, now=finished).outcome is Outcome.FAILED
-    term = case["pod"]["status"]["containerStatuses"][0]["state"]["terminated"]
-    term.update(exitCode=1, reason="Error")
-    assert classify(case, now=finished).outcome is Outcome.FAILED
+    assert classify(case, now=finished(case)).outcome is Outcome.FAILED
+    term(case).update(exitCode=1, reason="Error")
+    assert classify(case, now=finished(case)).outcome is Outcome.FAILED
