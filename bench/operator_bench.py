@@ -21,6 +21,8 @@ import os
 import platform
 import queue
 import random
+import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -176,15 +178,63 @@ def wait(check: Any, what: str, timeout: float) -> None:
         time.sleep(0.5)
 
 
-def scrape(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
+def parse_metrics(text: str) -> dict[str, float]:
     out = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
             series, _, value = line.rpartition(" ")
             out[series] = float(value)
     return out
+
+
+def scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return parse_metrics(r.read().decode())
+
+
+def api_requests(api: Any) -> dict[tuple[str, str], float]:
+    """The API server's request counts so far (``apiserver_request_total``), by verb and
+    resource (every client: the operator, the bench, the scheduler, the node ...)."""
+    response = api.call_api("/metrics", "GET", auth_settings=["BearerToken"],
+                            _preload_content=False)
+    counts: dict[tuple[str, str], float] = {}
+    for series, value in parse_metrics(response[0].data.decode()).items():
+        if series.startswith("apiserver_request_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', series))
+            key = (labels.get("verb", "?"), labels.get("resource", "?"))
+            counts[key] = counts.get(key, 0.0) + value
+    return counts
+
+
+@dataclass
+class Window:
+    """The operator's CPU, the machine's load and the API server's requests over a span."""
+
+    operator: subprocess.Popen[bytes]
+    api: Any
+
+    def __post_init__(self) -> None:
+        self.wall, self.cpu = time.monotonic(), cpu_seconds(self.operator.pid)
+        self.requests = api_requests(self.api)
+        self.loads: list[float] = []
+
+    def sample_load(self) -> None:
+        self.loads.append(os.getloadavg()[0])
+
+    def close(self) -> dict[str, Any]:
+        seconds = time.monotonic() - self.wall
+        after = api_requests(self.api)
+        rates = {k: (v - self.requests.get(k, 0.0)) / seconds for k, v in after.items()}
+        self.sample_load()
+        return {
+            "seconds": seconds,
+            "cpu_share": (cpu_seconds(self.operator.pid) - self.cpu) / seconds,
+            "load": max(self.loads),
+            "load_mean": statistics.fmean(self.loads),
+            "api_rate": sum(rates.values()),
+            "api_top": sorted(((r, f"{v} {res}") for (v, res), r in rates.items() if r >= 0.05),
+                              reverse=True)[:6],
+        }
 
 
 @dataclass
@@ -238,26 +288,35 @@ def operator_running(state: Path, spot: int = 1, on_demand: int = 0) -> Iterator
         controlplane.stop(state)
 
 
-def run(jobs: int, preemptions: int, state: Path, seed: int) -> dict[str, Any]:
+def run(jobs: int, preemptions: int, state: Path, seed: int, steady: float) -> dict[str, Any]:
     with operator_running(state) as running:
         core, custom, operator = running.core, running.custom, running.operator
         watcher = PodWatch(core)
-        names = [f"job-{i:03d}" for i in range(jobs)]
+        names = [f"job-{i:04d}" for i in range(jobs)]
         started = time.monotonic()
         for name in names:
             custom.create_namespaced_custom_object(*ARGS, NAMESPACE, PLURAL, job(name))
         for name in names:
-            watcher.wait_added(f"{name}-1", timeout=300)
+            watcher.wait_added(f"{name}-1", timeout=600)
         wait(lambda: sum(1 for j in custom.list_namespaced_custom_object(
             *ARGS, NAMESPACE, PLURAL)["items"]
             if (j.get("status") or {}).get("phase") == "Pending") == jobs,
-            f"{jobs} jobs Pending with their first pod", 300)
-        print(f"{jobs} jobs Pending with a pod each after {time.monotonic() - started:.1f}s; "
+            f"{jobs} jobs Pending with their first pod", 600)
+        startup = time.monotonic() - started
+        print(f"{jobs} jobs Pending with a pod each after {startup:.1f}s; "
               f"operator RSS {rss_mb(operator.pid):.0f} MB", flush=True)
-        time.sleep(15)  # a full resync round (10 s timers) at steady state before measuring
+        # Steady state: only the resync timers run; what does holding `jobs` jobs cost?
+        idle = Window(operator, running.api)
+        for _ in range(int(steady / 5)):
+            time.sleep(5)
+            idle.sample_load()
+        idle_figures = idle.close()
         rss_steady = rss_mb(operator.pid)
-        cpu_before, wall_before = cpu_seconds(operator.pid), time.monotonic()
+        print(f"steady {steady:.0f}s: operator CPU {idle_figures['cpu_share']:.2f} of a core, "
+              f"API {idle_figures['api_rate']:.1f} req/s, load {idle_figures['load']:.2f}, "
+              f"RSS {rss_steady:.0f} MB", flush=True)
 
+        busy = Window(operator, running.api)
         rng = random.Random(seed)
         attempts = dict.fromkeys(names, 1)
         reactions: list[float] = []
@@ -269,16 +328,18 @@ def run(jobs: int, preemptions: int, state: Path, seed: int) -> dict[str, Any]:
             reactions.append(watcher.wait_added(nxt, timeout=60) - t0)
             attempts[name] += 1
             if (i + 1) % 20 == 0:
+                busy.sample_load()
                 print(f"  {i + 1} preemptions: p50 {statistics.median(reactions):.3f}s "
                       f"max {max(reactions):.3f}s", flush=True)
             time.sleep(rng.uniform(0.05, 0.3))
-        cpu_share = (cpu_seconds(operator.pid) - cpu_before) / (time.monotonic() - wall_before)
+        busy_figures = busy.close()
         rss_end = rss_mb(operator.pid)
         metrics = scrape(running.metrics_port)
         watcher.stop()
         return {
             "jobs": jobs,
             "preemptions": preemptions,
+            "startup": startup,
             "p50": percentile(reactions, 0.5),
             "p90": percentile(reactions, 0.9),
             "p99": percentile(reactions, 0.99),
@@ -286,7 +347,8 @@ def run(jobs: int, preemptions: int, state: Path, seed: int) -> dict[str, Any]:
             "mean": statistics.fmean(reactions),
             "rss_steady_mb": rss_steady,
             "rss_mb": max(rss_steady, rss_end),
-            "cpu_share": cpu_share,
+            "idle": idle_figures,
+            "busy": busy_figures,
             "op_reaction_count": metrics.get("spotrun_reaction_seconds_count", 0.0),
             "op_reaction_mean": metrics.get("spotrun_reaction_seconds_sum", 0.0)
             / max(metrics.get("spotrun_reaction_seconds_count", 0.0), 1.0),
@@ -357,15 +419,18 @@ operator keeps only locks, wake-up timers and the metrics' phase map per job.
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--jobs", type=int, default=200)
+    p.add_argument("--jobs", type=int, default=1000, help="jobs held (default 1000)")
+    p.add_argument("--steady", type=float, default=30.0,
+                   help="seconds of steady state measured before the preemptions")
     p.add_argument("--preemptions", type=int, default=100)
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--no-write", action="store_true", help="print only; keep the results file")
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what it started, then exit
     default = config.cache_dir() / "bench-operator"
     state = Path(os.environ.get("SPOTRUN_BENCH_STATE_DIR") or default)
     state.mkdir(parents=True, exist_ok=True)
-    r = run(args.jobs, args.preemptions, state, args.seed)
+    r = run(args.jobs, args.preemptions, state, args.seed, args.steady)
     text = report(r)
     print(text)
     if not args.no_write:

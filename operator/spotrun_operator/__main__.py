@@ -5,6 +5,8 @@ cluster-wide otherwise. ``--liveness`` serves kopf's health endpoint; ``--peerin
 kopf peering so that of several replicas only one is active. ``--metrics-port N``
 (``SPOTRUN_METRICS_PORT``; 0 or unset: off) serves Prometheus metrics at ``:N/metrics``;
 ``--log-level`` (``SPOTRUN_LOG_LEVEL``, default INFO) sets how much the operator logs.
+``SPOTRUN_PROFILE=<file>`` samples every thread's stack and writes them there at exit
+(``profiling.py``; for benchmarks).
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         cmd.append("--debug" if args.log_level == "DEBUG" else "--verbose")
     elif args.log_level in ("WARNING", "ERROR"):
         cmd.append("--quiet")
+    from .profiling import start_from_env
+
+    start_from_env(os.environ)
     if args.metrics_port:
         from .metrics import METRICS
 

@@ -20,7 +20,7 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from . import decisions, live
+from . import decisions, live, pacing
 from .builders import LABEL_JOB
 from .cleanup import LABEL_CLEANUP
 from .kube import Conflict, Kube, load_config, watched_namespaces
@@ -29,7 +29,7 @@ from .models import GROUP, PLURAL, VERSION
 from .reconcile import reconcile_once
 
 log = logging.getLogger("spotrun_operator")
-RESYNC_SECONDS = 10.0
+RESYNC_SECONDS = pacing.TICK_SECONDS
 RETRY_SECONDS = 0.5
 EVENT_WORKERS = 4
 RESYNC_WORKERS = 2
@@ -44,7 +44,8 @@ class Reconciler:
     Passes run in threads: those a change triggered (an event, a requested wake-up) in their
     own pool, the periodic resyncs in a smaller one, so a backlog of resyncs (200 jobs every
     10 s on 2 cores) never delays the reaction to a preemption. A resync is skipped while a
-    pass of the job is under way or when one ran within the last half interval.
+    pass of the job is under way or when one ran within its gap (``pacing.py``: the resyncs of
+    all jobs together stay within a budget, so the gap grows past 200 jobs).
 
     A wake-up a pass asked for runs only while kopf still tells about the job (its resync
     timer does every interval): a replica that kopf's peering paused, or one whose job went
@@ -100,10 +101,11 @@ class Reconciler:
             async with lock:
                 after = await self._execute(key, self.events_pool)
         else:
+            gap = pacing.resync_gap(len(self.heard), key)  # longer at scale (pacing.py)
+            if time.monotonic() - self.last_pass.get(key, -1e9) < gap:
+                return  # checked before queueing too: a skipped tick never waits for a slot
             async with self.resync_slots:  # queue here, not while holding the job's lock
-                if lock.locked() or time.monotonic() - self.last_pass.get(key, -1e9) < (
-                    RESYNC_SECONDS / 2
-                ):
+                if lock.locked() or time.monotonic() - self.last_pass.get(key, -1e9) < gap:
                     return  # a pass is under way or ran lately: nothing to heal
                 async with lock:
                     after = await self._execute(key, self.resync_pool)
