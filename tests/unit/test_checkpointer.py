@@ -228,3 +228,112 @@ def test_periodic_snapshots_hold_the_boundary_state_while_training_runs_on(ckdir
         saved = reader.decode_state(reader.load_verified(store, layout.step_dirname(step)))
         for key, value in state.items():
             assert torch.equal(saved["model"][key], value), (step, key)
+
+
+def _readme_loop(
+    ckdir: Path, epochs: int, fail_at_epoch_end: int | None = None
+) -> tuple[Checkpointer, torch.nn.Module, torch.optim.Optimizer, dict[str, int]]:
+    """The README's loop: a scheduler stepped per epoch, evaluation bookkeeping in extras after
+    the last step of the epoch; optionally failing there."""
+    from torch.utils.data import TensorDataset
+
+    from spotrun import ResumableLoader
+
+    torch.manual_seed(0)
+    model = Net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    loader = ResumableLoader(TensorDataset(torch.randn(12, 4)), batch_size=4, seed=0)
+    extras = {"evaluations": 0}
+    with Checkpointer(
+        ckdir,
+        model=model,
+        optimizer=opt,
+        scheduler=sched,
+        loader=loader,
+        extras=extras,
+        interval_steps=100,
+        handle_signals=False,
+    ) as ckpt:
+        ckpt.restore()
+        for epoch in loader.epochs(epochs):
+            for (x,) in loader:
+                opt.zero_grad()
+                model(x).pow(2).mean().backward()
+                opt.step()
+                ckpt.step()
+            sched.step()
+            extras["evaluations"] += 1
+            if epoch == fail_at_epoch_end:
+                raise RuntimeError("evaluation failed")
+    return ckpt, model, opt, extras
+
+
+def test_an_exception_in_end_of_epoch_work_saves_the_scheduler_of_the_last_step(
+    ckdir: Path, tmp_path: Path
+) -> None:
+    """The emergency save after sched.step() and evaluation holds step 3's scheduler and
+    extras (as the model and loader are), so the resumed run equals an uninterrupted one."""
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        _readme_loop(ckdir, epochs=3, fail_at_epoch_end=0)
+    ckpt, model, opt, extras = _readme_loop(ckdir, epochs=3)
+    ref_ckpt, ref_model, ref_opt, ref_extras = _readme_loop(tmp_path / "reference", epochs=3)
+    sched, ref_sched = ckpt.components.scheduler, ref_ckpt.components.scheduler
+    assert sched is not None and ref_sched is not None
+    assert sched.state_dict()["last_epoch"] == ref_sched.state_dict()["last_epoch"] == 3
+    assert opt.param_groups[0]["lr"] == ref_opt.param_groups[0]["lr"] == 0.1 / 8
+    assert extras == ref_extras == {"evaluations": 3}
+    for a, b in zip(model.state_dict().values(), ref_model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_no_emergency_save_of_a_half_applied_hand_written_update(ckdir: Path, spotrun_log) -> None:
+    """A plain in-place update (no optimizer, no marker) is seen by the tensors' versions."""
+    model = Net()
+    ckpt = Checkpointer(ckdir, model=model, interval_steps=2, handle_signals=False)
+    with pytest.raises(RuntimeError, match="fault mid-update"), ckpt:
+        for _ in range(4):
+            model.zero_grad()
+            model(torch.randn(8, 4)).pow(2).mean().backward()
+            with torch.no_grad():
+                for i, p in enumerate(model.parameters()):
+                    if ckpt.global_step == 3 and i == 2:
+                        raise RuntimeError("fault mid-update")
+                    p -= 0.1 * p.grad  # type: ignore[operator]
+            ckpt.step()
+    assert sorted(os.listdir(ckdir / layout.CHECKPOINTS)) == [layout.step_dirname(2)]
+    assert "model.fc.weight was changed in place after step 3" in spotrun_log.text
+    assert "last consistent state is the checkpoint of step 2" in spotrun_log.text
+
+
+def test_no_emergency_save_inside_ckpt_updating(ckdir: Path, spotrun_log) -> None:
+    """``.data`` updates (as in PyTorch's word_language_model) bump no version: the script
+    marks them with ``ckpt.updating()``."""
+    model = Net()
+    ckpt = Checkpointer(ckdir, model=model, interval_steps=2, handle_signals=False)
+    with pytest.raises(RuntimeError, match="fault mid-update"), ckpt:
+        for _ in range(4):
+            model.zero_grad()
+            model(torch.randn(8, 4)).pow(2).mean().backward()
+            with ckpt.updating():
+                for i, p in enumerate(model.parameters()):
+                    if ckpt.global_step == 3 and i == 2:
+                        raise RuntimeError("fault mid-update")
+                    p.data.add_(p.grad, alpha=-0.1)  # type: ignore[arg-type]
+            ckpt.step()
+    assert sorted(os.listdir(ckdir / layout.CHECKPOINTS)) == [layout.step_dirname(2)]
+    assert "left a parameter update (with ckpt.updating()) half done" in spotrun_log.text
+
+
+def test_a_save_between_an_update_and_its_step_is_refused(ckdir: Path) -> None:
+    from spotrun.checkpointer import InconsistentStateError
+
+    ckpt, model, opt = _new(ckdir)
+    train_steps(ckpt, model, opt, 1)
+    model(torch.randn(2, 4)).sum().backward()
+    opt.step()
+    with pytest.raises(InconsistentStateError, match=r"optimizer.step\(\) changed .* after step 1"):
+        ckpt.save()
+    ckpt.step()
+    ckpt.save()
+    assert ckpt.durable_step == 2
