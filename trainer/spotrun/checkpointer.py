@@ -136,7 +136,7 @@ class Checkpointer:
         self._in_optimizer_step = False
         self._updating = 0  # depth of ``with ckpt.updating():`` blocks running
         self._interrupted_at: int | None = None  # the step a Ctrl-C raised at (``on_interrupt``)
-        self._dirty = False  # parameters moved since the last step boundary
+        self._dirty: str | None = None  # how the parameters moved since the last step boundary
         self._progress = ProgressLog(settings.progress_file)
         self._stop = StopRequest()
         self._closed = False
@@ -246,9 +246,13 @@ class Checkpointer:
         self._updating += 1
         try:
             yield
+        except BaseException:
+            self._dirty = "an exception left a parameter update (with ckpt.updating()) half done"
+            raise
+        else:
+            self._dirty = self._dirty or "a ckpt.updating() block changed the parameters"
         finally:
             self._updating -= 1
-            self._dirty = True
 
     def record(self, **metrics: float) -> None:
         """Metrics (e.g. a validation score) written into the next checkpoint's manifest."""
@@ -398,7 +402,7 @@ class Checkpointer:
     def _mark_boundary(self) -> None:
         """Copy the small state at this step boundary (``Components.boundary``)."""
         self._boundary = self.components.boundary()
-        self._dirty = False
+        self._dirty = None
 
     def _check_consistent(self) -> None:
         problem = self._inconsistency()
@@ -415,10 +419,7 @@ class Checkpointer:
         if self._updating:
             return "inside a parameter update (with ckpt.updating())"
         if self._dirty:
-            return (
-                f"the parameters were updated after step {self.global_step} and no ckpt.step() "
-                "followed"
-            )
+            return f"{self._dirty} after step {self.global_step} and no ckpt.step() followed"
         changed = self._boundary.changed()
         if changed is not None:
             return f"{changed} was changed in place after step {self.global_step}"
@@ -593,7 +594,8 @@ class Checkpointer:
             if not self._stop.requested:
                 continue
             deadline = save_deadline(self.grace_seconds, self.last_save_seconds)
-            self._stop.changed.wait(timeout=deadline)
+            if self._stop.count < 2:  # a second signal set before the clear() above is not lost
+                self._stop.changed.wait(timeout=deadline)
             if self._closed:
                 return
             if self._stop.requested:
@@ -621,7 +623,7 @@ class Checkpointer:
 
         def post(*_: Any) -> None:
             self._in_optimizer_step = False
-            self._dirty = True
+            self._dirty = "optimizer.step() changed the parameters"
 
         return [optimizer.register_step_pre_hook(pre), optimizer.register_step_post_hook(post)]
 
