@@ -54,7 +54,13 @@ def run_env(s3_env: dict[str, str], directory: Path, uri: str, **extra: str) -> 
 class Sidecar:
     """``spotrun sidecar`` as a process, with its probes, log and termination message."""
 
-    def __init__(self, env: dict[str, str], tmp: Path, name: str = "sidecar") -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        tmp: Path,
+        name: str = "sidecar",
+        command: list[str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.log = tmp / f"{name}.log"
         self.message = tmp / f"{name}.termination"
@@ -66,7 +72,7 @@ class Sidecar:
         )
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                [SPOTRUN, "sidecar"], env=env, stdout=out, stderr=subprocess.STDOUT
+                command or [SPOTRUN, "sidecar"], env=env, stdout=out, stderr=subprocess.STDOUT
             )
 
     def started(self) -> bool:
