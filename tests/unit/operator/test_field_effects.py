@@ -123,3 +123,22 @@ def test_last_transition_time_moves_only_when_the_condition_flips() -> None:
     assert st.conditions[0].lastTransitionTime == ts(NOW)
     set_condition(st, "Running", False, "Preempted", "node gone", later, 1)  # flips
     assert st.conditions[0].lastTransitionTime == ts(later)
+
+
+def test_termination_grace_period_is_the_pods_and_the_trainers_deadline() -> None:
+    j = job(terminationGracePeriodSeconds=45)
+    pod = desired_pod(j, 1, on_demand=False, gpus_available=False)
+    assert pod["spec"]["terminationGracePeriodSeconds"] == 45
+    by_name = containers(j)
+    assert env(by_name["trainer"])["SPOTRUN_GRACE_SECONDS"] == "45"
+    assert env(by_name["spotrun-sidecar"])["SPOTRUN_GRACE_SECONDS"] == "45"
+
+
+def test_spot_disabled_makes_every_attempt_an_on_demand_pod() -> None:
+    out = plan(job(spot={"enabled": False}), [], {}, False, NOW)
+    assert out.create is not None
+    assert out.create["spec"].get("tolerations", []) == []
+    spot = plan(job(), [], {}, False, NOW).create
+    assert spot is not None and spot["spec"]["tolerations"]  # spot taints tolerated
+    labels = out.create["metadata"]["labels"]
+    assert "on-demand" in labels.values() and "on-demand" not in spot["metadata"]["labels"].values()
