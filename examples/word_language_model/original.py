@@ -19,11 +19,11 @@ parser.add_argument("--nhid", type=int, default=32, help="number of hidden units
 parser.add_argument("--nlayers", type=int, default=2, help="number of layers")
 parser.add_argument("--lr", type=float, default=20, help="initial learning rate")
 parser.add_argument("--clip", type=float, default=0.25, help="gradient clipping")
-parser.add_argument("--epochs", type=int, default=6, help="upper epoch limit")
+parser.add_argument("--epochs", type=int, default=8, help="upper epoch limit")
 parser.add_argument("--batch_size", type=int, default=16, help="batch size")
 parser.add_argument("--bptt", type=int, default=20, help="sequence length")
 parser.add_argument("--dropout", type=float, default=0.2, help="dropout applied to layers")
-parser.add_argument("--sentences", type=int, default=1200, help="training sentences to generate")
+parser.add_argument("--sentences", type=int, default=600, help="training sentences to generate")
 parser.add_argument("--seed", type=int, default=1111, help="random seed")
 parser.add_argument("--log-interval", type=int, default=10, help="report interval")
 parser.add_argument("--save", type=str, default="model.pt", help="where to save the best model")
@@ -45,10 +45,10 @@ ENDINGS = ["today", "at night", "again", "in the garden", "every morning", "slow
 
 def generate_text(sentences, seed):
     """Sentences from a small grammar: the same text for the same seed."""
-    rng = random.Random(seed)
+    random.seed(seed)
     lines = []
     for _ in range(sentences):
-        words = [rng.choice(SUBJECTS), rng.choice(VERBS), rng.choice(OBJECTS), rng.choice(ENDINGS)]
+        words = [random.choice(w) for w in (SUBJECTS, VERBS, OBJECTS, ENDINGS)]
         lines.append(" ".join(w for w in words if w) + " .")
     return lines
 
@@ -186,8 +186,9 @@ def train():
         loss.backward()
         # `clip_grad_norm` helps prevent the exploding gradient problem in RNNs.
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-        for p in model.parameters():
-            p.data.add_(p.grad, alpha=-lr)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(p.grad, alpha=-lr)
 
         total_loss += loss.item()
         if batch % args.log_interval == 0 and batch > 0:
