@@ -60,6 +60,13 @@ def _json(response: Any) -> Any:
     return json.loads(response.data)
 
 
+def _done(response: Any) -> None:
+    """Read an answer not needed to its end: its connection then goes back to the pool (an
+    unread one is dropped, and the next call opens another, a TLS handshake each time)."""
+    response.drain_conn()
+    response.release_conn()
+
+
 class Kube:
     def __init__(self, api: client.ApiClient, namespaces: Sequence[str] = ()) -> None:
         self.namespaces = list(namespaces)  # watched; none: the whole cluster
@@ -114,8 +121,10 @@ class Kube:
         """Delete the job (exactly this one: a UID precondition); its pods follow it."""
         body: Any = {"preconditions": {"uid": uid}, "propagationPolicy": "Background"}
         try:
-            self.custom.delete_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, body=body, _preload_content=False
+            _done(
+                self.custom.delete_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name, body=body, _preload_content=False
+                )
             )
         except ApiException as err:
             if err.status == 409:
@@ -173,7 +182,7 @@ class Kube:
         when the API refuses the pod (invalid, forbidden by admission or quota)."""
         try:
             pod: Any = body
-            self.core.create_namespaced_pod(namespace, pod, _preload_content=False)
+            _done(self.core.create_namespaced_pod(namespace, pod, _preload_content=False))
             return True
         except ApiException as err:
             if err.status == 409:
@@ -185,7 +194,7 @@ class Kube:
     def delete_pod(self, namespace: str, name: str) -> None:
         """Graceful delete: the pod's own terminationGracePeriodSeconds applies."""
         try:
-            self.core.delete_namespaced_pod(name, namespace, _preload_content=False)
+            _done(self.core.delete_namespaced_pod(name, namespace, _preload_content=False))
         except ApiException as err:
             if err.status != 404:
                 raise
@@ -214,7 +223,7 @@ class Kube:
             },
         ]
         try:
-            self.core.patch_namespaced_pod(name, namespace, patch, _preload_content=False)
+            _done(self.core.patch_namespaced_pod(name, namespace, patch, _preload_content=False))
         except ApiException as err:
             if err.status in (409, 422):
                 raise Conflict(f"pod {namespace}/{name} changed") from err
@@ -267,7 +276,9 @@ class Kube:
         }
         try:
             event: Any = body
-            self.core.create_namespaced_event(meta["namespace"], event, _preload_content=False)
+            _done(
+                self.core.create_namespaced_event(meta["namespace"], event, _preload_content=False)
+            )
         except ApiException as err:  # an Event is best effort; never block a decision on it
             log.warning("cannot record event %s on %s: %s", reason, meta["name"], err.reason)
 
