@@ -38,9 +38,9 @@ MANIFESTS = "tests/e2e/install/test_install_manifests.py"
 COMMANDS: dict[str, By | NotHere] = {
     "helm install spotrun charts/spotrun --namespace spotrun-system --create-namespace":
         By(QUICKSTART, ("README",)),
-    "kubectl apply -f manifests/install.yaml":
+    "kubectl apply -f manifests/crd.yaml -f manifests/install.yaml":
         By(f"{MANIFESTS}::test_kubectl_apply_install_yaml_runs_a_job_to_succeeded",
-           ("install.yaml", "apply")),
+           ("crd.yaml", "install.yaml", "apply")),
     "kubectl create secret generic s3-credentials "
     "--from-literal=AWS_ACCESS_KEY_ID=... --from-literal=AWS_SECRET_ACCESS_KEY=...":
         By(QUICKSTART, ("README",)),
