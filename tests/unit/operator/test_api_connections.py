@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+from socketserver import ThreadingTCPServer
 from typing import Any
 
 import pytest
@@ -55,7 +56,8 @@ class _ApiServer(BaseHTTPRequestHandler):
 @pytest.fixture
 def kube() -> Iterator[Kube]:
     _ApiServer.connections = 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ApiServer)
+    server = ThreadingTCPServer(("127.0.0.1", 0), _ApiServer)  # no name lookup, unlike HTTPServer
+    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     config = client.Configuration(host=f"http://127.0.0.1:{server.server_address[1]}")
     try:
