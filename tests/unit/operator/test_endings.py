@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from spotrun_operator import reasons
 from spotrun_operator.decisions import plan
 from spotrun_operator.endings import KILL_SETTLE_SECONDS, Outcome, classify_end
 from spotrun_operator.podstate import node_health, parse_ts
@@ -59,6 +60,17 @@ def test_every_fixture_names_its_source():
         text = (FIXTURES / f"{name}.yaml").read_text()
         assert "kubernetes/kubernetes" in text or "containerd" in text, name
         assert " @ " in text, f"{name}: no commit named"
+
+
+def test_every_disruption_target_reason_has_a_fixture_and_is_a_preemption():
+    seen = {}
+    for name in CASES:
+        case = load(name)
+        for c in case["pod"]["status"].get("conditions") or []:
+            if c["type"] == "DisruptionTarget":
+                seen[c["reason"]] = classify(case).outcome
+    assert set(seen) == set(reasons.DISRUPTION_REASONS)
+    assert set(seen.values()) == {Outcome.PREEMPTED}
 
 
 @pytest.mark.parametrize("name", CASES)
