@@ -13,6 +13,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from .builders import FINALIZER, LABEL_JOB
+from .coalesce import Fresh
 from .models import GROUP, KIND, PLURAL, VERSION
 
 log = logging.getLogger("spotrun_operator")
@@ -72,6 +73,7 @@ class Kube:
         self.namespaces = list(namespaces)  # watched; none: the whole cluster
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self._jobs = Fresh(self._list_jobs)  # passes that list at once share one list
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -88,7 +90,11 @@ class Kube:
             raise
 
     def list_jobs(self) -> list[dict[str, Any]]:
-        """Every job in the namespaces this operator watches (all of them when none is set)."""
+        """Every job in the namespaces this operator watches (all of them when none is set),
+        as listed after this call began (``coalesce.Fresh``); shared: do not change it."""
+        return self._jobs.get()
+
+    def _list_jobs(self) -> list[dict[str, Any]]:
         args = (GROUP, VERSION)
         if not self.namespaces:
             data = self.custom.list_cluster_custom_object(*args, PLURAL, _preload_content=False)
