@@ -107,6 +107,11 @@ def test_a_tensor_difference_says_how_large_and_how_many() -> None:
     assert difference.detail == "max abs diff 0.001 (1 of 4 values differ)"
 
 
+def test_integer_tensors_say_how_many_values_differ_and_the_first() -> None:
+    (difference,) = compare({"k": torch.tensor([1, 2, 3])}, {"k": torch.tensor([1, 5, 7])})
+    assert difference.detail == "2 of 3 values differ (first at [1]: 2 vs 5)"
+
+
 def test_tensors_compare_bit_for_bit_dtype_and_shape_included() -> None:
     nan = torch.tensor([float("nan"), 1.0])
     assert compare({"t": nan}, {"t": nan.clone()}) == []

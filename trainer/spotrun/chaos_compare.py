@@ -214,6 +214,13 @@ def _arrays(a: torch.Tensor, b: torch.Tensor) -> str | None:
         return f"shape {list(a.shape)} vs {list(b.shape)}"
     if _bits(a) == _bits(b):
         return None
+    if not (a.is_floating_point() or a.is_complex()):  # counts, RNG words, flags: which ones
+        unequal = (a != b).reshape(-1)
+        first = int(unequal.nonzero()[0, 0])
+        where = (
+            f"first at [{first}]: {a.reshape(-1)[first].item()} vs {b.reshape(-1)[first].item()}"
+        )
+        return f"{int(unequal.sum())} of {unequal.numel()} values differ ({where})"
     if a.is_complex():
         a, b = torch.view_as_real(a), torch.view_as_real(b)
     wide_a, wide_b = a.to(torch.float64), b.to(torch.float64)
