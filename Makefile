@@ -82,11 +82,17 @@ bench: venv
 bench-s3: venv binaries-s3
 	$(PY) bench/s3_bench.py
 
+# BENCH_JOBS=200 make bench-operator: fewer jobs than the default 1000 (quicker, ~5 min).
+BENCH_JOBS ?= 1000
 bench-operator: venv binaries
-	$(PY) bench/operator_bench.py
+	$(PY) bench/operator_bench.py --jobs $(BENCH_JOBS)
 
 bench-slow-status: venv binaries
 	$(PY) bench/slow_status_bench.py
+
+# Resume after a preemption, phase by phase (bench/RESUME_RESULTS.md); its own cluster and S3.
+bench-resume: venv binaries
+	$(PY) bench/resume_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
