@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
-
-import torch
 
 from . import layout, tensorfile
 from .manifest import Manifest, ManifestError
@@ -106,13 +103,3 @@ def describe(store: Store, name: str) -> list[str]:
         lines.append(f"  {key:<60} {tensorfile.DTYPES[t.dtype]:<5} {list(t.shape)}")
     return lines
 
-
-def fingerprint(store: Store, name: str) -> dict[str, str]:
-    """sha256 of every tensor (dtype, shape and bytes), by key."""
-    tensors = tensors_of(load_verified(store, name))
-    out = {}
-    for key, t in tensors.items():
-        digest = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
-        digest.update(t.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-        out[key] = digest.hexdigest()
-    return out
