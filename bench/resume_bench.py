@@ -53,6 +53,8 @@ from localcluster.node.handle import ProcessNode  # noqa: E402
 from localcluster.state import S3Info  # noqa: E402
 
 RESULTS = REPO / "bench" / "RESUME_RESULTS.md"
+# What follows this line in RESULTS is written by people (history, analysis): a run keeps it.
+KEPT = "<!-- kept across runs: history and analysis -->"
 JOB = "digits"
 SIDECAR = "spotrun-sidecar"
 TRAINER = "trainer"
@@ -84,8 +86,14 @@ CPU = [
 ]
 
 
-def digits_job(bucket: str, endpoint: str, port: int, progress: Path) -> dict[str, Any]:
-    """The digits example for many epochs (it must outlive the preemptions), on CPU."""
+def digits_job(
+    bucket: str, endpoint: str, port: int, progress: Path, backoff: float | None = None
+) -> dict[str, Any]:
+    """The digits example for many epochs (it must outlive the preemptions), on CPU;
+    ``spot.backoffSeconds`` is the default unless ``backoff`` is given."""
+    spot: dict[str, Any] = {"maxPreemptions": 1000}
+    if backoff is not None:
+        spot["backoffSeconds"] = backoff
     trainer = {
         "name": TRAINER,
         "image": "spotrun.dev/process:local",
@@ -104,7 +112,7 @@ def digits_job(bucket: str, endpoint: str, port: int, progress: Path) -> dict[st
                 "sidecarPort": port,
             },
             "gpu": {"count": 1, "fallback": "cpu"},
-            "spot": {"maxPreemptions": 1000},
+            "spot": spot,
             "terminationGracePeriodSeconds": 30,
         },
     }
@@ -291,7 +299,9 @@ def control_port(state: Path) -> int:
     raise RuntimeError(f"the process node (pid {pid}) has no --control-port argument")
 
 
-def run(preemptions: int, state: Path, train_seconds: float) -> dict[str, Any]:
+def run(
+    preemptions: int, state: Path, train_seconds: float, backoff: float | None
+) -> dict[str, Any]:
     s3server.stop(state)
     s3: S3Info = s3server.start(state)
     progress = state / "progress.jsonl"
@@ -309,8 +319,8 @@ def run(preemptions: int, state: Path, train_seconds: float) -> dict[str, Any]:
                 "metadata": {"name": "s3-credentials"},
                 "stringData": {"AWS_ACCESS_KEY_ID": s3.access_key,
                                "AWS_SECRET_ACCESS_KEY": s3.secret_key}})
-            custom.create_namespaced_custom_object(
-                *ARGS, NAMESPACE, PLURAL, digits_job(s3.bucket, s3.endpoint, port, progress))
+            body = digits_job(s3.bucket, s3.endpoint, port, progress, backoff)
+            custom.create_namespaced_custom_object(*ARGS, NAMESPACE, PLURAL, body)
             wait_first_step(progress, 0, 300)
             rows: list[dict[str, float]] = []
             for i in range(1, preemptions + 1):
@@ -335,7 +345,7 @@ def run(preemptions: int, state: Path, train_seconds: float) -> dict[str, Any]:
     finally:
         stop.set()
         s3server.stop(state)
-    return {"rows": rows, "loads": loads, "status": job.get("status") or {}}
+    return {"rows": rows, "loads": loads, "status": job.get("status") or {}, "backoff": backoff}
 
 
 def table(rows: list[dict[str, float]]) -> str:
@@ -362,6 +372,8 @@ def report(r: dict[str, Any], note: str) -> str:
     p50 = statistics.median(totals)
     verdict = "met" if p50 < GOAL_P50 else "NOT met"
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    backoff = ("the default `spot.backoffSeconds`" if r["backoff"] is None
+               else f"`spot.backoffSeconds: {r['backoff']:g}`")
     return f"""# Resume benchmark (`make bench-resume`)
 
 `bench/resume_bench.py`, run {when} on {platform.machine()} with {os.cpu_count()} CPU cores
@@ -372,7 +384,7 @@ machine is shared with other engineers' tests: load average (1 / 5 min) at each 
 {", ".join(r["loads"])}.
 
 Method: the digits example (`examples/digits/train.py`, CPU, checkpoints in S3 through the
-sidecar: the production path) as a ResumableTrainingJob with the default backoff; {len(rows)}
+sidecar: the production path) as a ResumableTrainingJob with {backoff}; {len(rows)}
 times the node its pod runs on is preempted (taint, eviction with the pod's grace period, node
 deleted) and a fresh spot node is added. Each resume is timed from the trainer's exit to the
 next attempt's first optimizer step, from the pods' watch events (receipt times), the new
@@ -394,17 +406,20 @@ def main() -> int:
     p.add_argument("--preemptions", type=int, default=10)
     p.add_argument("--train-seconds", type=float, default=3.0,
                    help="training between a resume and the next preemption")
+    p.add_argument("--backoff", type=float, default=None,
+                   help="spot.backoffSeconds of the job (default: the CRD's default)")
     p.add_argument("--note", default="", help="text appended to the results file")
     p.add_argument("--no-write", action="store_true", help="print only; keep the results file")
     args = p.parse_args()
     default = config.cache_dir() / "bench-resume"
     state = Path(os.environ.get("SPOTRUN_BENCH_STATE_DIR") or default)
     state.mkdir(parents=True, exist_ok=True)
-    r = run(args.preemptions, state, args.train_seconds)
+    r = run(args.preemptions, state, args.train_seconds, args.backoff)
     print(table(r["rows"]))
     text = report(r, args.note)
     if not args.no_write:
-        RESULTS.write_text(text)
+        old = RESULTS.read_text() if RESULTS.exists() else ""
+        RESULTS.write_text(text + (old[old.index(KEPT):] if KEPT in old else ""))
         print(f"wrote {RESULTS.relative_to(REPO)}")
     return 0 if statistics.median(row["total"] for row in r["rows"]) < GOAL_P50 else 1
 
