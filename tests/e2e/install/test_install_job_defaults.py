@@ -37,7 +37,8 @@ def job_defaults(tools: Tools, helm_bin: Path, namespace: str) -> Iterator[str]:
     }}
     rendered = subprocess.run(
         [str(helm_bin), "template", "defaults", str(CHART), "--show-only",
-         "templates/job-defaults.yaml", "-f", "-"],
+         "templates/job-defaults.yaml", "-f", "-",  # the test cluster (1.37) serves v1:
+         "--api-versions", "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"],
         input=yaml.safe_dump(values), check=True, capture_output=True, text=True).stdout
     tools.kubectl("apply", "-f", str(MANIFESTS / "crd.yaml"))
     tools.kubectl("wait", "--for=condition=Established",
