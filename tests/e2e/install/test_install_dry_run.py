@@ -24,6 +24,8 @@ def test_helm_template_passes_a_server_side_dry_run(
     tools: Tools, helm_bin: Path, namespace: str, sets: tuple[str, ...]
 ) -> None:
     args = [a for s in sets for a in ("--set", s)]
+    # as for the test cluster (1.37), which serves the jobDefaults' MutatingAdmissionPolicy
+    args += ["--api-versions", "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"]
     rendered = subprocess.run(
         [str(helm_bin), "template", "spotrun", str(CHART), "-n", namespace, *args],
         check=True, capture_output=True, text=True).stdout
