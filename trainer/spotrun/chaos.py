@@ -99,6 +99,7 @@ class _Progress:
     def __init__(self, path: Path, pid: int) -> None:
         self.path, self.pid = path, pid
         self.events: list[dict[str, Any]] = []
+        self.highest_step = 0  # of the step events read so far
         self._file: IO[bytes] | None = None
         self._partial = b""
 
@@ -117,6 +118,8 @@ class _Progress:
                 continue  # a line cut by SIGKILL
             if isinstance(event, dict) and event.get("pid") == self.pid:
                 self.events.append(event)
+                if event.get("event") == "step" and type(event.get("step")) is int:
+                    self.highest_step = max(self.highest_step, event["step"])
 
     def close(self) -> None:
         if self._file is not None:
@@ -133,7 +136,7 @@ class _Progress:
 
     def reached(self, step: int) -> bool:
         self.poll()
-        return any(event_step >= step for event_step, _, _ in self.steps())
+        return self.highest_step >= step
 
     def restored_step(self) -> int:
         restores = [e["step"] for e in self.events if e.get("event") == "restore"]
@@ -229,13 +232,13 @@ def run(
         code = ref.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(ref.pid, signal.SIGKILL)
-        code = ref.wait()
+        ref.wait()
+        code = None
     watch.poll()
     watch.close()
     if code != 0:
-        report.problems.append(
-            f"the uninterrupted run exited {code}; see {workdir / 'reference.log'}"
-        )
+        ended = f"exited {code}" if code is not None else f"did not end within {timeout:g}s"
+        report.problems.append(f"the uninterrupted run {ended}; see {workdir / 'reference.log'}")
         return report
     steps = watch.steps()
     report.reference_steps = steps[-1][0] if steps else 0
