@@ -67,15 +67,18 @@ def test_sigterm_while_the_trainer_writes_its_final_checkpoint_still_lands_it(
     )
     sidecar = Sidecar(env, tmp_path)
     try:
-        wait_for(sidecar.started, what="the sidecar's startup probe")
+        # waits on conditions, long enough for a busy machine (issue 11: two CPU hogs)
+        wait_for(sidecar.started, timeout=600, what="the sidecar's startup probe")
         trainer = toy(directory, env, "--mb", "120", "--interval", "1000000")
         from spotrun import progress
 
-        wait_for(lambda: len(progress.read(str(tmp_path / "progress.jsonl"))) > 3, what="steps")
+        steps = tmp_path / "progress.jsonl"
+        wait_for(lambda: len(progress.read(str(steps))) > 3, timeout=600, what="steps")
         trainer.send_signal(signal.SIGTERM)  # the trainer starts its final save ...
         sidecar.proc.send_signal(signal.SIGTERM)  # ... and the sidecar is told to stop now
-        assert trainer.wait(timeout=60) == 0
-        assert sidecar.proc.wait(timeout=60) == 0
+        # the sidecar waits while the trainer holds its lock, up to the grace period (20 s)
+        assert trainer.wait(timeout=300) == 0
+        assert sidecar.proc.wait(timeout=300) == 0
     finally:
         sidecar.kill()
     local = reader.newest_valid(LocalStore(directory))
