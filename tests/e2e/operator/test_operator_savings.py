@@ -12,45 +12,17 @@ from typing import Any
 import pytest
 from e2e_support import wait_for
 from kubernetes import client, watch
-from operator_support import (
-    rtj_body,
-    running_on,
-    s3_checkpoint,
-    status_of,
-    steps_in_s3,
-    submit,
-    trainer,
-)
+from operator_support import rtj_body, running_on, s3_checkpoint, status_of, steps_in_s3, submit
+from operator_support import trainer as container
+from test_operator_runtime import TRAINER, rtj
 from urllib3.exceptions import ProtocolError
 
 pytestmark = pytest.mark.e2e
 
-# The spotrun Checkpointer, a checkpoint every 20 steps; HANDLE=0: SIGTERM kills it unsaved.
-TRAINER = """
-import os, time, torch, spotrun
-torch.manual_seed(0)
-model = torch.nn.Linear(4, 1)
-opt = torch.optim.SGD(model.parameters(), lr=0.01)
-x, y = torch.randn(64, 4), torch.randn(64, 1)
-steps, handle = int(os.environ["STEPS"]), os.environ["HANDLE"] == "1"
-with spotrun.Checkpointer(model=model, optimizer=opt, interval_steps=20, keep=2,
-                          handle_signals=handle) as ckpt:
-    ckpt.restore()
-    while ckpt.global_step < steps:
-        loss = torch.nn.functional.mse_loss(model(x), y)
-        opt.zero_grad(); loss.backward(); opt.step()
-        ckpt.step(metrics={"loss": loss.item()})
-        time.sleep(0.05)
-"""
 SPOT, ON_DEMAND = 1.0, 3.0  # spec.cost, per hour
-
-
-def job(name: str, bucket: str, endpoint: str, port: int, steps: int, handle: bool,
-        **spec: Any) -> dict[str, Any]:
-    env = {"STEPS": str(steps), "HANDLE": "1" if handle else "0"}
-    return rtj_body(name, trainer(["python", "-c", TRAINER], env),
-                    s3_checkpoint(bucket, name, endpoint, port),
-                    terminationGracePeriodSeconds=15, **spec)
+# The runtime tests' trainer, with SIGTERM left to its default action: killed, never saved.
+UNSAVED = TRAINER.replace("keep=2)", "keep=2, handle_signals=False)")
+assert UNSAVED != TRAINER
 
 
 class PodRecorder:
@@ -107,8 +79,8 @@ def test_savings_in_the_status_are_the_attempts_pod_times_at_the_specs_prices(
     core = cluster.core()
     recorder = PodRecorder(core, namespace, "savings")
     try:
-        _, custom = submit(cluster, namespace, s3, job(
-            "savings", s3_bucket, s3.endpoint_url, 18750, steps=300, handle=True,
+        _, custom = submit(cluster, namespace, s3, rtj(
+            "savings", s3_bucket, s3.endpoint_url, 18750, steps=300, pause=0.05,
             spot={"backoffSeconds": 0}, cost={"spotHourly": SPOT, "onDemandHourly": ON_DEMAND}))
         node = wait_for(lambda: running_on(core, namespace, "savings-1"), "savings-1 to run",
                         timeout=90)
@@ -139,8 +111,11 @@ def test_savings_in_the_status_are_the_attempts_pod_times_at_the_specs_prices(
 def test_a_preempted_trainer_that_never_saved_shows_final_saved_false(
     cluster, namespace, operator, process_node, s3, s3_bucket
 ):
-    core, custom = submit(cluster, namespace, s3, job(
-        "unsaved", s3_bucket, s3.endpoint_url, 18751, steps=100000, handle=False,
+    env = {"EVERY": "20", "STEPS": "100000", "PAUSE": "0.05"}
+    core, custom = submit(cluster, namespace, s3, rtj_body(
+        "unsaved", container(["python", "-c", UNSAVED], env),
+        s3_checkpoint(s3_bucket, "unsaved", s3.endpoint_url, 18751),
+        terminationGracePeriodSeconds=15,
         spot={"backoffSeconds": 600}))  # no second attempt to overwrite the record
     node = wait_for(lambda: running_on(core, namespace, "unsaved-1"), "unsaved-1 to run",
                     timeout=90)
