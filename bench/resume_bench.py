@@ -345,6 +345,9 @@ def run(
     finally:
         stop.set()
         s3server.stop(state)
+        # a container the stopped process node could not end (a trainer deep in its imports)
+        if left := procs.sweep(state):
+            print(f"killed {len(left)} process(es) left with this state dir: {left}")
     return {"rows": rows, "loads": loads, "status": job.get("status") or {}, "backoff": backoff}
 
 
