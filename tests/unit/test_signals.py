@@ -29,3 +29,12 @@ def test_handler_records_chains_and_uninstall_restores() -> None:
 def test_deadline_leaves_room_for_the_save() -> None:
     assert save_deadline(30, 1.0) == 26.0
     assert save_deadline(30, 20.0) == 10.0  # never below a third of the grace period
+
+
+def test_a_handled_stop_is_forgotten_and_wakes_the_watchdog() -> None:
+    """Ctrl-C with on_interrupt="raise": once raised, the watchdog must not save and exit."""
+    stop = StopRequest()
+    stop.record(signal.SIGINT)
+    stop.changed.clear()
+    stop.reset()
+    assert not stop.requested and stop.first_at is None and stop.changed.is_set()
