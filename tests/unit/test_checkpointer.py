@@ -287,42 +287,36 @@ def test_an_exception_in_end_of_epoch_work_saves_the_scheduler_of_the_last_step(
         assert torch.equal(a, b)
 
 
-def test_no_emergency_save_of_a_half_applied_hand_written_update(ckdir: Path, spotrun_log) -> None:
-    """A plain in-place update (no optimizer, no marker) is seen by the tensors' versions."""
+@pytest.mark.parametrize(
+    ("marked", "why"),
+    [
+        # a plain in-place update (no optimizer, no marker) is seen by the tensors' versions
+        (False, "model.fc.weight was changed in place after step 3"),
+        # ``.data`` updates (as in PyTorch's word_language_model) bump no version: marked
+        (True, "an exception left a parameter update (with ckpt.updating()) half done"),
+    ],
+)
+def test_no_emergency_save_of_a_half_applied_hand_written_update(
+    ckdir: Path, spotrun_log, marked: bool, why: str
+) -> None:
     model = Net()
     ckpt = Checkpointer(ckdir, model=model, interval_steps=2, handle_signals=False)
     with pytest.raises(RuntimeError, match="fault mid-update"), ckpt:
         for _ in range(4):
             model.zero_grad()
             model(torch.randn(8, 4)).pow(2).mean().backward()
-            with torch.no_grad():
+            with ckpt.updating() if marked else torch.no_grad():
                 for i, p in enumerate(model.parameters()):
                     if ckpt.global_step == 3 and i == 2:
                         raise RuntimeError("fault mid-update")
-                    p -= 0.1 * p.grad  # type: ignore[operator]
+                    if marked:
+                        p.data.add_(p.grad, alpha=-0.1)  # type: ignore[arg-type]
+                    else:
+                        p -= 0.1 * p.grad  # type: ignore[operator]
             ckpt.step()
     assert sorted(os.listdir(ckdir / layout.CHECKPOINTS)) == [layout.step_dirname(2)]
-    assert "model.fc.weight was changed in place after step 3" in spotrun_log.text
+    assert why in spotrun_log.text
     assert "last consistent state is the checkpoint of step 2" in spotrun_log.text
-
-
-def test_no_emergency_save_inside_ckpt_updating(ckdir: Path, spotrun_log) -> None:
-    """``.data`` updates (as in PyTorch's word_language_model) bump no version: the script
-    marks them with ``ckpt.updating()``."""
-    model = Net()
-    ckpt = Checkpointer(ckdir, model=model, interval_steps=2, handle_signals=False)
-    with pytest.raises(RuntimeError, match="fault mid-update"), ckpt:
-        for _ in range(4):
-            model.zero_grad()
-            model(torch.randn(8, 4)).pow(2).mean().backward()
-            with ckpt.updating():
-                for i, p in enumerate(model.parameters()):
-                    if ckpt.global_step == 3 and i == 2:
-                        raise RuntimeError("fault mid-update")
-                    p.data.add_(p.grad, alpha=-0.1)  # type: ignore[arg-type]
-            ckpt.step()
-    assert sorted(os.listdir(ckdir / layout.CHECKPOINTS)) == [layout.step_dirname(2)]
-    assert "left a parameter update (with ckpt.updating()) half done" in spotrun_log.text
 
 
 def test_a_save_between_an_update_and_its_step_is_refused(ckdir: Path) -> None:
