@@ -64,6 +64,7 @@ def test_sigterm_while_the_trainer_writes_its_final_checkpoint_still_lands_it(
         uri,
         SPOTRUN_UPLOAD="sidecar",
         SPOTRUN_PROGRESS_FILE=str(tmp_path / "progress.jsonl"),
+        SPOTRUN_GRACE_SECONDS="60",  # the operator's default: a save of 120 MB on a busy node
     )
     sidecar = Sidecar(env, tmp_path)
     try:
@@ -76,7 +77,7 @@ def test_sigterm_while_the_trainer_writes_its_final_checkpoint_still_lands_it(
         wait_for(lambda: len(progress.read(str(steps))) > 3, timeout=600, what="steps")
         trainer.send_signal(signal.SIGTERM)  # the trainer starts its final save ...
         sidecar.proc.send_signal(signal.SIGTERM)  # ... and the sidecar is told to stop now
-        # the sidecar waits while the trainer holds its lock, up to the grace period (20 s)
+        # the sidecar waits while the trainer holds its lock, up to the grace period
         assert trainer.wait(timeout=300) == 0
         assert sidecar.proc.wait(timeout=300) == 0
     finally:
