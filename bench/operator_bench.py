@@ -52,6 +52,21 @@ PLURAL = "resumabletrainingjobs"
 RESULTS = REPO / "bench" / "OPERATOR_RESULTS.md"
 GOALS = {"p50": 1.0, "p99": 3.0, "rss_mb": 250.0}
 HISTORY = """
+## Why p99 and RSS are not met at 1000 jobs (run of 2026-12-01 14:54)
+
+- **p99**: the two slowest of the 100 reactions took 38 and 43 s, while the operator's own time
+  from the pass that saw the end to the pod created averaged 0.17 s: those passes *started*
+  late. The API server's counts at steady state say why: GET job, LIST pods and PATCH job at
+  the same 21.9/s, i.e. every resync pass writes the job although nothing changed (presumably
+  a status field that differs on each pass of a Pending job: not yet found), the write comes
+  back as a job event, and
+  that event's pass queues in the 4-thread event pool. At a 0.5 s mean pass (an API server
+  sharing a load of 16) those ~22 passes a second need ~11 threads, so the event pool falls
+  behind and a preemption's pass waits its turn. Next: find that field (a pass of an unchanged
+  Pending job must patch nothing; a unit test on `decisions.plan` at two instants shows it),
+  then re-run: the resync budget above assumed passes that only read.
+- **RSS**: 307 MB at steady state; see below.
+
 ## History
 
 Same benchmark and machine, which other work shares, so figures vary from run to run.
@@ -76,7 +91,8 @@ Same benchmark and machine, which other work shares, so figures vary from run to
   per job); a tick within the gap is skipped before it queues for a resync slot. Events and
   requested wake-ups are never paced.
 - **1000 jobs with these changes, profiled** (startup only; its steady-state figures were lost
-  to a bench bug): 1000 jobs Pending after 1500 s at load 15-22, RSS 323 MB. The reconcile
+  to a bench bug; the table above is the next run, unprofiled): 1000 jobs Pending after
+  1500 s at load 15-22, RSS 323 MB. The reconcile
   threads spent 95 % of their samples waiting for the API server; the largest CPU user was
   kopf's event loop, most of it (60 %) kopf's own machinery of the 1000 per-job timers.
 
@@ -84,8 +100,9 @@ Same benchmark and machine, which other work shares, so figures vary from run to
 
 - At import, before any job: 85 MB (kopf and aiohttp 50 MB, the kubernetes client's pydantic
   models 20 MB). RSS then grew about 0.15 MB per job (184 MB at 91 jobs, 323 MB at 1000).
-- Part of that is kept by kopf per object (for each job a timer task with its cause and the
-  job's latest body; per-object memories of jobs and pods), part is fragmentation: Python
+- Not measured yet, but likely: part of that is what kopf keeps per object (for each job a
+  timer task with its cause and the job's latest body; per-object memories of jobs and pods),
+  part fragmentation: Python
   frees an arena only when all of it is free, and several threads parsing large lists at once
   leave long-lived objects scattered through many arenas (a synthetic check: 6 threads
   parsing 1000-job lists, keeping one object of each, end at 159 MB; one thread, 39 MB).
