@@ -62,9 +62,12 @@ HISTORY = """
   back as a job event, and
   that event's pass queues in the 4-thread event pool. At a 0.5 s mean pass (an API server
   sharing a load of 16) those ~22 passes a second need ~11 threads, so the event pool falls
-  behind and a preemption's pass waits its turn. Next: find that field (a pass of an unchanged
-  Pending job must patch nothing; a unit test on `decisions.plan` at two instants shows it),
-  then re-run: the resync budget above assumed passes that only read.
+  behind and a preemption's pass waits its turn. A quick check found two plans of the same
+  Pending job (at +5 s and +60 s) give equal statuses, which points rather at a field the API
+  server stores differently from the operator's dump (pruned by the CRD schema, or written in
+  another form), so the comparison in `reconcile_once` never matches. Next: compare a job's
+  stored status with the pass's dump on the cluster, fix it, then re-run: the resync budget
+  above assumed passes that only read.
 - **RSS**: 307 MB at steady state; see below.
 
 ## History
