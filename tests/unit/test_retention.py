@@ -24,3 +24,19 @@ def test_nan_and_missing_metrics_never_win() -> None:
 def test_keep_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="never deleted"):
         to_delete(ENTRIES, keep=0)
+
+
+def test_the_newest_of_two_overlapping_writers_is_spared() -> None:
+    # the attempt still saving on a reclaimed node (newest 40) and its successor (newest 33)
+    entries = [Entry(s, {}, "old") for s in (30, 40)] + [Entry(s, {}, "new") for s in (31, 32, 33)]
+    assert to_delete(entries, keep=1) == [30, 31, 32]
+
+
+def test_finished_attempts_do_not_pile_up_one_checkpoint_per_preemption() -> None:
+    # five attempts ran one after another, each leaving its newest: keep=2 keeps 2 (+ at most
+    # the newest of one overlapping writer), not one per attempt
+    entries = [Entry(10 * a + s, {}, f"attempt-{a}") for a in range(5) for s in (1, 2, 3)]
+    kept = sorted({e.step for e in entries} - set(to_delete(entries, keep=2)))
+    assert kept == [33, 42, 43]  # the old rule kept 3, 13, 23 too
+    entries.append(Entry(5, {}, "attempt-9"))  # a stray writer far behind: not spared either
+    assert 5 in to_delete(entries, keep=2)

@@ -8,6 +8,9 @@ from typing import Literal
 
 Mode = Literal["min", "max"]
 
+# attempts of one job that can write at once: the one saving on a reclaimed node, its successor
+OVERLAPPING_WRITERS = 2
+
 
 @dataclass(frozen=True)
 class KeepBest:
@@ -49,14 +52,17 @@ def to_make_room(entries: list[Entry], keep: int, best: KeepBest | None = None) 
     return to_delete(anonymous, max(keep - 1, 1), best)
 
 
-def newest_per_writer(entries: list[Entry]) -> set[int]:
-    """The newest step of each writer: never deleted by another writer's retention, so two
-    overlapping attempts of a job cannot delete each other's newest checkpoint."""
+def newest_per_writer(entries: list[Entry], writers: int = OVERLAPPING_WRITERS) -> set[int]:
+    """The newest step of each of the ``writers`` most recent writers (ranked by their newest
+    step): never deleted by another writer's retention, so two overlapping attempts of a job
+    (the one still saving on a reclaimed node, and its successor) cannot delete each other's
+    newest checkpoint. Older writers are finished attempts: sparing each one's newest forever
+    would keep one more checkpoint per preemption."""
     newest: dict[str, int] = {}
     for e in entries:
         if e.writer:
             newest[e.writer] = max(newest.get(e.writer, -1), e.step)
-    return set(newest.values())
+    return set(sorted(newest.values(), reverse=True)[:writers])
 
 
 def best_entry(entries: list[Entry], best: KeepBest) -> Entry | None:
