@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from spotrun import Checkpointer, layout, marker, mirror
+from spotrun import Checkpointer, checksum, layout, marker, mirror
 from spotrun.localstore import LocalStore
 from spotrun.s3store import S3Store
 from tests.integration.s3util import Sidecar, run_env, wait_for
@@ -47,17 +48,40 @@ def _remote(s3: Any, bucket: str, prefix: str) -> S3Store:
     return S3Store(bucket, prefix, endpoint=s3.endpoint_url)
 
 
+def _flip_a_byte(folder: Path) -> None:
+    """Step 5's bytes no longer match its manifest's CRC32C."""
+    payload = folder / layout.TENSORS
+    flipped = bytearray(payload.read_bytes())
+    flipped[-1] ^= 0xFF
+    payload.write_bytes(flipped)
+
+
+def _malformed_but_listed(folder: Path) -> None:
+    """Step 5's tensor file is garbage that its manifest lists with the right size and CRC32C
+    (a buggy or hostile writer): only a look at the payload itself can refuse it."""
+    garbage = b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}" + bytes(64)
+    (folder / layout.TENSORS).write_bytes(garbage)
+    manifest = json.loads((folder / layout.MANIFEST).read_text())
+    for entry in manifest["files"]:
+        if entry["path"] == layout.TENSORS:
+            entry["size"] = len(garbage)
+            entry["crc32c"] = checksum.to_hex(checksum.of_bytes(garbage))
+    (folder / layout.MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    ("spoil", "reason"),
+    [(_flip_a_byte, "CRC32C"), (_malformed_but_listed, "malformed payload: header is not JSON")],
+    ids=["crc", "malformed"],
+)
 def test_the_sidecar_restores_syncs_and_lands_the_final_save_with_torch_unimportable(
-    s3: Any, s3_bucket: str, tmp_path: Path
+    s3: Any, s3_bucket: str, tmp_path: Path, spoil: Callable[[Path], None], reason: str
 ) -> None:
     remote = _remote(s3, s3_bucket, "jobs/notorch")
     earlier = tmp_path / "earlier-attempt"
     _save(earlier, 3)
     _save(earlier, 5)
-    payload = LocalStore(earlier).path(layout.step_dirname(5)) / layout.TENSORS
-    flipped = bytearray(payload.read_bytes())
-    flipped[-1] ^= 0xFF  # step 5's bytes no longer match its manifest's CRC32C
-    payload.write_bytes(flipped)
+    spoil(LocalStore(earlier).path(layout.step_dirname(5)))
     for step in (3, 5):
         mirror.upload(LocalStore(earlier), layout.step_dirname(step), remote)
 
@@ -68,7 +92,7 @@ def test_the_sidecar_restores_syncs_and_lands_the_final_save_with_torch_unimport
         wait_for(sidecar.started, what="the torch-free sidecar's startup probe")
         assert [name for _, name in layout.newest_first(LocalStore(node).names())] == [
             layout.step_dirname(3)
-        ], "the restore must skip the corrupted step 5 and bring back step 3"
+        ], "the restore must skip the spoilt step 5 and bring back step 3"
         _save(node, 8)  # the trainer's save: the sidecar uploads it
         _wait_for_step(remote, 8)
         _save(node, 9)  # the final save: its exit note names step 9
@@ -79,7 +103,7 @@ def test_the_sidecar_restores_syncs_and_lands_the_final_save_with_torch_unimport
         sidecar.kill()
     log = sidecar.output()
     assert "unimportable" not in log and "Traceback" not in log, log
-    assert "skipping step-000000000005" in log and "CRC32C" in log, log
+    assert "skipping step-000000000005" in log and reason in log, log
     message = json.loads(sidecar.message.read_text())
     assert message["finalSaved"] is True and message["step"] == 9, message
     assert {8, 9} <= _steps(remote)

@@ -1,8 +1,10 @@
+import struct
+
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from spotrun import tensorfile
+from spotrun import tensorfile, tensorheader
 from spotrun.snapshot import SnapshotBuffer
 
 pytestmark = pytest.mark.unit
@@ -41,4 +43,21 @@ def test_snapshot_buffer_is_reused_across_saves() -> None:
 @pytest.mark.parametrize("blob", [b"", b"\x05\x00\x00\x00\x00\x00\x00\x00{}", b"\xff" * 16])
 def test_garbage_is_rejected_not_crashed_on(blob: bytes) -> None:
     with pytest.raises(tensorfile.TensorFileError):
+        tensorfile.load(bytearray(blob))
+
+
+def test_the_torch_free_header_knows_every_dtype_torch_saves_with_its_size() -> None:
+    # the sidecar checks tensor headers with tensorheader (no torch); it must agree with torch
+    assert {name: dtype.itemsize for dtype, name in tensorfile.DTYPES.items()} == (
+        tensorheader.ITEMSIZE
+    )
+
+
+def test_a_misaligned_tensor_is_refused_before_any_view() -> None:
+    body = b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[1,5]},'
+    body += b'"b":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}'
+    blob = struct.pack("<Q", len(body)) + body + bytes(5)
+    with pytest.raises(tensorheader.TensorFileError, match="not aligned"):
+        tensorheader.parse(blob)
+    with pytest.raises(tensorfile.TensorFileError, match="not aligned"):
         tensorfile.load(bytearray(blob))

@@ -1,18 +1,20 @@
 """A checkpoint's integrity, torch-free: its manifest parses and names only the format's files,
-and every file has the listed size and CRC32C.
+and every file has the listed size and CRC32C; ``load_framed`` also checks that the payload is
+well formed (a tensor file whose header tiles its data section, a state that is a JSON object).
 
-The sidecar restores with this alone (it never imports torch, so a resume does not wait for
-it); ``reader.load_verified`` adds the payload decode on top, where torch is at hand (restore,
-``pull``, ``verify``, direct mode). A checkpoint whose bytes match its manifest but whose
-payload does not decode is therefore downloaded by the sidecar and refused by the trainer's
-restore, which says so; no code runs either way.
+The sidecar restores with ``load_framed`` (it never imports torch, so a resume does not wait
+for it): a newest checkpoint whose bytes match its manifest but whose payload is malformed is
+skipped there like a corrupt one, and an older valid one is restored. ``reader.load_verified``
+adds the full decode on top, where torch is at hand (restore, ``pull``, ``verify``, direct
+mode); a payload well formed but not decodable into a state is refused by the trainer's
+restore, which says so. No code runs either way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import checksum, layout
+from . import checksum, jsonsafe, layout, tensorheader
 from .manifest import FileEntry, Manifest, ManifestError, parse
 from .store import OversizeError, Store, UnsafeFileError
 from .transferlog import TransferLog
@@ -53,6 +55,21 @@ def load_checked(store: Store, name: str) -> Loaded:
     progress = TransferLog(f"reading {store.file_uri(name)}", manifest.total_size)
     files = {entry.path: read_checked(store, name, entry, progress) for entry in manifest.files}
     return Loaded(name, manifest, files)
+
+
+def load_framed(store: Store, name: str) -> Loaded:
+    """``load_checked``, and the payload is well formed (what can be told without torch)."""
+    loaded = load_checked(store, name)
+    try:
+        tensorheader.parse(loaded.files[layout.TENSORS])
+        structure = jsonsafe.loads(loaded.files[layout.STRUCTURE])
+    except (tensorheader.TensorFileError, jsonsafe.JsonError) as e:
+        raise CorruptCheckpointError(f"{store.file_uri(name)}: malformed payload: {e}") from None
+    if not isinstance(structure, dict):
+        raise CorruptCheckpointError(
+            f"{store.file_uri(name, layout.STRUCTURE)}: malformed payload: not a JSON object"
+        )
+    return loaded
 
 
 def read_checked(store: Store, name: str, entry: FileEntry, progress: TransferLog) -> bytearray:

@@ -156,7 +156,7 @@ def run(settings: Settings, config: SidecarConfig) -> int:
     local = LocalStore(settings.checkpoint_dir)
     local.dir.mkdir(parents=True, exist_ok=True)
     remote = S3Store.from_uri(settings.storage_uri)
-    syncer = Syncer(local, remote, config.keep, config.best, integrity.load_checked)
+    syncer = Syncer(local, remote, config.keep, config.best, integrity.load_framed)
     health = Health()
     reporter = Reporter(health, local, syncer.remote.file_uri)
     stop = StopRequest()

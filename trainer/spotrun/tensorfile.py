@@ -10,14 +10,13 @@ tensor starts aligned for its dtype and can be read back as a zero-copy view.
 from __future__ import annotations
 
 import json
-import math
 import struct
 from dataclasses import dataclass
-from typing import Any, TypeGuard
 
 import torch
 
-from . import jsonsafe
+from . import tensorheader
+from .tensorheader import TensorFileError as TensorFileError
 
 DTYPES: dict[torch.dtype, str] = {
     torch.float64: "F64",
@@ -35,12 +34,6 @@ DTYPES: dict[torch.dtype, str] = {
 }
 BY_NAME = {name: dtype for dtype, name in DTYPES.items()}
 ALIGN = 4096  # the header is padded to a page so the data section can be written with O_DIRECT
-MAX_HEADER = 100 * 1024 * 1024
-MAX_DIMS = 32
-
-
-class TensorFileError(ValueError):
-    """The bytes are not a tensor file this reader accepts."""
 
 
 @dataclass(frozen=True)
@@ -111,72 +104,15 @@ def views(layout: Layout, data: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def parse_header(blob: bytes | bytearray | memoryview) -> tuple[Layout, int]:
-    """(layout, data start) from the beginning of a file. Every entry is checked: a known
-    dtype, non-negative integer dimensions, offsets that match the shape, and tensors that
-    tile the data section exactly (no overlap, no gap, nothing out of range)."""
-    if len(blob) < 8:
-        raise TensorFileError("shorter than a tensor file header")
-    (length,) = struct.unpack("<Q", bytes(blob[:8]))
-    if length > MAX_HEADER or 8 + length > len(blob):
-        raise TensorFileError(f"header length {length} does not fit the file")
-    try:
-        entries = jsonsafe.loads(blob[8 : 8 + length])
-    except jsonsafe.JsonError as e:
-        raise TensorFileError(f"header is {e}") from None
-    if not isinstance(entries, dict):
-        raise TensorFileError("header is not a JSON object")
-    metadata = entries.pop("__metadata__", {})
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise TensorFileError("header __metadata__ is not a mapping of strings")
-    slots = sorted((_slot(k, v) for k, v in entries.items()), key=lambda s: (s.start, s.end))
-    data_size = 0
-    for s in slots:
-        if s.start != data_size:
-            raise TensorFileError(
-                f"tensor {s.key!r} starts at byte {s.start} of the data section, not at "
-                f"{data_size}: overlapping or out-of-range offsets, or a gap"
-            )
-        data_size = s.end
-    if 8 + length + data_size != len(blob):
-        raise TensorFileError(
-            f"data section is {len(blob) - 8 - length} bytes, header describes {data_size}"
-        )
-    return Layout(tuple(slots), bytes(blob[: 8 + length]), data_size), 8 + length
-
-
-def _slot(key: str, entry: Any) -> Slot:
-    if not isinstance(entry, dict):
-        raise TensorFileError(f"bad header entry for {key!r}: {entry!r:.80}")
-    name: Any = entry.get("dtype")
-    shape: Any = entry.get("shape")
-    offsets: Any = entry.get("data_offsets")
-    dtype = BY_NAME.get(name) if isinstance(name, str) else None
-    if dtype is None:
-        raise TensorFileError(f"tensor {key!r}: unknown dtype {name!r:.40}")
-    if not (_naturals(shape) and len(shape) <= MAX_DIMS):
-        raise TensorFileError(
-            f"tensor {key!r}: shape {shape!r:.80} is not a list of at most {MAX_DIMS} "
-            "non-negative integers"
-        )
-    if not (_naturals(offsets) and len(offsets) == 2):
-        raise TensorFileError(f"tensor {key!r}: data_offsets {offsets!r:.80} are not [start, end]")
-    start, end = offsets
-    if end - start != math.prod(shape) * dtype.itemsize:
-        raise TensorFileError(f"tensor {key!r}: offsets {start}..{end} do not match its shape")
-    return Slot(key, dtype, tuple(shape), start, end)
-
-
-def _naturals(value: Any) -> TypeGuard[list[int]]:
-    """A list of non-negative ints below 2**63 (no bools, floats or strings)."""
-    return isinstance(value, list) and all(type(v) is int and 0 <= v < 2**63 for v in value)
+    """(layout, data start) from the beginning of a file, checked by ``tensorheader.parse``."""
+    header = tensorheader.parse(blob)
+    slots = tuple(Slot(e.key, BY_NAME[e.dtype], e.shape, e.start, e.end) for e in header.entries)
+    return Layout(slots, bytes(blob[: header.length]), header.data_size), header.length
 
 
 def load(blob: bytearray) -> dict[str, torch.Tensor]:
     """Tensors viewing a whole file read into ``blob``; no code runs, no copy is made."""
     layout, start = parse_header(blob)
-    for s in layout.slots:
-        if s.start % s.dtype.itemsize:
-            raise TensorFileError(f"tensor {s.key!r} is not aligned for {s.dtype}")
     if layout.data_size == 0:
         data = torch.empty(0, dtype=torch.uint8)
     else:
