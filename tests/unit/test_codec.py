@@ -30,3 +30,18 @@ def test_nested_state_round_trips_with_int_keys_tuples_and_special_floats() -> N
 def test_unsupported_value_names_its_path_and_the_fix() -> None:
     with pytest.raises(codec.UnsupportedStateError, match=r"extras/handle.*state_dict"):
         codec.encode({"extras": {"handle": object()}})
+
+
+def test_a_numpy_array_whose_tensor_changed_dtype_is_refused_not_reinterpreted() -> None:
+    # numpy's RNG key (uint32) travels as int64; a same-size float64 in its place would be cast
+    # into a garbage RNG state, and out-of-range int64 values would wrap around silently
+    key = np.arange(624, dtype=np.uint32)
+    structure, tensors = codec.encode({"key": key})
+    ref = structure["key"]["__ndarray__"]
+    as_float = {ref: tensors[ref].to(torch.float64)}
+    with pytest.raises(codec.StateDecodeError, match=r"a numpy uint32 array is saved as int64"):
+        codec.decode(structure, as_float)
+    too_big = {ref: torch.full((624,), 2**40, dtype=torch.int64)}
+    with pytest.raises(codec.StateDecodeError, match="out of range for numpy uint32"):
+        codec.decode(structure, too_big)
+    assert codec.decode(structure, tensors)["key"].tolist() == key.tolist()

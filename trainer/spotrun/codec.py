@@ -109,6 +109,22 @@ def decode(
     return _Decoder(tensor).value(structure, "", 0)
 
 
+def _ndarray(carrier: np.ndarray, dtype: np.dtype[Any], path: str) -> np.ndarray:
+    """The numpy array ``encode`` wrote as ``carrier``: its tensor must have the dtype encode
+    gives that array (a same-size dtype in its place would be reinterpreted silently), and a
+    widened one must hold only values the array's dtype can (nothing wraps around)."""
+    expected = _np_carrier(np.empty(0, dtype=dtype))
+    if carrier.dtype != expected:
+        raise StateDecodeError(
+            f"at {path or '/'}: a numpy {dtype} array is saved as {expected}, not {carrier.dtype}"
+        )
+    if expected != dtype and carrier.size:
+        info = np.iinfo(dtype)
+        if carrier.min() < info.min or carrier.max() > info.max:
+            raise StateDecodeError(f"at {path or '/'}: values out of range for numpy {dtype}")
+    return carrier.astype(dtype)
+
+
 class _Decoder:
     def __init__(self, tensor: Callable[[Json, Json, str], torch.Tensor]) -> None:
         self.tensor = tensor
@@ -138,7 +154,7 @@ class _Decoder:
             dtype = np.dtype(_text(value.get("dtype")))
             if dtype.kind not in _NDARRAY_KINDS:
                 raise StateDecodeError(f"at {path or '/'}: numpy dtype {dtype} is not numeric")
-            return self.tensor(body, "cpu", path).numpy().astype(dtype)
+            return _ndarray(self.tensor(body, "cpu", path).numpy(), dtype, path)
         if tag == "__bytes__":
             return base64.b64decode(_text(body), validate=True)
         if tag == "__float__":
