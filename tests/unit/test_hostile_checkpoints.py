@@ -348,7 +348,8 @@ def test_ls_verify_inspect_never_read_a_file_the_manifest_names_outside_the_fold
         assert outside(opened, world.canary.dir) == []
         assert ran.code == (2 if command == "verify" else 1 if command == "inspect" else 0)
         assert "not part of the checkpoint format" in ran.out + ran.err
-        assert str(len(world.canary.secret)) not in ran.out
+        # the secret's size must not be printed (the temp folder's own name may hold its digits)
+        assert str(len(world.canary.secret)) not in ran.out.replace(str(world.root), "<root>")
     finally:
         _remove(folder)
 
