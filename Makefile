@@ -48,9 +48,20 @@ lint-hack: venv
 
 # kind (in progress, hack/README.md): the Docker engine, a debootstrapped base image and the
 # node image's binaries, cached in ~/.cache/spotrun. Not part of `make test` yet.
-.PHONY: kind-prereqs kind-engine-down
+.PHONY: kind-prereqs kind-engine-down kind-node-image kind-up kind-down
 kind-prereqs:
 	hack/kind/prereqs
+
+# The node image (offline) and a cluster on it: 1 control plane + 1 worker. kind-down removes
+# the cluster, its network and state, and stops the dockerd hack/kind started.
+kind-node-image: kind-prereqs
+	hack/kind/node-image
+
+kind-up: kind-prereqs
+	hack/kind/up
+
+kind-down:
+	hack/kind/down --engine
 
 kind-engine-down:
 	hack/kind/docker-engine down
