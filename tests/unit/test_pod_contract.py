@@ -141,7 +141,8 @@ def test_to_env_and_from_env_are_inverse() -> None:
             for f, value in zip(
                 fields(PodEnv),
                 ["j", "ns", 4, "/c", "cpu", 12.5, 3, "acc", "max", 9000, 5, 60, "s3://b/p"]
-                + ["sidecar", "report", 77, True, "/p.jsonl", 9.0, 0.5, 30.0, 4.0, "/t", 8, 2, 7.5],
+                + ["sidecar", "report", 77, True, "/p.jsonl", 9.0, 0.5, 30.0, 4.0, "/t", 8, 2, 7.5]
+                + [True],
                 strict=True,
             )
         }

@@ -10,10 +10,14 @@
 Every checkpoint holds the state of one step boundary, the last ``step()``: what runs after it
 (evaluation, ``sched.step()``, changes to ``ckpt.state``) goes into the next one, whenever the
 save is written. Periodic saves stall training only for the in-memory snapshot; the write runs
-in a background thread. On SIGTERM the next ``step()`` saves and exits 0; so does Ctrl-C
-(SIGINT) by default, or with ``on_interrupt="raise"`` it saves and raises KeyboardInterrupt
-from that ``step()``. A second signal or the deadline inside ``SPOTRUN_GRACE_SECONDS`` saves at
-once from a watchdog thread. An exception escaping the ``with`` block saves the last consistent
+in a background thread. On SIGTERM training goes on through the notice
+(``SPOTRUN_GRACE_SECONDS``) while there is time, and the ``step()`` at the last safe moment
+saves and exits 0 (``notice``: the deadline less this run's measured save + upload times, with
+a margin, and one step); with nothing measured yet, ``save_at_once=True`` or
+``SPOTRUN_SAVE_AT_ONCE=1`` the next ``step()`` saves. So does Ctrl-C (SIGINT) by default, or
+with ``on_interrupt="raise"`` it saves and raises KeyboardInterrupt from that ``step()``. A
+second signal, or no step boundary by the save's deadline, saves at once from a watchdog
+thread. An exception escaping the ``with`` block saves the last consistent
 state, then propagates; one escaping ``restore()`` (or any before the first ``step()`` after
 it) saves nothing. Neither saves inside a parameter update (``optimizer.step()``, or a
 hand-written update in ``with ckpt.updating():``) or after one that no ``step()`` followed:
@@ -42,16 +46,28 @@ from typing import Any, Literal, TypeVar
 
 import torch
 
-from . import codec, distributed, liveness, logsetup, marker, reader, retention, writer
+from . import (
+    codec,
+    distributed,
+    liveness,
+    logsetup,
+    marker,
+    notice,
+    podnotes,
+    reader,
+    retention,
+    writer,
+)
 from .components import Components, Stateful
 from .direct import DirectUploader
 from .env import Settings
 from .localstore import LocalStore
+from .podenv import PodEnv
 from .progress import ProgressLog
 from .prune import prune
 from .room import RoomKeeper
 from .scriptstate import ScriptState
-from .signals import StopRequest, save_deadline
+from .signals import StopRequest
 from .snapshot import SnapshotBuffer
 from .stale import remove_stale_tmp
 from .store import StoreError
@@ -81,6 +97,7 @@ class Checkpointer:
         keep: int = 3,
         keep_best: retention.KeepBest | None = None,
         grace_seconds: float | None = None,
+        save_at_once: bool | None = None,
         exit_on_preemption: bool = True,
         handle_signals: bool = True,
         on_interrupt: Literal["exit", "raise"] = "exit",
@@ -92,7 +109,8 @@ class Checkpointer:
                 f"on_interrupt={on_interrupt!r}: use 'exit' (Ctrl-C saves and exits 0) or "
                 "'raise' (Ctrl-C saves, then raises KeyboardInterrupt at the step boundary)"
             )
-        settings = Settings.from_env()
+        env = PodEnv.from_env()
+        settings = Settings.from_pod_env(env)
         if interval_steps is None and interval_seconds is None:
             # the script chose no interval: the job's spec.checkpoint does (through the env)
             interval_steps, interval_seconds = settings.interval_steps, settings.interval_seconds
@@ -119,6 +137,16 @@ class Checkpointer:
         self.keep = keep
         self.keep_best = keep_best
         self.grace_seconds = settings.grace_seconds if grace_seconds is None else grace_seconds
+        # the notice is used only when its length is known (a laptop's kill saves at once)
+        self._grace_known = grace_seconds is not None or env.grace_seconds is not None
+        self.save_at_once = bool(env.save_at_once) if save_at_once is None else save_at_once
+        self._sidecar_uploads = settings.upload == "sidecar" and bool(settings.storage_uri)
+        self._measured = notice.Measurements()
+        self._plan: notice.Plan | None = None  # what to do with the notice of the signal
+        self._plan_lock = threading.Lock()
+        self._notice_step = 0  # the step the signal came at
+        self._stop_saving = False  # the training thread has begun the save on a stop
+        self._save_started = 0.0
         self.exit_on_preemption = exit_on_preemption
         self.global_step = 0
         self.durable_step: int | None = None
@@ -209,6 +237,7 @@ class Checkpointer:
         """
         self.global_step += 1
         self._stepped = True
+        self._measured.stepped(time.monotonic())
         if metrics:
             self._metrics.update({k: float(v) for k, v in metrics.items()})
         self._mark_boundary()
@@ -216,6 +245,8 @@ class Checkpointer:
         if self._stop.requested:
             if self.on_interrupt == "raise" and self._stop.signum == signal.SIGINT:
                 self._raise_interrupt()
+            if self._training_on():
+                return False
             self._save_on_stop()
             return True
         if self._due():
@@ -269,7 +300,7 @@ class Checkpointer:
                 self._saved_step = self.global_step
                 distributed.barrier()
                 return
-            started = time.monotonic()
+            started = self._save_started = time.monotonic()
             self._copied.clear()  # an update starting now waits until the parameters are copied
             try:
                 image, size, structure, copy_rest = self._snapshot(deferred=not wait)
@@ -476,10 +507,12 @@ class Checkpointer:
         )
         folder = self._room.write(step, write)
         self.last_save_seconds = time.monotonic() - started
+        self._measured.saved(time.monotonic() - self._save_started, step, time.time())
         self.durable_step = step
         self.write_error = None
         if self._uploader is not None:
             self._uploader.notify()
+        self._learn_durable()
         self._progress.event("saved", step, reason=reason, seconds=self.last_save_seconds)
         log.info(
             "spotrun: saved step %d (%s) to %s in %.2fs",
@@ -501,12 +534,95 @@ class Checkpointer:
 
     def _save_on_stop(self) -> None:
         signame = _signal_name(self._stop.signum)
-        log.info("spotrun: %s received, saving step %d before exiting", signame, self.global_step)
+        self._stop_saving = True  # the watchdog's deadline passing now leaves the save to us
+        first, plan = self._stop.first_at, self._plan
+        if first is not None and plan is not None and plan.trains_on:
+            log.info(
+                "spotrun: %s %.1f s ago: trained %d more steps during the notice; saving step "
+                "%d, deadline in %.1f s",
+                signame,
+                time.monotonic() - first,
+                self.global_step - self._notice_step,
+                self.global_step,
+                plan.deadline - (time.monotonic() - first),
+            )
+        else:
+            log.info(
+                "spotrun: %s received, saving step %d before exiting", signame, self.global_step
+            )
         self._save_last("preemption")
         if self.exit_on_preemption:
             self.close()
             log.info("spotrun: step %s is durable; exiting 0", self.durable_step)
             sys.exit(0)
+
+    def _training_on(self) -> bool:
+        """At a step boundary after the first signal: True while one more step still leaves
+        room for the save (``notice``); never after a second signal."""
+        plan, first = self._notice_plan(), self._stop.first_at
+        if first is None or self._stop.count > 1:
+            return False
+        return plan.keep_training(time.monotonic() - first)
+
+    def _notice_plan(self) -> notice.Plan:
+        """The plan for the signal received: made once, by the first thread to ask (the
+        watchdog, woken by the signal, or the next ``step()``), and logged."""
+        with self._plan_lock:
+            if self._plan is None:
+                self._plan = self._make_plan()
+            return self._plan
+
+    def _make_plan(self) -> notice.Plan:
+        self._learn_durable()
+        uploads = self._uploader is not None or self._sidecar_uploads
+        writing = self._write is not None and self._write.is_alive()
+        costs = self._measured.costs(uploads, writing)
+        plan = notice.plan(self.grace_seconds, costs, self._at_once_reason())
+        first = self._stop.first_at if self._stop.first_at is not None else time.monotonic()
+        self._notice_step = self.global_step
+        signame = _signal_name(self._stop.signum)
+        log.info("spotrun: %s", plan.describe(signame, time.monotonic() - first))
+        if self._stop.signum == signal.SIGTERM:
+            self._publish_deadline(first)
+        return plan
+
+    def _at_once_reason(self) -> str | None:
+        if self._stop.signum == signal.SIGINT:
+            return "Ctrl-C stops now"
+        if self.save_at_once:
+            return "save_at_once=True or SPOTRUN_SAVE_AT_ONCE=1"
+        if not self._grace_known:
+            return "the grace period is unknown: set SPOTRUN_GRACE_SECONDS or grace_seconds="
+        return None
+
+    def _publish_deadline(self, first: float) -> None:
+        """Tell a sidecar when the grace period ends (``podnotes``: one deadline for both)."""
+        now = time.time()
+        try:
+            podnotes.write_deadline(
+                self.store.root, now + first + self.grace_seconds - time.monotonic(), now
+            )
+        except OSError as e:
+            log.warning("spotrun: cannot leave the deadline for a sidecar: %s", e)
+
+    def _learn_durable(self) -> None:
+        """Which step is durable in S3 and since when: the direct uploader's, or the note a
+        sidecar leaves (``podnotes``); each gives the upload time of a step saved here."""
+        if self._uploader is not None:
+            syncer = self._uploader.syncer
+            step, at = syncer.durable_step, syncer.durable_at
+            if step is not None and at is not None:
+                self._measured.durable(step, at)
+        elif self._sidecar_uploads:
+            found = podnotes.read_durable(self.store.root)
+            if found is not None:
+                self._measured.durable(*found)
+
+    def _until_save_by(self) -> float:
+        """Seconds from now until the watchdog must save at once (the plan's ``save_by``)."""
+        first = self._stop.first_at
+        elapsed = time.monotonic() - first if first is not None else 0.0
+        return max(self._notice_plan().save_by - elapsed, 0.0)
 
     def _raise_interrupt(self) -> None:
         """Ctrl-C with ``on_interrupt="raise"``: save this step, stand the watchdog down (the
@@ -517,6 +633,7 @@ class Checkpointer:
         )
         self._save_last("interrupt")
         self._interrupted_at = self.global_step
+        self._plan = None  # a later signal is planned afresh
         self._stop.reset()
         raise KeyboardInterrupt(f"Ctrl-C; step {self.durable_step} is saved")
 
@@ -593,12 +710,13 @@ class Checkpointer:
                 return
             if not self._stop.requested:
                 continue
-            deadline = save_deadline(self.grace_seconds, self.last_save_seconds)
             if self._stop.count < 2:  # a second signal set before the clear() above is not lost
-                self._stop.changed.wait(timeout=deadline)
+                self._stop.changed.wait(timeout=self._until_save_by())
             if self._closed:
                 return
             if self._stop.requested:
+                if self._stop.count < 2 and self._stop_saving:
+                    return  # the deadline passed while the training thread saves: it finishes
                 break
         self._save_at_once()
 

@@ -240,6 +240,14 @@ class PodEnv:
         _seconds,
         render=_render_seconds,
     )
+    save_at_once: bool | None = _var(
+        "SPOTRUN_SAVE_AT_ONCE",
+        USER,
+        "1: on SIGTERM save at the next step boundary instead of training on through the "
+        "notice (spotrun.notice); Checkpointer(save_at_once=...) wins",
+        _flag,
+        render=_render_flag,
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PodEnv:

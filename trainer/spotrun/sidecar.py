@@ -33,7 +33,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
 
-from . import integrity, layout, liveness, marker
+from . import integrity, layout, liveness, marker, podnotes
 from .contract import SidecarReport, finite_metrics
 from .env import Settings
 from .localstore import LocalStore
@@ -137,10 +137,14 @@ def _writing(local: LocalStore) -> bool:
 
 def grace_cap(stop: StopRequest, settings: Settings, config: SidecarConfig) -> float | None:
     """The monotonic time no S3 call may run past: None until SIGTERM, then the grace
-    deadline less the margin (kept for writing the termination message and exiting)."""
+    deadline less the margin (kept for writing the termination message and exiting). The
+    deadline is the trainer's when it left one (``podnotes``): a native sidecar's SIGTERM
+    comes only once the trainer has exited, and both share one grace period."""
     if stop.first_at is None:
         return None
-    return stop.first_at + settings.grace_seconds - config.margin_seconds
+    root = Path(settings.checkpoint_dir)
+    shared = podnotes.shared_deadline(root, stop.first_at, settings.grace_seconds)
+    return min(stop.first_at + settings.grace_seconds, shared) - config.margin_seconds
 
 
 def run(settings: Settings, config: SidecarConfig) -> int:
@@ -231,10 +235,12 @@ def _sync_until_stopped(
     reporter: Reporter,
 ) -> tuple[bool, str | None]:
     root = syncer.local.root
+    noted: int | None = None  # the durable step the trainer was told of (its upload times)
     while True:
         # the lock before the note: a trainer writes its note, then lets go of the lock
         alive = liveness.held(root)
         synced = syncer.sync_once()
+        noted = podnotes.note_durable(root, syncer.durable_step, syncer.durable_at, noted)
         health.problem = syncer.problem
         reporter.update(syncer.durable_step)
         cap = grace_cap(stop, settings, config)
