@@ -1,0 +1,163 @@
+"""A kind cluster on the node image built offline (hack/kind/node-image, hack/kind/up).
+
+Not in `make test` yet: `pytest -m kind tests/kind/test_cluster.py` builds what is missing
+(cold: the node image's parts and images, minutes), brings the cluster up, runs a pod from an
+image built here, and removes the cluster (and stops the Docker engine if it started it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.kind
+
+REPO = Path(__file__).resolve().parents[2]
+KIND_DIR = REPO / "hack" / "kind"
+CACHE = Path(os.environ.get("SPOTRUN_CACHE", Path.home() / ".cache" / "spotrun"))
+NAME = os.environ.get("SPOTRUN_KIND_CLUSTER", "spotrun")
+
+
+def _versions() -> dict[str, str]:
+    pairs = {}
+    for env_file in (KIND_DIR.parent / "versions.env", KIND_DIR / "versions.env"):
+        for line in env_file.read_text().splitlines():
+            if "=" in line and not line.startswith("#"):
+                key, value = line.split("=", 1)
+                pairs[key] = value
+    return pairs
+
+
+VERSIONS = _versions()
+KUBECTL = CACHE / "bin" / f"kubernetes-{VERSIONS['KUBERNETES_VERSION']}" / "kubectl"
+KIND = CACHE / "bin" / f"kind-{VERSIONS['KIND_VERSION']}" / "kind"
+
+
+def _run(
+    *args: str | Path,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    timeout: int = 600,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in args],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=stdin,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _exports(line: str) -> dict[str, str]:
+    """`export A=1 B=2` (what hack/kind/up prints last) as a dict."""
+    assert line.startswith("export "), line
+    return dict(pair.split("=", 1) for pair in line.removeprefix("export ").split())
+
+
+@dataclass(frozen=True)
+class KindCluster:
+    env: dict[str, str]  # os.environ + KUBECONFIG + DOCKER_HOST
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        done = _run(KUBECTL, *args, env=self.env, stdin=stdin)
+        assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
+        return done.stdout
+
+    def docker(self, *args: str, timeout: int = 600) -> str:
+        done = _run("docker", *args, env=self.env, timeout=timeout)
+        assert done.returncode == 0, f"docker {' '.join(args)}: {done.stderr}"
+        return done.stdout
+
+
+@pytest.fixture(scope="module")
+def kind_cluster() -> Iterator[KindCluster]:
+    engine_was_up = _run(KIND_DIR / "docker-engine", "status").returncode == 0
+    up = _run(KIND_DIR / "up", timeout=3600)
+    try:
+        assert up.returncode == 0, f"hack/kind/up failed:\n{up.stderr[-4000:]}"
+        yield KindCluster({**os.environ, **_exports(up.stdout.strip().splitlines()[-1])})
+    finally:
+        down = _run(KIND_DIR / "down", *([] if engine_was_up else ["--engine"]))
+        assert down.returncode == 0, f"hack/kind/down failed:\n{down.stderr}"
+
+
+def test_every_node_is_ready_with_our_kubelet_and_coredns_runs(kind_cluster: KindCluster) -> None:
+    nodes = json.loads(kind_cluster.kubectl("get", "nodes", "-o", "json"))["items"]
+    names = sorted(n["metadata"]["name"] for n in nodes)
+    assert names == [f"{NAME}-control-plane", f"{NAME}-worker"]
+    for node in nodes:
+        ready = [c for c in node["status"]["conditions"] if c["type"] == "Ready"]
+        assert ready and ready[0]["status"] == "True", (node["metadata"]["name"], ready)
+        # The kubelet hack/kind built (kubernetes-node), not some other one.
+        assert node["status"]["nodeInfo"]["kubeletVersion"] == VERSIONS["KUBERNETES_VERSION"]
+        assert node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://2.")
+    pods = json.loads(
+        kind_cluster.kubectl(
+            "-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns", "-o", "json"
+        )
+    )["items"]
+    assert pods, "no CoreDNS pods"
+    assert all(p["status"]["phase"] == "Running" for p in pods), [p["status"] for p in pods]
+    images = {c["image"] for p in pods for c in p["spec"]["containers"]}
+    assert images == {f"registry.k8s.io/coredns/coredns:{VERSIONS['COREDNS_VERSION']}"}
+
+
+def test_a_pod_sees_its_image_filesystem_not_the_hosts(kind_cluster: KindCluster) -> None:
+    token = secrets.token_hex(8)
+    image = f"spotrun.local/kind-probe:{token}"
+    base = _run(KIND_DIR / "base-image", env=kind_cluster.env)
+    assert base.returncode == 0, base.stderr
+    context = f"FROM {base.stdout.strip()}\nRUN echo {token} > /spotrun-probe\n"
+    done = _run(
+        "docker", "build", "--quiet", "--tag", image, "-", env=kind_cluster.env, stdin=context
+    )
+    assert done.returncode == 0, done.stderr
+    try:
+        load = _run(KIND, "load", "docker-image", "--name", NAME, image, env=kind_cluster.env)
+        assert load.returncode == 0, load.stderr
+        script = (
+            f"cat /spotrun-probe; test -e {REPO} && echo host-repo-visible || echo no-host-repo"
+        )
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "probe", "namespace": "default"},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "probe",
+                        "image": image,
+                        "imagePullPolicy": "Never",
+                        "command": ["sh", "-c", script],
+                    }
+                ],
+            },
+        }
+        kind_cluster.kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+        kind_cluster.kubectl(
+            "wait", "pod/probe", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=180s"
+        )
+        assert kind_cluster.kubectl("logs", "probe").split() == [token, "no-host-repo"]
+        node = kind_cluster.kubectl("get", "pod", "probe", "-o", "jsonpath={.spec.nodeName}")
+        assert node == f"{NAME}-worker"  # the control plane keeps its NoSchedule taint
+    finally:
+        _run(
+            KUBECTL,
+            "delete",
+            "pod",
+            "probe",
+            "--ignore-not-found",
+            "--wait=false",
+            env=kind_cluster.env,
+        )
+        _run("docker", "rmi", image, env=kind_cluster.env)
