@@ -17,42 +17,50 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
+class _Read(Generic[T]):
+    """One read and what it brought, held only by the callers that share it."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self.value: T | None = None
+        self.error: BaseException | None = None
+
+    def result(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]  # set together with done
+
+
 class Fresh(Generic[T]):
     """``get()`` returns the result of a ``read()`` that started after the call: callers that
-    wait at the same time share one. The result is shared: callers must not change it."""
+    wait at the same time share one. The result is shared: callers must not change it.
+
+    Nothing is kept once the callers have their result: a 1000-job list is held by the passes
+    that use it, not by this object until the next read (which may be hours away)."""
 
     def __init__(self, read: Callable[[], T]) -> None:
         self._read = read
         self._cond = threading.Condition()
-        self._started = 0  # reads started so far
-        self._done = 0  # the newest read that ended (its number)
-        self._running = False
-        self._value: T | None = None
-        self._error: BaseException | None = None
+        self._current: _Read[T] | None = None  # the read under way
+        self._next: _Read[T] | None = None  # the one callers that came during it will share
 
     def get(self) -> T:
         with self._cond:
-            need = self._started + 1  # the first read that starts from now on
-            while self._done < need and self._running:
-                self._cond.wait()
-            if self._done >= need:  # one started after this call has ended: share it
-                return self._result()
-            self._running = True
-            self._started += 1
-            number = self._started
-        value: T | None = None
-        error: BaseException | None = None
+            if self._current is None:  # start a read (the one waiting callers need, if any)
+                box = self._current = self._next or _Read()
+                self._next = None
+            else:
+                box = self._next = self._next or _Read()
+                while not box.done and self._current is not None:
+                    self._cond.wait()
+                if box.done:  # another caller ran the read this one waited for
+                    return box.result()
+                self._current, self._next = box, None  # the first to wake starts it
         try:
-            value = self._read()
+            box.value = self._read()
         except BaseException as err:  # handed to every caller that shares this read
-            error = err
+            box.error = err
         with self._cond:
-            self._running, self._done = False, number
-            self._value, self._error = value, error
+            box.done, self._current = True, None
             self._cond.notify_all()
-            return self._result()
-
-    def _result(self) -> T:
-        if self._error is not None:
-            raise self._error
-        return self._value  # type: ignore[return-value]  # set together with _done
+        return box.result()

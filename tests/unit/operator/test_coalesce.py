@@ -3,8 +3,10 @@ own request (the storage-overlap check must see every job created before it aske
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 import pytest
@@ -74,3 +76,16 @@ def test_a_failed_read_fails_its_callers_and_the_next_call_reads_again() -> None
     with pytest.raises(ConnectionError, match="unreachable"):
         fresh.get()
     assert fresh.get() == "jobs"
+
+
+class _Jobs:
+    """Stands for a parsed list of every job (large at 1000 jobs)."""
+
+
+def test_the_list_is_not_kept_once_every_caller_has_it() -> None:
+    """The overlap check lists all jobs only before a job's first pod: at steady state no
+    list is read for hours, and the last one must not stay in memory all that time."""
+    fresh = Fresh(_Jobs)
+    held = weakref.ref(fresh.get())
+    gc.collect()
+    assert held() is None
