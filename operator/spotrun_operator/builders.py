@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from spotrun import contract
-from spotrun.podenv import PodEnv, name_of
+from spotrun.podenv import PREVIOUS_SKEW_SECONDS, PodEnv, name_of
 
 from .models import GROUP, KIND, VERSION, JobSpec, JobStatus
 from .models import SIDECAR as SIDECAR  # re-exported: names the operator reserves
@@ -132,7 +133,23 @@ def pod_env(job: Job, attempt: int, device: str) -> PodEnv:
         interval_steps=ckpt.intervalSteps,
         interval_seconds=ckpt.intervalSeconds,
         storage_uri=ckpt.storage.uri,  # None on a PVC: nothing of S3 applies
+        **_previous(job, attempt),
     )
+
+
+def _previous(job: Job, attempt: int) -> dict[str, Any]:
+    """Warm start (docs/warm-start.md): the newest earlier attempt whose pod still saves, and
+    the latest instant any of them can (deletionTimestamp + ``PREVIOUS_SKEW_SECONDS``): the
+    sidecar restores only after that attempt's ended marker, or after that instant. Only S3
+    jobs: on a claim the trainer reads the volume the old pod writes."""
+    draining = [d for d in job.status.draining or [] if d.attempt < attempt]
+    if not draining or job.spec.checkpoint.storage.uri is None:
+        return {}
+    until = max(datetime.fromisoformat(d.until.replace("Z", "+00:00")) for d in draining)
+    return {
+        "previous_attempt": max(d.attempt for d in draining),
+        "previous_until": until + timedelta(seconds=PREVIOUS_SKEW_SECONDS),
+    }
 
 
 def env_list(env: PodEnv) -> list[dict[str, Any]]:
@@ -298,10 +315,11 @@ def _storage_expectations(job: Job, trainer: dict[str, Any]) -> list[dict[str, A
 
 
 def _sidecar(job: Job, trainer: dict[str, Any], env: list[dict[str, Any]]) -> dict[str, Any]:
-    """The native sidecar. With S3 it restores first (the trainer starts once /startupz
-    answers, up to 10 minutes) and uploads; on a PVC the volume is the durable store, so it
-    runs in report mode: no S3 variables, nothing to restore (/startupz answers as soon as it
-    listens), only /status and the termination message of the newest checkpoint there."""
+    """The native sidecar. With S3 it restores (the trainer starts once it listens and waits
+    for the restore itself, up to SPOTRUN_READY_TIMEOUT) and uploads; on a PVC the volume is
+    the durable store, so it runs in report mode: no S3 variables, nothing to restore
+    (/startupz answers as soon as it listens), only /status and the termination message of
+    the newest checkpoint there."""
     ckpt = job.spec.checkpoint
     port = ckpt.sidecarPort
     report = ckpt.storage.pvc is not None
@@ -323,7 +341,9 @@ def _sidecar(job: Job, trainer: dict[str, Any], env: list[dict[str, Any]]) -> di
         "restartPolicy": "Always",
         "env": env,
         "volumeMounts": [checkpoint_mount(job)],
-        "startupProbe": probe("/startupz", 30 if report else 600),
+        # /healthz answers once the sidecar listens: the trainer starts beside the restore
+        # and waits for it in Checkpointer.restore() (spotrun.readiness)
+        "startupProbe": probe("/startupz" if report else "/healthz", 30 if report else 600),
         "readinessProbe": probe("/readyz", 3),
         "terminationMessagePolicy": "File",
         "securityContext": hardened(),

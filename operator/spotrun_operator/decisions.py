@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from . import models as m
+from . import warmstart
 from .attempts import PROGRESS_SECONDS, observe_live, observe_running, start_attempt
 from .attempts import storage_message as storage_message
 from .builders import FINALIZER, LABEL_CAPACITY, Job, pod_name, trainer_index
@@ -87,10 +88,14 @@ def _expire(out: Plan, spec: m.JobSpec, now: datetime) -> None:
 
 
 def _release_old(p: Planner, pods: list[Obj]) -> None:
-    """Pods of earlier attempts (or of a finished job): release their finalizer, delete them."""
+    """Pods of earlier attempts (or of a finished job): release their finalizer, delete them.
+    A warm-started attempt's pod that still saves is left to ``warmstart.fold``."""
     st, out = p.st, p.plan
+    draining = warmstart.draining_names(p)
     for old in pods:
         meta = old["metadata"]
+        if meta["name"] in draining:
+            continue
         if attempt_of(old) >= st.attempt and st.phase not in ("Succeeded", "Failed"):
             continue
         if FINALIZER in (meta.get("finalizers") or []):
@@ -110,6 +115,7 @@ def _plan(p: Planner, pods: list[Obj], nodes: dict[str, Obj], gpus: bool, live: 
         st.startTime = ts(now)
     current = pod_name(job.name, st.attempt) if st.attempt else None
     _release_old(p, pods)
+    warmstart.fold(p, pods, trainer_name)
     if st.phase in ("Succeeded", "Failed"):
         return out
 
@@ -132,6 +138,10 @@ def _plan(p: Planner, pods: list[Obj], nodes: dict[str, Obj], gpus: bool, live: 
         st.activePod = current
         node = nodes.get(pod.get("spec", {}).get("nodeName") or "")
         ended = classify_end(pod, node, spec.suspend, trainer_name, now=now)
+        why = warmstart.notice(pod, node, spec.suspend) if spec.spot.warmStart else None
+        if ended is None and why is not None:
+            warmstart.begin(p, pod, why, gpus)
+            return out
         if ended is not None:
             capacity = (pod["metadata"].get("labels") or {}).get(LABEL_CAPACITY, "spot")
             record(p, ended, capacity)

@@ -40,6 +40,8 @@ REASON_RESUMED = "Resumed"
 REASON_ON_DEMAND = "FallbackToOnDemand"
 REASON_PENDING_TIMEOUT = "PendingTimeout"
 REASON_INTERRUPTION = "InterruptionNotice"
+REASON_WARM_START = "WarmStart"  # the next attempt starts while the preempted one saves
+REASON_DRAINED = "PreemptedAttemptEnded"  # a warm-started attempt's old pod ended
 REASON_DEADLINE = "DeadlineExceeded"
 REASON_INVALID = "InvalidSpec"
 REASON_CPU_FALLBACK = "CPUFallback"  # no node offers the GPUs: the attempt runs on CPU
@@ -272,6 +274,14 @@ class SpotSpec(_Model):
     backoffSeconds: float = Field(
         default=1.0, ge=0, le=600, description="Wait before the attempt after a preemption."
     )
+    warmStart: bool = Field(
+        default=True,
+        description="When the platform deletes the running attempt's pod with notice "
+        "(DisruptionTarget, or its node tainted for interruption), create the next attempt's "
+        "pod at once instead of after the old one ended: its trainer starts while the old one "
+        "saves, and its sidecar restores only after the old attempt's final save "
+        "(false: the next pod once the old one ended).",
+    )
 
 
 class GpuSpec(_Model):
@@ -464,6 +474,16 @@ class CheckpointRef(_Model):
     )
 
 
+class DrainingAttempt(_Model):
+    """An earlier attempt, preempted with notice, whose pod still saves (warm start)."""
+
+    attempt: int = Field(description="The attempt whose pod still saves.")
+    pod: str = Field(description="Its pod.")
+    until: str = Field(
+        description="Its pod's deletionTimestamp (RFC 3339): when its grace period ends."
+    )
+
+
 Phase = Literal["Pending", "Running", "Restarting", "Suspended", "Succeeded", "Failed"]
 
 
@@ -504,6 +524,12 @@ class JobStatus(_Model):
     )
     startTime: str | None = Field(default=None, description="When the first attempt started.")
     completionTime: str | None = Field(default=None, description="When the job finished.")
+    draining: list[DrainingAttempt] | None = Field(
+        default=None,
+        description="Earlier attempts preempted with notice (warm start) whose pods still "
+        "save; each one's end is folded into this status once (its final checkpoint, its "
+        "pod seconds), then its pod is released.",
+    )
     spotSeconds: float = Field(default=0, description="Pod seconds on spot nodes.")
     onDemandSeconds: float = Field(default=0, description="Pod seconds on on-demand nodes.")
     estimatedSavings: float | None = Field(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator, Mapping
 from dataclasses import fields
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,9 @@ def _pods() -> list[dict[str, Any]]:
         },
     }
     pvc = {**EVERY_FIELD, "storage": {"pvc": {"claimName": "shared"}}}
-    status = {"lastCheckpoint": {"step": 1200}}
+    # attempt 2 was preempted with notice and still saves: attempt 3 is a warm start
+    draining = [{"attempt": 2, "pod": "a-2", "until": "2026-01-01T12:00:30Z"}]
+    status = {"lastCheckpoint": {"step": 1200}, "draining": draining}
     out = []
     for checkpoint in (s3, pvc):
         spec = {"checkpoint": checkpoint, "gpu": {"count": 1}, "terminationGracePeriodSeconds": 45}
@@ -130,6 +133,9 @@ def test_what_the_operator_writes_is_what_the_pod_reads() -> None:
     assert (settings.grace_seconds, settings.attempt, settings.device) == (45.0, 3, "cuda")
     assert (settings.checkpoint_dir, settings.upload) == ("/data/ckpt", "sidecar")
     assert settings.storage_uri == "s3://bucket/jobs/a"
+    # warm start: the sidecar waits for attempt 2's final save, until its grace + skew is over
+    assert config.previous_attempt == 2
+    assert config.previous_until == datetime(2026, 1, 1, 12, 0, 40, tzinfo=timezone.utc)
     pvc_sidecar = next(c for c in pvc_pod["spec"]["initContainers"] if c["name"] == SIDECAR)
     assert SidecarConfig.from_env(PodEnv.from_env(_env(pvc_sidecar))).mode == "report"
 
@@ -142,7 +148,8 @@ def test_to_env_and_from_env_are_inverse() -> None:
                 fields(PodEnv),
                 ["j", "ns", 4, "/c", "cpu", 12.5, 3, "acc", "max", 9000, 5, 60, "s3://b/p"]
                 + ["sidecar", "report", 77, True, "/p.jsonl", 9.0, 0.5, 30.0, 4.0, "/t", 8, 2, 7.5]
-                + [True],
+                + [True]
+                + [3, datetime(2026, 1, 1, 12, 0, 40, tzinfo=timezone.utc), 600.0],
                 strict=True,
             )
         }
@@ -159,6 +166,9 @@ def test_to_env_and_from_env_are_inverse() -> None:
         ("SPOTRUN_UPLOAD", "both", "one of sidecar, library"),
         ("SPOTRUN_KEEP_BEST_MODE", "best", "one of min, max"),
         ("SPOTRUN_KEEP_BEST_METRIC", "acc", "needs SPOTRUN_KEEP_BEST_MODE"),
+        ("SPOTRUN_PREVIOUS_UNTIL", "2026-01-01T12:00:00", "RFC 3339 time with a zone"),
+        ("SPOTRUN_PREVIOUS_UNTIL", "soon", "RFC 3339 time with a zone"),
+        ("SPOTRUN_PREVIOUS_ATTEMPT", "0", "whole number >= 1"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(name: str, value: str, says: str) -> None:

@@ -55,6 +55,7 @@ from . import (
     notice,
     podnotes,
     reader,
+    readiness,
     retention,
     writer,
 )
@@ -197,6 +198,7 @@ class Checkpointer:
         """
         self._stepped = False  # a restore that raises leaves nothing worth saving
         started = time.monotonic()
+        readiness.wait(self.store.root)  # under a sidecar: its restore is done first
         marker.clear(self.store.root)
         remove_stale_tmp(self.store.dir)
         if self._uploader is not None:

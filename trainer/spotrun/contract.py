@@ -43,6 +43,9 @@ class SidecarReport(BaseModel):
     problem: str | None = Field(default=None, max_length=MAX_TEXT)
     note: str | None = Field(default=None, max_length=MAX_TEXT)
     state: State | None = None
+    # why the checkpoint was written (its manifest's reason: periodic, preemption, final...):
+    # "final" is close()'s save at the end of a script that ran to its end
+    reason: str | None = Field(default=None, max_length=64)
 
     def to_json(self) -> str:
         return self.model_dump_json(exclude_none=True)

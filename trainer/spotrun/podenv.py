@@ -22,6 +22,7 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 from .retention import KeepBest
@@ -36,6 +37,9 @@ BestMode = Literal["min", "max"]
 EXPECTED_STEP_ENV = "SPOTRUN_EXPECTED_STEP"
 START_WITHOUT_STORAGE_ENV = "SPOTRUN_START_WITHOUT_STORAGE"
 MAX_STEP_DIGITS = 19  # a step fits in int64
+# SPOTRUN_PREVIOUS_UNTIL is the old pod's deletionTimestamp plus this: two nodes' clocks may
+# differ this much (the sidecar also accepts a marker written this much before the notice)
+PREVIOUS_SKEW_SECONDS = 10.0
 
 
 class PodEnvError(ValueError):
@@ -106,6 +110,21 @@ def _lenient_step(name: str, value: str) -> int | None:
 
 def _lenient_attempt(name: str, value: str) -> int | None:
     return int(value) if value.isascii() and value.isdigit() else None
+
+
+def _instant(name: str, value: str) -> datetime:
+    """An RFC 3339 time with its zone (``2026-12-01T17:00:00Z``)."""
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise _refuse(name, value, "an RFC 3339 time with a zone (2026-12-01T17:00:00Z)")
+    return when
+
+
+def _render_instant(value: datetime) -> str:
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _render_seconds(value: float) -> str:
@@ -247,6 +266,31 @@ class PodEnv:
         "notice (spotrun.notice); Checkpointer(save_at_once=...) wins",
         _flag,
         render=_render_flag,
+    )
+
+    # -- warm start (docs/warm-start.md) -------------------------------------------------
+    previous_attempt: int | None = _var(
+        "SPOTRUN_PREVIOUS_ATTEMPT",
+        OP,
+        "the attempt still saving when this pod was created (warm start): the sidecar waits "
+        "for its attempt-ended marker before restoring",
+        _whole(1),
+    )
+    previous_until: datetime | None = _var(
+        "SPOTRUN_PREVIOUS_UNTIL",
+        OP,
+        "RFC 3339 time: that attempt's pod's deletionTimestamp plus a clock-skew margin; the "
+        "sidecar waits for its marker no longer",
+        _instant,
+        render=_render_instant,
+    )
+    ready_timeout: float | None = _var(
+        "SPOTRUN_READY_TIMEOUT",
+        USER,
+        "trainer under a sidecar: seconds Checkpointer.restore() waits for the sidecar's "
+        "restore (.spotrun-ready; default 1800)",
+        _seconds,
+        render=_render_seconds,
     )
 
     @classmethod

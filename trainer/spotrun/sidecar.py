@@ -28,12 +28,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
 
-from . import integrity, layout, liveness, marker, podnotes
+from . import handoff, integrity, layout, liveness, marker, podnotes, readiness
 from .contract import SidecarReport, finite_metrics
 from .env import Settings
 from .localstore import LocalStore
@@ -44,6 +45,7 @@ from .retention import KeepBest
 from .s3store import S3Store
 from .signals import StopRequest
 from .startup import restore_phase
+from .store import StoreError
 from .syncer import Syncer
 
 log = logging.getLogger("spotrun")
@@ -64,6 +66,8 @@ class SidecarConfig:
     expected_step: int | None = None  # the step the job's status says was saved
     start_without_storage: bool = False  # the user allows a fresh start when S3 is unreadable
     max_backoff: float = 30.0  # the longest wait between two restore attempts
+    previous_attempt: int | None = None  # warm start: the attempt that may still be saving
+    previous_until: datetime | None = None  # ... and until when it can (then restore anyway)
 
     @classmethod
     def from_env(cls, env: PodEnv | None = None) -> SidecarConfig:
@@ -79,6 +83,8 @@ class SidecarConfig:
             expected_step=env.expected_step,
             start_without_storage=bool(env.start_without_storage),
             max_backoff=_given(env.restore_max_backoff, cls.max_backoff),
+            previous_attempt=env.previous_attempt,
+            previous_until=env.previous_until,
         )
 
 
@@ -105,8 +111,9 @@ def checkpoint_report(local: LocalStore, name: str, uri: str) -> SidecarReport |
         "time": data.get("time"),
         "uri": uri,
         "metrics": finite_metrics(data.get("metrics")),
+        "reason": data.get("reason"),
     }
-    for dropped in ((), ("epoch", "time")):  # the whole manifest, else its step alone
+    for dropped in ((), ("epoch", "time", "reason")):  # the whole manifest, else its step alone
         try:
             found = SidecarReport.model_validate({k: fields[k] for k in fields if k not in dropped})
         except ValidationError:
@@ -168,7 +175,8 @@ def run(settings: Settings, config: SidecarConfig) -> int:
     syncer.remote.cap = lambda: grace_cap(stop, settings, config)
     server = serve(health, config.port)
     try:
-        restored = restore_phase(
+        waited = _wait_for_previous(syncer.remote, config, stop, settings.grace_seconds)
+        restored = waited != "stopped" and restore_phase(
             syncer,
             health,
             stop,
@@ -179,12 +187,14 @@ def run(settings: Settings, config: SidecarConfig) -> int:
         reporter.update(syncer.durable_step)
         if restored:
             health.problem, health.state, health.started = syncer.problem, None, True
-            (local.root / ".spotrun-ready").touch()
+            readiness.mark(local.root)
             final_saved, note = _sync_until_stopped(
                 syncer, health, stop, settings, config, reporter
             )
         else:
             final_saved, note = False, "stopped before the checkpoint could be restored"
+        if waited != "stopped":  # else the attempt before may still save: the next one waits
+            _say_ended(syncer, settings, final_saved)
     finally:
         server.shutdown()
         stop.uninstall()
@@ -193,6 +203,43 @@ def run(settings: Settings, config: SidecarConfig) -> int:
     log.info("spotrun sidecar: %s", line)
     _write_termination_message(config.termination_path, line)
     return 0
+
+
+def _wait_for_previous(
+    remote: S3Store, config: SidecarConfig, stop: StopRequest, grace: float
+) -> handoff.Why:
+    """Warm start: wait until the attempt before this one has ended (its marker, or its
+    deadline), so the restore below sees its final checkpoint. No previous attempt: go on."""
+    attempt = config.previous_attempt
+    if attempt is None:
+        return "marker"
+    log.info(
+        "spotrun sidecar: attempt %d may still be saving (until %s): waiting for its final save",
+        attempt,
+        config.previous_until.isoformat() if config.previous_until else "its marker",
+    )
+    until = config.previous_until
+    skew = timedelta(seconds=grace + handoff.SKEW_SECONDS)
+    return handoff.wait_for_previous(
+        lambda: handoff.read(remote, attempt),
+        attempt,
+        until,
+        stop.changed.wait,
+        not_before=until - skew if until is not None else None,
+    )[0]
+
+
+def _say_ended(syncer: Syncer, settings: Settings, final_saved: bool) -> None:
+    """Write this attempt's attempt-ended marker (``handoff``), for a next attempt that was
+    started while this one saved; a failure is logged (the next one waits for its deadline)."""
+    if settings.attempt is None or settings.attempt < 1:
+        return
+    ended = handoff.Ended(settings.attempt, syncer.durable_step, final_saved)
+    job = f"{settings.namespace}/{settings.job}" if settings.job else None
+    try:
+        handoff.write(syncer.remote, ended, job)
+    except StoreError as e:
+        log.warning("spotrun sidecar: cannot write attempt %d's ended marker: %s", ended.attempt, e)
 
 
 Verdict = Literal["saved", "gone", "wait"]

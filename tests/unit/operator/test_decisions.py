@@ -105,7 +105,8 @@ def test_pod_has_the_contract_sidecar_and_spot_placement():
     assert trainer["command"] == ["spotrun", "exec", "--", "python", "train.py"]
     sidecar = pod["spec"]["initContainers"][0]
     assert sidecar["restartPolicy"] == "Always"
-    assert sidecar["startupProbe"]["httpGet"]["path"] == "/startupz"
+    # the trainer starts once the sidecar listens; Checkpointer.restore() waits for its restore
+    assert sidecar["startupProbe"]["httpGet"]["path"] == "/healthz"
     assert pod["spec"]["restartPolicy"] == "Never"
     terms = pod["spec"]["affinity"]["nodeAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"
