@@ -537,6 +537,7 @@ class Checkpointer:
     def _save_on_stop(self) -> None:
         signame = _signal_name(self._stop.signum)
         self._stop_saving = True  # the watchdog's deadline passing now leaves the save to us
+        self._stop.changed.set()  # (and one waiting for this step boundary stops waiting)
         first, plan = self._stop.first_at, self._plan
         if first is not None and plan is not None and plan.trains_on:
             log.info(
@@ -620,6 +621,23 @@ class Checkpointer:
             if found is not None:
                 self._measured.durable(*found)
 
+    def _boundary_saves(self) -> bool:
+        """The watchdog's deadline passed while training on, between ``optimizer.step()`` and
+        its ``step()`` (the weights are no step's: a save now would be refused). Wait for that
+        ``step()``, which saves, while a save begun then still fits the grace period; True
+        when it came. A second signal ends the wait."""
+        plan, first = self._plan, self._stop.first_at
+        if plan is None or not plan.trains_on or first is None or self._inconsistency() is None:
+            return False
+        last = first + plan.deadline - notice.RESERVE_SECONDS - (plan.cost or 0.0)
+        while not self._stop_saving and self._stop.count < 2 and not self._closed:
+            left = last - time.monotonic()
+            if left <= 0:
+                break
+            self._stop.changed.wait(left)
+            self._stop.changed.clear()
+        return self._stop_saving
+
     def _until_save_by(self) -> float:
         """Seconds from now until the watchdog must save at once (the plan's ``save_by``)."""
         first = self._stop.first_at
@@ -635,7 +653,7 @@ class Checkpointer:
         )
         self._save_last("interrupt")
         self._interrupted_at = self.global_step
-        self._plan = None  # a later signal is planned afresh
+        self._plan, self._stop_saving = None, False  # a later signal is planned afresh
         self._stop.reset()
         raise KeyboardInterrupt(f"Ctrl-C; step {self.durable_step} is saved")
 
@@ -713,12 +731,13 @@ class Checkpointer:
             if not self._stop.requested:
                 continue
             if self._stop.count < 2:  # a second signal set before the clear() above is not lost
-                self._stop.changed.wait(timeout=self._until_save_by())
+                saving = self._stop_saving  # then only a second signal is waited for
+                self._stop.changed.wait(timeout=None if saving else self._until_save_by())
             if self._closed:
                 return
             if self._stop.requested:
-                if self._stop.count < 2 and self._stop_saving:
-                    return  # the deadline passed while the training thread saves: it finishes
+                if self._stop.count < 2 and (self._stop_saving or self._boundary_saves()):
+                    continue  # the training thread saves at its step boundary
                 break
         self._save_at_once()
 
