@@ -63,7 +63,7 @@ class Run:
         assert code == 0, self.lines[-30:]
 
     def signal_step(self) -> int:
-        found = [int(m[1]) for m in map(re.compile(r"signal at step (\d+)").match, self.lines) if m]
+        found = [int(m[1]) for m in map(re.compile(r"signal at step (\d+)").search, self.lines) if m]
         assert found, self.lines[-30:]
         return found[0]
 
