@@ -3,6 +3,12 @@ the same level-based reconcile of the job (``reconcile.reconcile_once``) in a wo
 
 In memory there are only locks (one pass per job at a time) and wake-up timers; everything a
 decision depends on is read from the API on each pass, so a restart loses nothing.
+
+A handler only *asks* for a pass (``Reconciler.request``) and returns at once: kopf's worker
+for the object then drops the event's body instead of holding it (and the next one) while
+the pass waits its turn; and the events of a job that come while a pass of it waits for its
+turn join that pass, which reads the job after all of them (at 1000 jobs, startup brings
+3-4 events per job and each one used to cost a pass of its own).
 """
 
 from __future__ import annotations
@@ -60,6 +66,8 @@ class Reconciler:
     wakeups: dict[tuple[str, str], asyncio.TimerHandle] = field(default_factory=dict)
     last_pass: dict[tuple[str, str], float] = field(default_factory=dict)
     heard: dict[tuple[str, str], float] = field(default_factory=dict)
+    queued: set[tuple[str, str]] = field(default_factory=set)  # a pass waits for its turn
+    requests: set[asyncio.Future[None]] = field(default_factory=set)  # what request() started
     events_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(EVENT_WORKERS, thread_name_prefix="reconcile")
     )
@@ -96,10 +104,20 @@ class Reconciler:
         elif time.monotonic() - self.heard.get(key, -1e9) > SILENCE_SECONDS:
             log.debug("%s/%s: kopf silent (paused by peering?); wake-up dropped", *key)
             return
+        if key in self.queued:
+            return  # a pass of this job waits for its turn: it reads the job after this change
         lock = self.locks.setdefault(key, asyncio.Lock())
         if not resync:
-            async with lock:
-                after = await self._execute(key, self.events_pool)
+            self.queued.add(key)
+            started = False
+            try:
+                async with lock:
+                    started = True
+                    self.queued.discard(key)  # from now on a change needs a pass of its own
+                    after = await self._execute(key, self.events_pool)
+            finally:
+                if not started:
+                    self.queued.discard(key)
         else:
             gap = pacing.resync_gap(len(self.heard), key)  # longer at scale (pacing.py)
             if time.monotonic() - self.last_pass.get(key, -1e9) < gap:
@@ -127,6 +145,12 @@ class Reconciler:
         finally:
             self.last_pass[key] = time.monotonic()
 
+    def request(self, namespace: str, name: str) -> None:
+        """From a kopf handler: reconcile the job soon (``run``), without waiting for it."""
+        task = asyncio.ensure_future(self.run(namespace, name))
+        self.requests.add(task)
+        task.add_done_callback(self.requests.discard)
+
     def wake(self, namespace: str, name: str, delay: float) -> None:
         key = (namespace, name)
         if (old := self.wakeups.pop(key, None)) is not None:
@@ -142,6 +166,7 @@ class Reconciler:
         self.locks.pop((namespace, name), None)
         self.last_pass.pop((namespace, name), None)
         self.heard.pop((namespace, name), None)
+        self.queued.discard((namespace, name))
         self.reports.forget((namespace, name))
         self.metrics.job_gone((namespace, name))
 
@@ -188,7 +213,7 @@ async def job_event(type: str, name: str, namespace: str | None, memo: Any, **_:
     if type == "DELETED":
         _reconciler(memo).forget(namespace, name)
         return
-    await _reconciler(memo).run(namespace, name)
+    _reconciler(memo).request(namespace, name)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS)
@@ -202,7 +227,7 @@ async def resync(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
 async def pod_event(labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any) -> None:
     """A pod of a job changed: reconcile its job."""
     assert namespace is not None
-    await _reconciler(memo).run(namespace, labels[LABEL_JOB])
+    _reconciler(memo).request(namespace, labels[LABEL_JOB])
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_CLEANUP: kopf.PRESENT})
@@ -211,7 +236,7 @@ async def cleanup_pod_event(
 ) -> None:
     """A checkpoint-cleanup pod of a deleted job changed: carry on with that job."""
     assert namespace is not None
-    await _reconciler(memo).run(namespace, labels[LABEL_CLEANUP])
+    _reconciler(memo).request(namespace, labels[LABEL_CLEANUP])
 
 
 @kopf.index("", "v1", "pods", labels={LABEL_JOB: kopf.PRESENT})
@@ -230,4 +255,4 @@ async def node_event(name: str, spec: kopf.Spec, type: str, memo: Any, **kwargs:
         return
     index: kopf.Index[str, tuple[str, str]] = kwargs["pods_by_node"]
     for namespace, job in set(index.get(name, [])):
-        await _reconciler(memo).run(namespace, job)
+        _reconciler(memo).request(namespace, job)
