@@ -85,6 +85,7 @@ def test_privileged_containers_boot_systemd() -> None:
         ("kubernetes-node", "KUBERNETES_VERSION", ["kubelet", "--version"], "Kubernetes {v}"),
         ("kubernetes-node", "KUBERNETES_VERSION", ["kubeadm", "version", "-o", "short"], "{v}"),
         ("kubernetes-node", "KUBERNETES_VERSION", ["kube-proxy", "--version"], "Kubernetes {v}"),
+        ("coredns", "COREDNS_VERSION", ["coredns", "-version"], "CoreDNS-{v1}\n"),
     ],
 )
 def test_built_parts_report_the_pinned_version(
