@@ -315,8 +315,8 @@ def _storage_expectations(job: Job, trainer: dict[str, Any]) -> list[dict[str, A
 
 
 def _sidecar(job: Job, trainer: dict[str, Any], env: list[dict[str, Any]]) -> dict[str, Any]:
-    """The native sidecar. With S3 it restores (the trainer starts once it listens and waits
-    for the restore itself, up to SPOTRUN_READY_TIMEOUT) and uploads; on a PVC the volume is
+    """The native sidecar. With S3 it restores (the trainer starts beside it and waits for the
+    restore itself, up to SPOTRUN_READY_TIMEOUT) and uploads; on a PVC the volume is
     the durable store, so it runs in report mode: no S3 variables, nothing to restore
     (/startupz answers as soon as it listens), only /status and the termination message of
     the newest checkpoint there."""
@@ -334,17 +334,22 @@ def _sidecar(job: Job, trainer: dict[str, Any], env: list[dict[str, Any]]) -> di
             "failureThreshold": failures,
         }
 
-    return {
+    sidecar = {
         "name": SIDECAR,
         "image": ckpt.sidecarImage or trainer["image"],
         "command": ["spotrun", "sidecar"],
         "restartPolicy": "Always",
         "env": env,
         "volumeMounts": [checkpoint_mount(job)],
-        # /healthz answers once the sidecar listens: the trainer starts beside the restore
-        # and waits for it in Checkpointer.restore() (spotrun.readiness)
-        "startupProbe": probe("/startupz" if report else "/healthz", 30 if report else 600),
         "readinessProbe": probe("/readyz", 3),
         "terminationMessagePolicy": "File",
         "securityContext": hardened(),
     }
+    # With S3 no startupProbe: the kubelet starts the trainer as soon as the sidecar runs, so
+    # python and torch load while the sidecar starts and restores; Checkpointer.restore()
+    # waits for the restore (.spotrun-ready, spotrun.readiness). Where pods share one network
+    # (the process node) a warm start's new sidecar cannot listen until the old one is gone:
+    # a probe would hold its trainer back until then.
+    if report:
+        sidecar["startupProbe"] = probe("/startupz", 30)
+    return sidecar

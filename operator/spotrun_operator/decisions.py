@@ -138,7 +138,7 @@ def _plan(p: Planner, pods: list[Obj], nodes: dict[str, Obj], gpus: bool, live: 
         st.activePod = current
         node = nodes.get(pod.get("spec", {}).get("nodeName") or "")
         ended = classify_end(pod, node, spec.suspend, trainer_name, now=now)
-        why = warmstart.notice(pod, node, spec.suspend) if spec.spot.warmStart else None
+        why = warmstart.notice(pod, node, spec.suspend) if warmstart.wanted(spec) else None
         if ended is None and why is not None:
             warmstart.begin(p, pod, why, gpus)
             return out

@@ -56,6 +56,12 @@ from .reports import observe_checkpoint, sidecar_report
 LOST_AFTER_SECONDS = 60.0  # past the deletionTimestamp: the kubelet would have said by now
 
 
+def wanted(spec: m.JobSpec) -> bool:
+    """spec.spot.warmStart, for jobs on S3: on a claim both pods would share one folder (the
+    new trainer could restore before the old one's final save lands, and both would write)."""
+    return spec.spot.warmStart and spec.checkpoint.storage.uri is not None
+
+
 def notice(pod: Obj, node: Obj | None, suspended: bool) -> str | None:
     """Why the platform is taking ``pod`` with notice (module docstring); None otherwise."""
     meta, status = pod.get("metadata") or {}, pod.get("status") or {}

@@ -183,7 +183,15 @@ def wait_for_previous(
                 log.warning("spotrun sidecar: cannot read attempt %d's marker: %s", attempt, e)
             problem = str(e)
         if found is not None and stale(found, not_before):
-            found = None
+            if problem != "stale":
+                log.warning(
+                    "spotrun sidecar: attempt %d's marker was written at %s, before its notice "
+                    "could have begun (%s): another incarnation's; ignored",
+                    attempt,
+                    found.time,
+                    not_before,
+                )
+            problem, found = "stale", None
         now = clock()
         if next_move(found, now, until) == "restore":
             waited = time.monotonic() - started

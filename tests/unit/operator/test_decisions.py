@@ -105,8 +105,9 @@ def test_pod_has_the_contract_sidecar_and_spot_placement():
     assert trainer["command"] == ["spotrun", "exec", "--", "python", "train.py"]
     sidecar = pod["spec"]["initContainers"][0]
     assert sidecar["restartPolicy"] == "Always"
-    # the trainer starts once the sidecar listens; Checkpointer.restore() waits for its restore
-    assert sidecar["startupProbe"]["httpGet"]["path"] == "/healthz"
+    # no startupProbe: the trainer starts beside the sidecar; Checkpointer.restore() waits for
+    # the sidecar's restore (spotrun.readiness)
+    assert "startupProbe" not in sidecar
     assert pod["spec"]["restartPolicy"] == "Never"
     terms = pod["spec"]["affinity"]["nodeAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"

@@ -271,3 +271,9 @@ def test_status_draining_round_trips_through_the_model() -> None:
     out, _ = first_pass("eviction-api-notice")
     stored = out.status.model_dump(mode="json", exclude_none=True)
     assert JobStatus.model_validate(stored).draining == out.status.draining
+
+
+def test_a_job_on_a_claim_is_not_warm_started() -> None:
+    """Both pods would mount one folder of the claim: the old pod is waited for."""
+    out, _ = first_pass("eviction-api-notice", checkpoint={"storage": {"pvc": {"claimName": "c"}}})
+    assert out.create is None and out.status.preemptions == 0 and not out.status.draining
