@@ -1,0 +1,62 @@
+"""hack/kind/up fails early with one clear line when the machine cannot host the cluster."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.kind
+
+KIND_DIR = Path(__file__).resolve().parents[2] / "hack" / "kind"
+
+
+def _up(**env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(KIND_DIR / "up")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=300,
+        check=False,
+    )
+
+
+def _failure_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "FAILED:" in line]
+
+
+def test_up_refuses_too_little_disk_before_starting_anything() -> None:
+    done = _up(SPOTRUN_KIND_MIN_FREE_GIB="1000000")
+    assert done.returncode != 0
+    (line,) = _failure_lines(done.stderr)
+    assert line.startswith("[kind:up] FAILED: only ")
+    assert "need 1000000 GiB" in line and "SPOTRUN_CACHE" in line  # the cause and the fix
+    assert "docker-engine" not in done.stderr  # nothing was started
+
+
+def test_up_names_a_taken_api_port_and_the_fix() -> None:
+    engine_was_up = (
+        subprocess.run(
+            [str(KIND_DIR / "docker-engine"), "status"], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        try:
+            done = _up(SPOTRUN_KIND_API_PORT=str(port), SPOTRUN_KIND_CLUSTER="spotrun-port-test")
+        finally:
+            if not engine_was_up:
+                subprocess.run(
+                    [str(KIND_DIR / "docker-engine"), "down"], capture_output=True, check=False
+                )
+    assert done.returncode != 0
+    (line,) = _failure_lines(done.stderr)
+    assert f"port {port} on 127.0.0.1" in line and "is taken" in line
+    assert "SPOTRUN_KIND_API_PORT" in line
