@@ -5,6 +5,7 @@ its sidecar, waits for the sidecar's restore (.spotrun-ready) before it reads th
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -14,6 +15,9 @@ import pytest
 from spotrun import handoff, readiness
 from spotrun.handoff import Ended, decode, encode, next_move, stale, wait_for_previous
 from spotrun.podenv import PodEnv
+from spotrun.probes import Health
+from spotrun.sidecar import _serve_when_free
+from spotrun.signals import StopRequest
 from spotrun.store import StoreError
 
 pytestmark = pytest.mark.unit
@@ -159,3 +163,34 @@ def test_a_sidecar_that_never_restores_is_named_with_the_fix(tmp_path: Path) -> 
     said = str(err.value)
     assert "spotrun-sidecar" in said and str(tmp_path / readiness.READY) in said
     assert "SPOTRUN_READY_TIMEOUT" in said and "waited 5s" in said
+
+
+def test_a_sidecar_takes_its_port_once_the_old_pods_sidecar_lets_it_go() -> None:
+    """Pods that share one network (the process node): the warm-started pod's sidecar waits
+    for the port instead of crashing into the kubelet's restart backoff."""
+    old = socket.create_server(("0.0.0.0", 0))
+    port = old.getsockname()[1]
+    got: list[object] = []
+    waiter = threading.Thread(
+        target=lambda: got.append(_serve_when_free(Health(), port, StopRequest()))
+    )
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive() and got == []  # still waiting: the port is taken
+    old.close()
+    waiter.join(30)
+    server = got[0]
+    assert server is not None
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+            c.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+            assert c.recv(100).startswith(b"HTTP/1.0 200")
+    finally:
+        server.shutdown()  # type: ignore[attr-defined]
+
+
+def test_a_stop_while_the_port_is_taken_gives_up() -> None:
+    with socket.create_server(("0.0.0.0", 0)) as old:
+        stop = StopRequest()
+        stop.record(15)
+        assert _serve_when_free(Health(), old.getsockname()[1], stop) is None

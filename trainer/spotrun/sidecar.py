@@ -23,6 +23,7 @@ Every S3 call has an overall deadline, and after SIGTERM none runs past the grac
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import time
@@ -40,7 +41,7 @@ from .env import Settings
 from .localstore import LocalStore
 from .mirror import newest_committed
 from .podenv import PodEnv
-from .probes import DEFAULT_PORT, Health, report, serve
+from .probes import DEFAULT_PORT, Health, ProbeServer, report, serve
 from .retention import KeepBest
 from .s3store import S3Store
 from .signals import StopRequest
@@ -173,7 +174,10 @@ def run(settings: Settings, config: SidecarConfig) -> int:
     stop = StopRequest()
     stop.install()
     syncer.remote.cap = lambda: grace_cap(stop, settings, config)
-    server = serve(health, config.port)
+    server = _serve_when_free(health, config.port, stop)
+    if server is None:  # stopped before the port was free: nothing restored, nothing said
+        stop.uninstall()
+        return 0
     try:
         waited = _wait_for_previous(syncer.remote, config, stop, settings.grace_seconds)
         restored = waited != "stopped" and restore_phase(
@@ -203,6 +207,28 @@ def run(settings: Settings, config: SidecarConfig) -> int:
     log.info("spotrun sidecar: %s", line)
     _write_termination_message(config.termination_path, line)
     return 0
+
+
+def _serve_when_free(health: Health, port: int, stop: StopRequest) -> ProbeServer | None:
+    """The probe server; while another process holds the port (a warm start where pods share
+    one network, as on the process node: the old pod's sidecar), retry every 0.1 s instead of
+    exiting into the kubelet's restart backoff. None when stopped meanwhile."""
+    said = False
+    while not stop.requested:
+        try:
+            return serve(health, port)
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE:
+                raise
+            if not said:
+                log.info(
+                    "spotrun sidecar: port %d is in use (a previous pod's sidecar on a "
+                    "shared network?): retrying until it is free",
+                    port,
+                )
+                said = True
+        stop.changed.wait(0.1)
+    return None
 
 
 def _wait_for_previous(
