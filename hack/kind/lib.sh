@@ -42,6 +42,12 @@ die() {  # die CAUSE [LOGFILE]: one line naming the step and the cause, then the
   exit "$REPORTED"
 }
 
+use_engine() {  # point docker (and kind) at the engine docker-engine chose; stop if none answers
+  local exports
+  exports="$("$KIND_DIR/docker-engine" env)" || exit "$REPORTED"  # it said why
+  eval "$exports"
+}
+
 need_root() {  # need_root WHAT
   (( EUID == 0 )) || die "$1 needs root (run as root, or install it yourself and rerun)"
 }

@@ -17,27 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.kind.kindenv import CACHE, KIND_DIR, REPO, versions
+
 # Cold, the module's first setup builds the node image's parts (CoreDNS alone: ~15 min on 2
 # busy cores), so the tier's 900 s default is too short here.
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(3600)]
 
-REPO = Path(__file__).resolve().parents[2]
-KIND_DIR = REPO / "hack" / "kind"
-CACHE = Path(os.environ.get("SPOTRUN_CACHE", Path.home() / ".cache" / "spotrun"))
 NAME = os.environ.get("SPOTRUN_KIND_CLUSTER", "spotrun")
 
-
-def _versions() -> dict[str, str]:
-    pairs = {}
-    for env_file in (KIND_DIR.parent / "versions.env", KIND_DIR / "versions.env"):
-        for line in env_file.read_text().splitlines():
-            if "=" in line and not line.startswith("#"):
-                key, value = line.split("=", 1)
-                pairs[key] = value
-    return pairs
-
-
-VERSIONS = _versions()
+VERSIONS = versions()
 KUBECTL = CACHE / "bin" / f"kubernetes-{VERSIONS['KUBERNETES_VERSION']}" / "kubectl"
 KIND = CACHE / "bin" / f"kind-{VERSIONS['KIND_VERSION']}" / "kind"
 
@@ -81,14 +69,13 @@ class KindCluster:
 
 
 @pytest.fixture(scope="module")
-def kind_cluster() -> Iterator[KindCluster]:
-    engine_was_up = _run(KIND_DIR / "docker-engine", "status").returncode == 0
-    up = _run(KIND_DIR / "up", timeout=3600)
+def kind_cluster(docker_engine: dict[str, str]) -> Iterator[KindCluster]:
+    up = _run(KIND_DIR / "up", env=docker_engine, timeout=3600)
     try:
         assert up.returncode == 0, f"hack/kind/up failed:\n{up.stderr[-4000:]}"
-        yield KindCluster({**os.environ, **_exports(up.stdout.strip().splitlines()[-1])})
+        yield KindCluster({**docker_engine, **_exports(up.stdout.strip().splitlines()[-1])})
     finally:
-        down = _run(KIND_DIR / "down", *([] if engine_was_up else ["--engine"]))
+        down = _run(KIND_DIR / "down", env=docker_engine)
         assert down.returncode == 0, f"hack/kind/down failed:\n{down.stderr}"
 
 

@@ -13,24 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.kind.kindenv import CACHE, KIND_DIR, versions
+
 pytestmark = pytest.mark.kind
 
-KIND_DIR = Path(__file__).resolve().parents[2] / "hack" / "kind"
 SYS_RESOURCE = "CAP_SYS_RESOURCE"
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=600, check=False)
-
-
-def _versions() -> dict[str, str]:
-    pairs = {}
-    for env_file in (KIND_DIR.parent / "versions.env", KIND_DIR / "versions.env"):
-        for line in env_file.read_text().splitlines():
-            if "=" in line and not line.startswith("#"):
-                key, value = line.split("=", 1)
-                pairs[key] = value
-    return pairs
 
 
 def _fake_runc(tmp_path: Path) -> dict[str, str]:
@@ -63,14 +54,14 @@ def test_runc_wrapper_drops_sys_resource_from_an_exec_process(tmp_path: Path) ->
     assert json.loads(process.read_text()) == {"args": ["sh"], "capabilities": {"bounding": []}}
 
 
-def test_privileged_containers_boot_systemd() -> None:
+def test_privileged_containers_boot_systemd(docker_engine: dict[str, str]) -> None:
     """What kind needs of the engine: privileged run and exec, systemd reaching "running"."""
-    done = _run(str(KIND_DIR / "check-engine"))
+    done = _run(str(KIND_DIR / "check-engine"), env=docker_engine)
     assert done.returncode == 0, done.stderr
     assert "3. systemd in a privileged container run as kind runs a node: running" in done.stderr
-    engine = _run(str(KIND_DIR / "docker-engine"), "env").stdout.strip().removeprefix("export ")
-    env = {**os.environ, **dict([engine.split("=", 1)])}
-    left = _run("docker", "ps", "--all", "--quiet", "--filter", "name=spotrun-kind-check", env=env)
+    left = _run(
+        "docker", "ps", "--all", "--quiet", "--filter", "name=spotrun-kind-check", env=docker_engine
+    )
     assert left.returncode == 0 and left.stdout == "", left.stdout + left.stderr
 
 
@@ -91,9 +82,8 @@ def test_privileged_containers_boot_systemd() -> None:
 def test_built_parts_report_the_pinned_version(
     part: str, version_key: str, command: list[str], expected: str
 ) -> None:
-    version = _versions()[version_key]
-    cache = Path(os.environ.get("SPOTRUN_CACHE", Path.home() / ".cache" / "spotrun"))
-    binary = cache / "bin" / f"{part}-{version}" / command[0]
+    version = versions()[version_key]
+    binary = CACHE / "bin" / f"{part}-{version}" / command[0]
     assert binary.exists(), f"{binary} is missing: run hack/kind/build-parts {part}"
     done = _run(str(binary), *command[1:])
     assert done.returncode == 0, done.stderr

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.kind
+from tests.kind.kindenv import KIND_DIR
 
-KIND_DIR = Path(__file__).resolve().parents[2] / "hack" / "kind"
+pytestmark = pytest.mark.kind
 
 
 def _up(**env: str) -> subprocess.CompletedProcess[str]:
@@ -38,24 +37,16 @@ def test_up_refuses_too_little_disk_before_starting_anything() -> None:
     assert "docker-engine" not in done.stderr  # nothing was started
 
 
-def test_up_names_a_taken_api_port_and_the_fix() -> None:
-    engine_was_up = (
-        subprocess.run(
-            [str(KIND_DIR / "docker-engine"), "status"], capture_output=True, check=False
-        ).returncode
-        == 0
-    )
+def test_up_names_a_taken_api_port_and_the_fix(docker_engine: dict[str, str]) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        try:
-            done = _up(SPOTRUN_KIND_API_PORT=str(port), SPOTRUN_KIND_CLUSTER="spotrun-port-test")
-        finally:
-            if not engine_was_up:
-                subprocess.run(
-                    [str(KIND_DIR / "docker-engine"), "down"], capture_output=True, check=False
-                )
+        done = _up(
+            **docker_engine,
+            SPOTRUN_KIND_API_PORT=str(port),
+            SPOTRUN_KIND_CLUSTER="spotrun-port-test",
+        )
     assert done.returncode != 0
     (line,) = _failure_lines(done.stderr)
     assert f"port {port} on 127.0.0.1" in line and "is taken" in line
