@@ -272,6 +272,30 @@ def api_requests(api: Any) -> dict[tuple[str, str], float]:
     return counts
 
 
+QUIET_SECONDS = 15.0  # no job written for this long: the operator has caught up
+
+
+def job_writes(counts: dict[tuple[str, str], float]) -> float:
+    """Writes of jobs (status and metadata, refused ones too) in the API server's counts."""
+    return sum(v for (verb, resource), v in counts.items()
+               if resource == PLURAL and verb in ("PATCH", "PUT", "UPDATE"))
+
+
+def settled(api: Any, deadline: float) -> float:
+    """Wait until no job is written for ``QUIET_SECONDS``: the operator has taken in what
+    startup brought (every pod's scheduler verdict, kopf's finalizer on every job); until
+    then the passes those writes bring back are startup's, not steady state's. Seconds waited."""
+    began = time.monotonic()
+    before = job_writes(api_requests(api))
+    while time.monotonic() < deadline:
+        time.sleep(QUIET_SECONDS)
+        after = job_writes(api_requests(api))
+        if after == before:
+            return time.monotonic() - began
+        before = after
+    raise TimeoutError("the operator still writes jobs at the deadline: no steady state")
+
+
 @dataclass
 class Window:
     """The operator's CPU, the machine's load and the API server's requests over a span."""
@@ -371,6 +395,8 @@ def run(jobs: int, preemptions: int, state: Path, seed: int, steady: float) -> d
         startup = time.monotonic() - started
         print(f"{jobs} jobs Pending with a pod each after {startup:.1f}s; "
               f"operator RSS {rss_mb(operator.pid):.0f} MB", flush=True)
+        settle = settled(running.api, time.monotonic() + 1200)
+        print(f"no job written for {QUIET_SECONDS:.0f}s after {settle:.1f}s more", flush=True)
         # Steady state: only the resync timers run; what does holding `jobs` jobs cost?
         idle = Window(operator, running.api)
         for _ in range(int(steady / 5)):
@@ -406,6 +432,7 @@ def run(jobs: int, preemptions: int, state: Path, seed: int, steady: float) -> d
             "jobs": jobs,
             "preemptions": preemptions,
             "startup": startup,
+            "settle": settle,
             "p50": percentile(reactions, 0.5),
             "p90": percentile(reactions, 0.9),
             "p99": percentile(reactions, 0.99),
@@ -452,8 +479,10 @@ Method: {r['jobs']} ResumableTrainingJobs whose pods no node can run (a nodeSele
 has: every attempt's pod stays Pending), `spot.backoffSeconds: 0`. The operator runs as
 `python -m spotrun_operator --namespace bench --metrics-port=N --log-level=WARNING` under a
 **least-privilege** ServiceAccount token bound to the ClusterRole of `manifests/rbac.yaml`.
-Once every job is Pending with its pod, {idle['seconds']:.0f} s of steady state are measured
-(only the resync timers run); then {r['preemptions']} times, one at a time, a random job's
+Once every job is Pending with its pod and no job has been written for {QUIET_SECONDS:.0f} s (the
+operator has taken in every pod's scheduler verdict and kopf has its finalizer on every job),
+{idle['seconds']:.0f} s of steady state are measured (only the resync timers run); then
+{r['preemptions']} times, one at a time, a random job's
 current pod is marked ended by the platform as the pod GC reports it (status patch: phase
 Failed, reason DeletionByPodGC, condition DisruptionTarget); the reaction time is from that
 patch to the ADDED watch event of the replacement pod `<job>-<attempt+1>` (so it includes the
@@ -474,6 +503,7 @@ operator, the bench (one pod status patch per preemption), scheduler, controller
 | API requests at steady state | {rates(idle)} | |
 | API requests while reacting | {rates(busy)} | |
 | all jobs created and Pending with a pod | {r['startup']:.0f} s | |
+| then, until no job was written for {QUIET_SECONDS:.0f} s | {r['settle']:.0f} s | |
 
 The operator's own metrics at the end: `spotrun_preemptions_total` {r['op_preemptions']:.0f},
 `spotrun_reaction_seconds` {r['op_reaction_count']:.0f} observations, mean
