@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 from spotrun import layout, reader
 from spotrun.chaos_compare import compare
 from spotrun.localstore import LocalStore
+from tests.integration.outputlines import OutputLines
 
 pytestmark = pytest.mark.integration
 
@@ -26,10 +26,11 @@ SCRIPT = Path(__file__).with_name("notice_trainer.py")
 STEPS = 300
 GRACE = 8.0
 WAIT = 300.0  # shared machine: generous
+SIGNALLED = re.compile(r"signal at step (\d+)")
 
 
 class Run:
-    """notice_trainer.py as a process; its output lines collected as they come."""
+    """notice_trainer.py as a process, its output (stdout and stderr) collected as it comes."""
 
     def __init__(self, directory: Path, **env: str) -> None:
         full = {k: v for k, v in os.environ.items() if not k.startswith("SPOTRUN_")}
@@ -37,33 +38,21 @@ class Run:
             [sys.executable, str(SCRIPT), str(directory), "--steps", str(STEPS)],
             env={**full, **env}, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
-        self.lines: list[str] = []
-        self._new = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._new:
-                self.lines.append(line.rstrip())
-                self._new.notify_all()
+        self.output = OutputLines(self.proc.stdout)
+        self.lines = self.output.lines
 
     def wait_line(self, text: str) -> None:
-        with self._new:
-            if not self._new.wait_for(
-                lambda: text in self.lines or self.proc.poll() is not None, timeout=WAIT
-            ):
-                raise TimeoutError(f"no {text!r} in {WAIT}s: {self.lines[-20:]}")
-        assert text in self.lines, f"exited ({self.proc.returncode}) first: {self.lines[-20:]}"
+        if not self.output.wait_for(lambda lines: text in lines, timeout=WAIT):
+            raise AssertionError(f"exited ({self.proc.wait()}) first: {self.lines[-20:]}")
 
     def finish(self) -> None:
         code = self.proc.wait(timeout=WAIT)
-        with self._new:  # the reader thread has the last lines once stdout is closed
-            self._new.wait_for(lambda: False, timeout=0.2)
+        self.output.wait_for(lambda _: False, timeout=WAIT)  # to the output's end
         assert code == 0, self.lines[-30:]
 
     def signal_step(self) -> int:
-        found = [int(m[1]) for m in map(re.compile(r"signal at step (\d+)").search, self.lines) if m]
+        found = [int(m[1]) for m in map(SIGNALLED.search, self.lines) if m]
         assert found, self.lines[-30:]
         return found[0]
 

@@ -9,10 +9,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
+
+from tests.integration.outputlines import OutputLines
 
 pytestmark = pytest.mark.integration
 
@@ -30,29 +31,18 @@ class Trainer:
             [sys.executable, str(SCRIPT), str(directory), mode], env=env, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
-        self.lines: list[str] = []
-        self._new = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._new:
-                self.lines.append(line.strip())
-                self._new.notify_all()
+        self.output = OutputLines(self.proc.stdout)
+        self.lines = self.output.lines
 
     def wait_line(self, prefix: str, count: int = 1) -> str:
         """The ``count``-th stdout line starting with ``prefix``, once printed."""
-        def found() -> list[str]:
-            return [line for line in self.lines if line.startswith(prefix)]
-        with self._new:
-            if not self._new.wait_for(lambda: len(found()) >= count or self.proc.poll() is not None,
-                                      timeout=WAIT):
-                raise TimeoutError(f"no {prefix!r} line in {WAIT}s: {self.lines}")
-        if len(found()) < count:
-            raise AssertionError(f"exited ({self.proc.returncode}) before {prefix!r}: "
+        def found(lines: list[str]) -> list[str]:
+            return [line for line in lines if line.startswith(prefix)]
+        if not self.output.wait_for(lambda lines: len(found(lines)) >= count, timeout=WAIT):
+            raise AssertionError(f"exited ({self.proc.wait()}) before {prefix!r}: "
                                  f"{self.lines}, {self.stderr()}")
-        return found()[count - 1]
+        return found(self.lines)[count - 1]
 
     def stderr(self) -> str:
         assert self.proc.stderr is not None
