@@ -26,7 +26,7 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from . import decisions, live, pacing
+from . import decisions, live, pacing, trim
 from .builders import LABEL_JOB
 from .cleanup import LABEL_CLEANUP
 from .kube import Conflict, Kube, load_config, watched_namespaces
@@ -149,7 +149,14 @@ class Reconciler:
         """From a kopf handler: reconcile the job soon (``run``), without waiting for it."""
         task = asyncio.ensure_future(self.run(namespace, name))
         self.requests.add(task)
-        task.add_done_callback(self.requests.discard)
+
+        def done(task: asyncio.Future[None]) -> None:
+            self.requests.discard(task)
+            if not task.cancelled() and (err := task.exception()) is not None:
+                # as kopf logs a failed handler; the next resync tries again
+                log.error("%s/%s: reconcile failed", namespace, name, exc_info=err)
+
+        task.add_done_callback(done)
 
     def wake(self, namespace: str, name: str, delay: float) -> None:
         key = (namespace, name)
@@ -186,6 +193,18 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.watching.server_timeout = 300
     configure_peering(settings.peering, os.environ)
     memo.reconciler = Reconciler(Kube(load_config(), watched_namespaces(os.environ)))
+
+
+@kopf.on.startup()
+async def start_trimming(memo: Any, **_: Any) -> None:
+    """Hand freed memory back to the system every minute (``trim.py``)."""
+    memo.trimming = asyncio.ensure_future(trim.every())
+
+
+@kopf.on.cleanup()
+async def stop_trimming(memo: Any, **_: Any) -> None:
+    if (task := getattr(memo, "trimming", None)) is not None:
+        task.cancel()
 
 
 def configure_peering(peering: Any, env: Mapping[str, str]) -> None:

@@ -119,3 +119,22 @@ def test_jobs_do_not_coalesce_with_each_other() -> None:
 
     asyncio.run(scenario())
     assert sorted(passes) == ["a", "b", "c"]
+
+
+def test_a_failed_pass_is_logged_with_its_job(caplog: pytest.LogCaptureFixture) -> None:
+    """kopf no longer waits for the pass, so it cannot log its failure: the operator does."""
+    r = handlers.Reconciler(kube=None)  # type: ignore[arg-type]
+
+    def broken_pass(namespace: str, name: str) -> float | None:
+        raise RuntimeError("a bug in a pass")
+
+    r._pass = broken_pass  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        await handlers.job_event(type="ADDED", name="job", namespace="ns", memo=_Memo(r))
+        await _until(lambda: not r.requests, "the pass never ended")
+
+    asyncio.run(scenario())
+    failed = [rec for rec in caplog.records if "reconcile failed" in rec.getMessage()]
+    assert failed and "ns/job" in failed[0].getMessage()
+    assert failed[0].exc_info is not None and "a bug in a pass" in str(failed[0].exc_info[1])
