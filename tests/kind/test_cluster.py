@@ -150,3 +150,58 @@ def test_a_pod_sees_its_image_filesystem_not_the_hosts(kind_cluster: KindCluster
             env=kind_cluster.env,
         )
         _run("docker", "rmi", image, env=kind_cluster.env)
+
+
+# The Debian base with socat and getent, preloaded in every node as kind's local-path helper.
+BASE_IN_NODES = "docker.io/kindest/local-path-helper:v20260131-7181c60a"
+
+
+def _pod(name: str, node: str, script: str) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "nodeName": node,  # placed by hand: the control plane's NoSchedule taint does not apply
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": name,
+                    "image": BASE_IN_NODES,
+                    "imagePullPolicy": "Never",
+                    "command": ["sh", "-c", script],
+                }
+            ],
+        },
+    }
+
+
+def test_pods_on_different_nodes_reach_each_other_and_resolve_services(
+    kind_cluster: KindCluster,
+) -> None:
+    """spotrun-cni's routes (pod to pod across nodes) and CoreDNS through the service IP."""
+    server = _pod("server", f"{NAME}-worker", "exec socat TCP-LISTEN:8080,fork SYSTEM:'echo hello'")
+    try:
+        kind_cluster.kubectl("apply", "-f", "-", stdin=json.dumps(server))
+        kind_cluster.kubectl(
+            "wait", "pod/server", "--for=jsonpath={.status.phase}=Running", "--timeout=120s"
+        )
+        ip = kind_cluster.kubectl("get", "pod", "server", "-o", "jsonpath={.status.podIP}")
+        script = (
+            "getent hosts kubernetes.default.svc.cluster.local | cut -d' ' -f1;"
+            f" for i in $(seq 30); do socat -T2 - TCP:{ip}:8080 </dev/null && exit 0; sleep 1;"
+            " done; exit 1"
+        )
+        client = _pod("client", f"{NAME}-control-plane", script)
+        kind_cluster.kubectl("apply", "-f", "-", stdin=json.dumps(client))
+        kind_cluster.kubectl(
+            "wait", "pod/client", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=120s"
+        )
+        service_ip = kind_cluster.kubectl(
+            "get", "service", "kubernetes", "-o", "jsonpath={.spec.clusterIP}"
+        )
+        assert kind_cluster.kubectl("logs", "client").split() == [service_ip, "hello"]
+    finally:
+        kind_cluster.kubectl(
+            "delete", "pod", "server", "client", "--ignore-not-found", "--wait=false"
+        )
