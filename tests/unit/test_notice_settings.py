@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from spotrun import Checkpointer, reader
+from spotrun import Checkpointer, distributed, reader
 from spotrun.localstore import LocalStore
 from tests.unit.conftest import Net, train_steps
 
@@ -105,3 +105,13 @@ def test_without_a_measured_save_it_saves_at_the_next_step(
 ) -> None:
     assert _after_sigterm(ckdir, 0, grace_seconds=600) == ([True], 1)
     assert "no save+upload measured yet" in spotrun_log.text
+
+
+def test_under_ddp_every_rank_saves_at_the_next_step(
+    ckdir: Path, monkeypatch: pytest.MonkeyPatch, spotrun_log: pytest.LogCaptureFixture
+) -> None:
+    """Each rank measures its own times: trained on, two ranks could pick different steps and
+    meet at different barriers. (World size 2 as torch.distributed would report it.)"""
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    assert _after_sigterm(ckdir, 4, grace_seconds=600) == ([True], 5)
+    assert "under DDP" in spotrun_log.text

@@ -594,6 +594,8 @@ class Checkpointer:
             return "Ctrl-C stops now"
         if self.save_at_once:
             return "save_at_once=True or SPOTRUN_SAVE_AT_ONCE=1"
+        if distributed.world_size() > 1:
+            return "under DDP each rank would pick its own step from its own measurements"
         if not self._grace_known:
             return "the grace period is unknown: set SPOTRUN_GRACE_SECONDS or grace_seconds="
         return None
