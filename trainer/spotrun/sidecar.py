@@ -174,6 +174,7 @@ def run(settings: Settings, config: SidecarConfig) -> int:
     stop = StopRequest()
     stop.install()
     syncer.remote.cap = lambda: grace_cap(stop, settings, config)
+    ended = _Ended(syncer, settings)
     server = _serve_when_free(health, config.port, stop)
     if server is None:  # stopped before the port was free: nothing restored, nothing said
         stop.uninstall()
@@ -193,12 +194,12 @@ def run(settings: Settings, config: SidecarConfig) -> int:
             health.problem, health.state, health.started = syncer.problem, None, True
             readiness.mark(local.root)
             final_saved, note = _sync_until_stopped(
-                syncer, health, stop, settings, config, reporter
+                syncer, health, stop, settings, config, reporter, ended
             )
         else:
             final_saved, note = False, "stopped before the checkpoint could be restored"
         if waited != "stopped":  # else the attempt before may still save: the next one waits
-            _say_ended(syncer, settings, final_saved)
+            ended.say(final_saved)
     finally:
         server.shutdown()
         stop.uninstall()
@@ -255,17 +256,27 @@ def _wait_for_previous(
     )[0]
 
 
-def _say_ended(syncer: Syncer, settings: Settings, final_saved: bool) -> None:
-    """Write this attempt's attempt-ended marker (``handoff``), for a next attempt that was
-    started while this one saved; a failure is logged (the next one waits for its deadline)."""
-    if settings.attempt is None or settings.attempt < 1:
-        return
-    ended = handoff.Ended(settings.attempt, syncer.durable_step, final_saved)
-    job = f"{settings.namespace}/{settings.job}" if settings.job else None
-    try:
-        handoff.write(syncer.remote, ended, job)
-    except StoreError as e:
-        log.warning("spotrun sidecar: cannot write attempt %d's ended marker: %s", ended.attempt, e)
+class _Ended:
+    """This attempt's attempt-ended marker (``handoff``), written once: as soon as the
+    trainer's exit note names a step S3 holds (a next attempt started beside this one restores
+    at once, even if this pod then overruns its grace period), else when the sidecar stops.
+    A failure is logged (the next attempt waits for its deadline instead)."""
+
+    def __init__(self, syncer: Syncer, settings: Settings) -> None:
+        self.syncer, self.settings, self.said = syncer, settings, False
+
+    def say(self, final_saved: bool) -> None:
+        attempt = self.settings.attempt
+        if self.said or attempt is None or attempt < 1:
+            return
+        ended = handoff.Ended(attempt, self.syncer.durable_step, final_saved)
+        job = f"{self.settings.namespace}/{self.settings.job}" if self.settings.job else None
+        try:
+            handoff.write(self.syncer.remote, ended, job)
+        except StoreError as e:
+            log.warning("spotrun sidecar: cannot write attempt %d's ended marker: %s", attempt, e)
+            return
+        self.said = True
 
 
 Verdict = Literal["saved", "gone", "wait"]
@@ -306,6 +317,7 @@ def _sync_until_stopped(
     settings: Settings,
     config: SidecarConfig,
     reporter: Reporter,
+    ended: _Ended,
 ) -> tuple[bool, str | None]:
     root = syncer.local.root
     noted: int | None = None  # the durable step the trainer was told of (its upload times)
@@ -317,12 +329,14 @@ def _sync_until_stopped(
         health.problem = syncer.problem
         reporter.update(syncer.durable_step)
         cap = grace_cap(stop, settings, config)
-        if cap is None:
-            stop.changed.wait(config.poll_seconds)
-            continue
         verdict = after_stop(
             marker.read(root), alive, _writing(syncer.local), synced, syncer.durable_step
         )
+        if verdict == "saved":  # the trainer is done and its final checkpoint is in S3
+            ended.say(True)
+        if cap is None:
+            stop.changed.wait(config.poll_seconds)
+            continue
         if verdict == "saved":
             return True, None
         if verdict == "gone":

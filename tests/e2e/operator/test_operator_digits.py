@@ -50,9 +50,12 @@ def test_digits_survives_two_preemptions_bit_identical(
                  f"{pod} to train 100 steps past step {restored_from}", timeout=120)
         process_node.preempt(node)
         process_node.add_node("spot")  # the cloud brings capacity back
+        # warm start: the preemption is counted at the notice, the old attempt's final save
+        # once its pod ended (status.draining empty again)
         job = wait_for(lambda n=attempt: (j := get_job(custom, namespace, "digits"))
-                       .get("status", {}).get("preemptions", 0) >= n and j,
-                       f"preemption {attempt} to be recorded", timeout=90)
+                       .get("status", {}).get("preemptions", 0) >= n
+                       and not j["status"].get("draining") and j,
+                       f"preemption {attempt} and its final save to be recorded", timeout=120)
         restored_from = job["status"]["lastCheckpoint"]["step"]
         assert job["status"]["lastCheckpoint"]["finalSaved"] is True
 

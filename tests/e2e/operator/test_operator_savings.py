@@ -123,7 +123,8 @@ def test_a_preempted_trainer_that_never_saved_shows_final_saved_false(
              .get("step", 0) >= 40, "a checkpoint of step 40", timeout=120, interval=0.5)
     process_node.preempt(node)
     st = wait_for(lambda: (s := status_of(custom, namespace, "unsaved"))
-                  .get("preemptions") == 1 and s, "the preemption to be recorded", timeout=120)
+                  .get("preemptions") == 1 and not s.get("draining") and s,
+                  "the preemption and the old attempt's end to be recorded", timeout=120)
     saved = steps_in_s3(s3, s3_bucket, "unsaved")
     assert st["lastCheckpoint"]["finalSaved"] is False, st
     assert st["lastCheckpoint"]["step"] == saved[-1]  # the periodic one S3 holds
