@@ -52,23 +52,45 @@ PLURAL = "resumabletrainingjobs"
 RESULTS = REPO / "bench" / "OPERATOR_RESULTS.md"
 GOALS = {"p50": 1.0, "p99": 3.0, "rss_mb": 250.0}
 HISTORY = """
-## Why p99 and RSS are not met at 1000 jobs (run of 2026-12-01 14:54)
+## What changed since the 1000-job run at 15:05 (p99 20 s, RSS 306 MB), and why
 
-- **p99**: the two slowest of the 100 reactions took 38 and 43 s, while the operator's own time
-  from the pass that saw the end to the pod created averaged 0.17 s: those passes *started*
-  late. The API server's counts at steady state say why: GET job, LIST pods and PATCH job at
-  the same 21.9/s, i.e. every resync pass writes the job although nothing changed (presumably
-  a status field that differs on each pass of a Pending job: not yet found), the write comes
-  back as a job event, and
-  that event's pass queues in the 4-thread event pool. At a 0.5 s mean pass (an API server
-  sharing a load of 16) those ~22 passes a second need ~11 threads, so the event pool falls
-  behind and a preemption's pass waits its turn. A quick check found two plans of the same
-  Pending job (at +5 s and +60 s) give equal statuses, which points rather at a field the API
-  server stores differently from the operator's dump (pruned by the CRD schema, or written in
-  another form), so the comparison in `reconcile_once` never matches. Next: compare a job's
-  stored status with the pass's dump on the cluster, fix it, then re-run: the resync budget
-  above assumed passes that only read.
-- **RSS**: 307 MB at steady state; see below.
+- **There was no per-pass write.** A 1000-job run that logged every write of the operator
+  and of kopf found no job written by a resync pass once startup was over (0 PATCH/s; the
+  passes only read: GET job + LIST pods). The "27 PATCH/s at steady state" of that run were
+  startup's writes still coming in when the bench began to measure: every job is written 3
+  times at startup (its first status, the scheduler's verdict on its pod, and kopf's own
+  finalizer, which kopf needs for its per-job timers; kopf's JSON patch of it raced the
+  operator's status patch and failed with 422 up to 3 times per job, ~11/s), every write
+  comes back as a watch event, and every event cost a pass of its own, queued first-come
+  in the 4-thread event pool: one job's event waited 113 s for its pass. The preemptions
+  were measured inside that queue. The bench now measures steady state only once no job
+  has been written for 15 s (62 s after the last pod in this run), and
+  `tests/e2e/operator/test_operator_quiet.py` checks that a Pending job's resourceVersion
+  stays the same over 3 resync passes.
+- **Handlers ask, passes coalesce** (`handlers.py`): a kopf handler now asks for a pass and
+  returns; events of a job that come while a pass of it waits for its turn join that pass
+  (it reads the job after all of them). kopf no longer holds each object's event body while
+  the pass waits, and its finalizer patch goes out at once, mostly before the operator's
+  status patch (the 422 retries were not counted again in this run).
+- **Memory**: `sys._debugmallocstats()` of the 15:05 code at 1000 jobs (311 MB resident):
+  220 pymalloc arenas (231 MB), of which 84 MB held objects, 102 MB free blocks in used
+  pools and 41 MB empty pools, 0 arenas ever given back: the startup peak (kopf holding
+  event bodies of 2000 objects while their passes queued, several threads parsing lists)
+  left the arenas fragmented for good. Objects the garbage collector tracks came to 40 MB
+  (shallow): kopf's 2001 per-object memories and 1000 timer runners, the rest small.
+  glibc's `malloc_trim(0)` gave back 29 MB (311 -> 282 MB); the operator now calls it every
+  minute (`trim.py`). `coalesce.Fresh` no longer keeps the last list of every job (a 2.1 MB
+  answer at 1000 jobs, parsed) after the passes that asked for it. With these and the
+  smaller startup peak: 192 MB at steady state (199 MB when the last pod was created).
+- **Startup is slow under load and is not a goal**: 1146 s until the 1000th pod here (load
+  15-22 then, the lead's load test and e2e runs beside it; 381 s at load 7 before). Each
+  job's first pod needs a fresh list of every job (the storage-overlap check), which at 1000
+  jobs took 0.6-2.8 s to answer and 0.7-1.5 s to parse at that load; passes that wait at
+  the same moment share one list, at most 6 (the pool threads).
+- Seen once in a repro run, not in the bench: the operator hung for good with every thread
+  waiting for the GIL, one of them inside glibc's `pthread_cond_signal`
+  (`__condvar_quiesce_and_switch_g1`: glibc bug 25847, glibc 2.36 here). A platform bug
+  beyond this code; if an operator stops answering, a stack dump (gdb) shows it.
 
 ## History
 
@@ -78,40 +100,23 @@ Same benchmark and machine, which other work shares, so figures vary from run to
   131 MB, CPU 0.36 of a core. Tuned there: passes an event triggered get their own 4-thread
   pool, resyncs queue for 2 slots (p99 5.3 s -> 2.2 s); a pass reads only its current
   pod's node (reconcile mean 126 -> 67 ms).
-- **1000 jobs, before the changes below** (2026-12-01, load average 13-19 on the 2 cores):
-  aborted after 12 min with 445 of the 1000 jobs Pending (0.6 jobs/s), RSS 243 MB then.
-  Its profile (`SPOTRUN_PROFILE`, every thread's stack sampled every 10 ms) put 40 % of the
-  reconcile threads' busy samples in TLS handshakes, and about 20 % in listing all jobs.
-- **Answers read to the end** (`kube.py`): a pod create or delete, an Event, a finalizer
-  release and a job delete left the API server's answer unread, which drops the connection;
-  the next call opened a new one (a TLS handshake, on the path that reacts to a preemption).
-  Handshakes no longer appear in the profile.
-- **One job list shared** (`coalesce.py`): the storage-overlap check lists every job before a
-  job's first pod; passes that list at the same time now share one list started after each
-  of them asked (as fresh as their own), instead of each thread parsing a 1000-job list.
-- **Resyncs paced** (`pacing.py`): all resync passes together stay within 20 a second, so
-  each job is resynced every 10 s up to 200 jobs (as before) and every ~50 s at 1000 (jittered
-  per job); a tick within the gap is skipped before it queues for a resync slot. Events and
-  requested wake-ups are never paced.
-- **1000 jobs with these changes, profiled** (startup only; its steady-state figures were lost
-  to a bench bug; the table above is the next run, unprofiled): 1000 jobs Pending after
-  1500 s at load 15-22, RSS 323 MB. The reconcile
-  threads spent 95 % of their samples waiting for the API server; the largest CPU user was
-  kopf's event loop, most of it (60 %) kopf's own machinery of the 1000 per-job timers.
+- **1000 jobs, first try** (2026-12-01, load average 13-19): aborted after 12 min with 445
+  of the 1000 jobs Pending, RSS 243 MB. 40 % of the reconcile threads' busy samples were TLS
+  handshakes (answers left unread dropped their connection: now read to the end,
+  `kube.py`), 20 % listing every job (now shared: `coalesce.py`); resync passes of all jobs
+  together paced to 20/s (`pacing.py`: every ~50 s per job at 1000).
+- **1000 jobs, 14:54 and 15:05** (load 14-16 and 7): p50 0.262 / 0.102 s, p99 37.9 / 20.0 s
+  (NOT met), RSS 307 / 306 MB (NOT met), steady-state CPU 0.36 / 0.41 of a core and 70 / 86
+  req/s: measured while startup's writes were still coming (see above).
+- **1000 jobs, 18:27** (this table, load 8-10 while measuring): p50 0.299 s, p99 1.357 s,
+  RSS 192 MB: all three goals met; steady state 0.10 of a core and 26 req/s (reads only).
 
-## Where the memory goes, and what is left
+## What is left
 
-- At import, before any job: 85 MB (kopf and aiohttp 50 MB, the kubernetes client's pydantic
-  models 20 MB). RSS then grew about 0.15 MB per job (184 MB at 91 jobs, 323 MB at 1000).
-- Not measured yet, but likely: part of that is what kopf keeps per object (for each job a
-  timer task with its cause and the job's latest body; per-object memories of jobs and pods),
-  part fragmentation: Python
-  frees an arena only when all of it is free, and several threads parsing large lists at once
-  leave long-lived objects scattered through many arenas (a synthetic check: 6 threads
-  parsing 1000-job lists, keeping one object of each, end at 159 MB; one thread, 39 MB).
-- Not done yet: one paced resync loop instead of 1000 kopf timers (their tasks, bodies and
-  ~100 ticks a second), and a measured per-object breakdown (`SPOTRUN_PROFILE_MEMORY=<file>`
-  writes one at exit: tracemalloc, slow).
+- kopf's 1000 per-job timers (one tick per job every 10 s, 100 a second, most of them
+  skipped by the pacing) and the finalizer kopf keeps on every job for them: one paced
+  resync loop would drop both, but kopf's timers are also how a replica learns that kopf's
+  peering has paused it (its timers stop), and a loop of its own would need that signal.
 """
 
 
