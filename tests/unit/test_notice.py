@@ -13,7 +13,7 @@ pytestmark = pytest.mark.unit
 
 def test_with_measurements_it_trains_on_until_one_step_before_the_last_safe_save() -> None:
     p = plan(15.0, Costs(save=0.5, upload=0.3, step=0.1))
-    save_by = 15.0 - MARGIN * 0.8 - RESERVE_SECONDS  # 11.8 s after the signal
+    save_by = 15.0 - MARGIN * 0.8 - RESERVE_SECONDS  # 9.8 s after the signal
     assert p.trains_on and p.save_by == pytest.approx(save_by)
     assert p.train_until == pytest.approx(save_by - 0.1)
     assert p.keep_training(0.0) and p.keep_training(save_by - 0.11)
@@ -52,7 +52,7 @@ def test_a_reason_to_save_at_once_wins_over_any_measurement() -> None:
 def test_the_log_lines_count_from_now() -> None:
     p = plan(15.0, Costs(0.5, 0.3, 0.1))
     assert p.describe("SIGTERM", 0.8) == (
-        "SIGTERM: deadline in 14.2 s, save+upload measured 0.8 s: training on until 10.9 s"
+        "SIGTERM: deadline in 14.2 s, save+upload measured 0.8 s: training on until 8.9 s"
     )
     at_once = plan(15.0, Costs(None, 0.0, 0.1))
     assert at_once.describe("SIGTERM", 0.0) == (

@@ -32,7 +32,9 @@ from dataclasses import dataclass
 from .signals import save_deadline
 
 MARGIN = 1.5  # the measured save + upload times this, against a slower save under pressure
-RESERVE_SECONDS = 2.0  # the sidecar's margin before the deadline: its report and exit
+# after the save: the trainer's exit (a loaded interpreter takes seconds on a busy node), then
+# the sidecar's margin before the deadline (its report and exit)
+RESERVE_SECONDS = 4.0
 RECENT = 16  # how many recent measurements ``Longest`` remembers
 
 
