@@ -70,6 +70,9 @@ def test_purge_scope_is_the_checkpoint_layout_only() -> None:
     assert not in_scope("checkpoints/notes.txt")
     assert not in_scope("data/train.csv")
     assert not in_scope("checkpoints/step-100/x")  # not the layout's 12 digits
+    # the warm start's attempt-ended markers (spotrun.handoff) are the job's too
+    assert in_scope("attempts/attempt-000000000003.json")
+    assert not in_scope("attempts/notes.txt") and not in_scope("attempts/attempt-3.json")
     rels = [
         "checkpoints/step-000000000100/tensors.safetensors",
         "checkpoints/step-000000000100/MANIFEST.json",

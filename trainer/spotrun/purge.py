@@ -2,7 +2,8 @@
 
 Run by the operator's one-shot cleanup pod when a job with ``checkpoint.deleteOnJobDeletion``
 is deleted. Only the checkpoint layout goes: ``<prefix>/checkpoints/step-*/`` and the
-``.tmp-*`` leftovers beside them (and, in S3, unfinished multipart uploads there); any other
+``.tmp-*`` leftovers beside them (and, in S3, unfinished multipart uploads there), and the
+sidecars' ``<prefix>/attempts/attempt-*.json`` markers (``handoff``); any other
 object or file under the prefix stays. Manifests go first, so a purge cut short never leaves
 a manifest naming deleted files.
 
@@ -36,7 +37,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("spotrun")
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-_IN_SCOPE = re.compile(r"^checkpoints/(step-\d{12}|\.tmp-[^/]*)(/|$)")
+# the checkpoint layout, and the attempt-ended markers of the warm start (spotrun.handoff)
+_IN_SCOPE = re.compile(
+    r"^checkpoints/(step-\d{12}|\.tmp-[^/]*)(/|$)|^attempts/attempt-\d{12}\.json$"
+)
 _NESTED = re.compile(r"^(.+)/checkpoints/step-\d{12}/MANIFEST\.json$")
 _OWN_MANIFEST = re.compile(r"^checkpoints/(step-\d{12})/MANIFEST\.json$")
 
