@@ -49,6 +49,7 @@ import torch
 from . import (
     codec,
     distributed,
+    fastexit,
     liveness,
     logsetup,
     marker,
@@ -557,6 +558,7 @@ class Checkpointer:
         if self.exit_on_preemption:
             self.close()
             log.info("spotrun: step %s is durable; exiting 0", self.durable_step)
+            fastexit.arm()
             sys.exit(0)
 
     def _training_on(self) -> bool:
