@@ -142,6 +142,10 @@ def _plan(p: Planner, pods: list[Obj], nodes: dict[str, Obj], gpus: bool, live: 
         if ended is None and why is not None:
             warmstart.begin(p, pod, why, gpus)
             return out
+        if ended is not None and ended.outcome is Outcome.SUCCEEDED and st.draining:
+            # the job is done once every attempt is: an old one still saving is folded first
+            out.requeue(UNDECIDED_RECHECK_SECONDS)
+            return out
         if ended is not None:
             capacity = (pod["metadata"].get("labels") or {}).get(LABEL_CAPACITY, "spot")
             record(p, ended, capacity)

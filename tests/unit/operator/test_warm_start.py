@@ -277,3 +277,24 @@ def test_a_job_on_a_claim_is_not_warm_started() -> None:
     """Both pods would mount one folder of the claim: the old pod is waited for."""
     out, _ = first_pass("eviction-api-notice", checkpoint={"storage": {"pvc": {"claimName": "c"}}})
     assert out.create is None and out.status.preemptions == 0 and not out.status.draining
+
+
+def test_the_job_succeeds_only_once_the_old_attempts_end_is_folded_in() -> None:
+    """The new attempt may finish before the old pod's grace ends: the job's end (and its pod
+    seconds, its savings) waits for the old attempt's end."""
+    out, case = first_pass("eviction-api-notice")
+    new = ended({**copy.deepcopy(out.create), "status": copy.deepcopy(case["pod"]["status"])}, 3000)
+    new["metadata"].pop("deletionTimestamp", None)
+    new["status"]["conditions"] = []
+    new["status"]["initContainerStatuses"][0]["state"]["terminated"]["message"] = json.dumps(
+        {"step": 3000, "finalSaved": True, "reason": "final"}
+    )
+    waiting = plan(again(out), [case["pod"], new], {}, False, when("2026-01-01T11:50:20Z"))
+    assert waiting.status.phase != "Succeeded" and "digits-4" not in waiting.release
+    assert waiting.status.draining and waiting.requeue_after is not None
+    both = plan(
+        again(out), [ended(case["pod"], 1250), new], {}, False, when("2026-01-01T11:50:30Z")
+    )
+    assert both.status.phase == "Succeeded" and not both.status.draining
+    assert {"digits-3", "digits-4"} <= set(both.release)
+    assert both.status.spotSeconds == pytest.approx(2 * (50 * 60 + 20))
