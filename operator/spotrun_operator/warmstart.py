@@ -38,7 +38,7 @@ from . import reasons as r
 from .attempts import start_attempt
 from .builders import LABEL_CAPACITY, SIDECAR, pod_name
 from .endings import Ended, Outcome
-from .outcomes import record, saved_text
+from .outcomes import record, saved_text, savings
 from .plan import Planner
 from .podstate import (
     Obj,
@@ -171,6 +171,7 @@ def _ended(p: Planner, entry: m.DrainingAttempt, pod: Obj, trainer_name: str) ->
         st.onDemandSeconds = round(st.onDemandSeconds + seconds, 3)
     else:
         st.spotSeconds = round(st.spotSeconds + seconds, 3)
+    savings(st, p.spec)
     ref = report[0] if report is not None else None
     if ref is None:
         said = "its sidecar left no report"

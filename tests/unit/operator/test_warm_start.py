@@ -168,12 +168,14 @@ def test_the_old_attempt_saving_less_than_the_new_one_never_moves_progress_back(
 
 
 def test_an_old_attempt_that_ran_to_its_end_during_its_notice_ends_the_job() -> None:
-    out, case = first_pass("eviction-api-notice")
+    out, case = first_pass("eviction-api-notice", cost={"spotHourly": 1.0, "onDemandHourly": 3.0})
     new = {**copy.deepcopy(out.create), "status": {"phase": "Running"}}
     old = ended(case["pod"], 2000, reason="final")
-    done = plan(again(out), [old, new], {}, False, when("2026-01-01T11:50:25Z"))
+    priced = again(out, cost={"spotHourly": 1.0, "onDemandHourly": 3.0})
+    done = plan(priced, [old, new], {}, False, when("2026-01-01T11:50:25Z"))
     st = done.status
     assert st.phase == "Succeeded" and st.lastCheckpoint.step == 2000
+    assert st.estimatedSavings is not None  # the old pod's seconds at the spec's prices
     assert "digits-4" in done.delete and {"digits-3", "digits-4"} <= set(done.release)
     assert any(e.reason == "Completed" and "during its notice" in e.message for e in done.events)
 
