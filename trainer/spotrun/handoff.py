@@ -8,8 +8,9 @@ N+1's sidecar (``SPOTRUN_PREVIOUS_ATTEMPT=N``) waits for it, or for ``SPOTRUN_PR
 restores the newest valid checkpoint as usual.
 
 The object lies outside ``<prefix>/checkpoints/``, so nothing that lists, prunes, verifies or
-inspects checkpoints ever sees it; ``spotrun purge`` deletes it with the checkpoints. Its content came from another pod: ``decode`` reads it as hostile (size bound, strict
-types); anything else reads as "no marker", so the wait runs to its deadline, never crashes.
+inspects checkpoints ever sees it; ``spotrun purge`` deletes it with the checkpoints. Its
+content came from another pod: ``decode`` reads it as hostile (size bound, strict types);
+anything else reads as "no marker", so the wait runs to its deadline, never crashes.
 """
 
 from __future__ import annotations
