@@ -178,11 +178,13 @@ class NodeManager:
             grace = 0
             for pod in pods:
                 meta = pod["metadata"]
-                if meta.get("deletionTimestamp") or pod["status"].get("phase") in (
-                    "Succeeded", "Failed"
-                ):
+                if pod["status"].get("phase") in ("Succeeded", "Failed"):
                     continue
+                # a pod deleted already (the operator's own delete on the taint) still has
+                # its grace period: the node stays until it ends, as a cloud's notice does
                 grace = max(grace, int(pod["spec"].get("terminationGracePeriodSeconds", 30)))
+                if meta.get("deletionTimestamp"):
+                    continue
                 eviction = {"apiVersion": "policy/v1", "kind": "Eviction",
                             "metadata": {"name": meta["name"], "namespace": meta["namespace"]}}
                 try:
