@@ -31,6 +31,10 @@ def status_step(port: int) -> int:
     return step if isinstance(step, int) else -1
 
 
+def _tail(path: Path) -> str:
+    return path.read_text(errors="replace")[-2000:] if path.exists() else "(none)"
+
+
 def end_without_final_save(
     s3: Any, bucket: str, tmp_path: Path, grace: str, freeze: bool
 ) -> tuple[dict[str, Any], int, int]:
@@ -48,8 +52,13 @@ def end_without_final_save(
             trainer = subprocess.Popen(
                 [sys.executable, str(TOY), str(directory), "--mb", "1", "--interval", "5"],
                 env=env, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(lambda: status_step(sidecar.port) >= 15, timeout=300,
-                 what="three checkpoints in S3")
+        try:  # a bound for a hang, not a timing: under heavy load the start alone took minutes
+            wait_for(lambda: status_step(sidecar.port) >= 15 or trainer.poll() is not None,
+                     timeout=600, what="three checkpoints in S3")
+        except TimeoutError:
+            raise AssertionError(f"S3 holds step {status_step(sidecar.port)} after 600 s; "
+                                 f"trainer log: {_tail(tmp_path / 'trainer.log')}") from None
+        assert trainer.poll() is None, f"the trainer exited: {_tail(tmp_path / 'trainer.log')}"
         if freeze:
             trainer.send_signal(signal.SIGSTOP)  # holds its lock: the sidecar must wait
         else:
