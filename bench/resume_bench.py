@@ -110,7 +110,11 @@ def digits_job(
         "name": TRAINER,
         "image": "spotrun.dev/process:local",
         "command": ["python", "examples/digits/train.py", "--epochs", "500"],
-        "env": [{"name": "SPOTRUN_PROGRESS_FILE", "value": str(progress)}],
+        "env": [
+            {"name": "SPOTRUN_PROGRESS_FILE", "value": str(progress)},
+            # uses the notice (opt-in): the next trainer starts while this one trains on
+            {"name": "SPOTRUN_SAVE_AT_ONCE", "value": "0"},
+        ],
     }
     return {
         "apiVersion": "/".join(ARGS),

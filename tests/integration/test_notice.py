@@ -1,6 +1,6 @@
 """SIGTERM's notice used, with real processes and real signals: a trainer told its grace period
-keeps training after the signal, more steps than one that saves at once
-(``SPOTRUN_SAVE_AT_ONCE=1``), its save lands before the grace period ends, and the run resumed
+and opted in (``SPOTRUN_SAVE_AT_ONCE=0``) keeps training after the signal, more steps than one
+that saves at once (the default), its save lands before the grace period ends, and the run resumed
 from that save ends bit for bit where an uninterrupted run does (``chaos_compare``)."""
 
 from __future__ import annotations
@@ -81,13 +81,11 @@ def final_state(directory: Path) -> dict[str, object]:
 def test_the_notice_is_trained_through_and_the_resumed_run_is_bit_identical(
     tmp_path: Path,
 ) -> None:
-    at_once, at_once_signal, at_once_saved, _ = preempted(
-        tmp_path / "at-once", SPOTRUN_SAVE_AT_ONCE="1"
-    )
+    at_once, at_once_signal, at_once_saved, _ = preempted(tmp_path / "at-once")  # default
     assert at_once_saved - at_once_signal <= 1  # the next step boundary saves
     assert any("saving at the next step boundary" in line for line in at_once.lines)
 
-    run, signalled, saved, landed = preempted(tmp_path / "notice")
+    run, signalled, saved, landed = preempted(tmp_path / "notice", SPOTRUN_SAVE_AT_ONCE="0")
     print(
         f"after SIGTERM: {saved - signalled} steps with the notice used, "
         f"{at_once_saved - at_once_signal} saving at once; the save landed {landed:.1f}s "

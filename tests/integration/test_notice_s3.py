@@ -50,7 +50,8 @@ def test_the_trainer_trains_on_with_the_sidecars_upload_time_and_the_save_lands_
 ) -> None:
     uri = f"s3://{s3_bucket}/jobs/notice"
     directory = tmp_path / "node"
-    env = run_env(s3.env(), directory, uri, SPOTRUN_UPLOAD="sidecar", SPOTRUN_GRACE_SECONDS=GRACE)
+    env = run_env(s3.env(), directory, uri, SPOTRUN_UPLOAD="sidecar", SPOTRUN_GRACE_SECONDS=GRACE,
+                  SPOTRUN_SAVE_AT_ONCE="0")
     sidecar = Sidecar(env, tmp_path)
     out = tmp_path / "trainer.log"
     trainer: subprocess.Popen[bytes] | None = None
@@ -84,7 +85,8 @@ def test_in_direct_mode_the_trainers_own_upload_time_is_planned_with(
     directory = tmp_path / "node"
     remote = S3Store.from_uri(uri, endpoint=s3.endpoint_url)
     out = tmp_path / "trainer.log"
-    env = run_env(s3.env(), directory, uri, SPOTRUN_GRACE_SECONDS=GRACE)  # no sidecar: direct
+    env = run_env(s3.env(), directory, uri, SPOTRUN_GRACE_SECONDS=GRACE,
+                  SPOTRUN_SAVE_AT_ONCE="0")  # no sidecar: direct
     trainer = _trainer(directory, env, out)
     try:
         wait_for(lambda: (found := reader.newest_valid(remote)) and found.step >= 10,

@@ -1,7 +1,8 @@
 """What each setting does to a Checkpointer that gets SIGTERM (a real signal to this process):
-with the notice's length known and a save measured it trains on (``step()`` returns False and
-saves nothing); ``save_at_once=True``, ``SPOTRUN_SAVE_AT_ONCE=1``, an unknown grace period or
-no measurement make the next ``step()`` save; the argument wins over the variable."""
+by default the next ``step()`` saves; opted in (``save_at_once=False``,
+``SPOTRUN_SAVE_AT_ONCE=0``), with the notice's length known and a save measured, it trains on
+(``step()`` returns False and saves nothing); an unknown grace period or no measurement make
+the next ``step()`` save all the same; the argument wins over the variable."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def _after_sigterm(ckdir: Path, steps_before: int, **kw: Any) -> tuple[list[bool
 def test_with_a_known_notice_and_a_measured_save_it_trains_on(
     ckdir: Path, spotrun_log: pytest.LogCaptureFixture
 ) -> None:
-    said, saved = _after_sigterm(ckdir, 4, grace_seconds=600)
+    said, saved = _after_sigterm(ckdir, 4, grace_seconds=600, save_at_once=False)
     assert said == [False, False, False] and saved == 4  # no save during the notice
     assert "SIGTERM: deadline in " in spotrun_log.text and "training on until" in spotrun_log.text
 
@@ -70,15 +71,18 @@ def test_the_grace_period_from_the_pod_env_is_the_notice(
     ckdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SPOTRUN_GRACE_SECONDS", "600")
+    monkeypatch.setenv("SPOTRUN_SAVE_AT_ONCE", "0")
     assert _after_sigterm(ckdir, 4) == ([False, False, False], 4)
 
 
 @pytest.mark.parametrize(
     ("kw", "env", "why"),
     [
-        ({"grace_seconds": 600, "save_at_once": True}, {}, "save_at_once=True"),
-        ({"grace_seconds": 600}, {"SPOTRUN_SAVE_AT_ONCE": "1"}, "SPOTRUN_SAVE_AT_ONCE=1"),
-        ({}, {}, "the grace period is unknown"),  # a laptop: kill saves at once
+        ({"grace_seconds": 600}, {}, "save_at_once (the default"),
+        ({"grace_seconds": 600, "save_at_once": True}, {"SPOTRUN_SAVE_AT_ONCE": "0"},
+         "save_at_once (the default"),
+        ({"grace_seconds": 600}, {"SPOTRUN_SAVE_AT_ONCE": "1"}, "save_at_once (the default"),
+        ({"save_at_once": False}, {}, "the grace period is unknown"),  # a laptop's kill
     ],
 )
 def test_asked_to_or_with_an_unknown_notice_it_saves_at_the_next_step(
@@ -103,7 +107,7 @@ def test_the_argument_wins_over_the_variable(ckdir: Path, monkeypatch: pytest.Mo
 def test_without_a_measured_save_it_saves_at_the_next_step(
     ckdir: Path, spotrun_log: pytest.LogCaptureFixture
 ) -> None:
-    assert _after_sigterm(ckdir, 0, grace_seconds=600) == ([True], 1)
+    assert _after_sigterm(ckdir, 0, grace_seconds=600, save_at_once=False) == ([True], 1)
     assert "no save+upload measured yet" in spotrun_log.text
 
 
@@ -113,5 +117,5 @@ def test_under_ddp_every_rank_saves_at_the_next_step(
     """Each rank measures its own times: trained on, two ranks could pick different steps and
     meet at different barriers. (World size 2 as torch.distributed would report it.)"""
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
-    assert _after_sigterm(ckdir, 4, grace_seconds=600) == ([True], 5)
+    assert _after_sigterm(ckdir, 4, grace_seconds=600, save_at_once=False) == ([True], 5)
     assert "under DDP" in spotrun_log.text

@@ -10,14 +10,14 @@
 Every checkpoint holds the state of one step boundary, the last ``step()``: what runs after it
 (evaluation, ``sched.step()``, changes to ``ckpt.state``) goes into the next one, whenever the
 save is written. Periodic saves stall training only for the in-memory snapshot; the write runs
-in a background thread. On SIGTERM training goes on through the notice
-(``SPOTRUN_GRACE_SECONDS``) while there is time, and the ``step()`` at the last safe moment
-saves and exits 0 (``notice``: the deadline less this run's measured save + upload times, with
-a margin, and one step); with nothing measured yet, ``save_at_once=True`` or
-``SPOTRUN_SAVE_AT_ONCE=1`` the next ``step()`` saves. So does Ctrl-C (SIGINT) by default, or
-with ``on_interrupt="raise"`` it saves and raises KeyboardInterrupt from that ``step()``. A
-second signal, or no step boundary by the save's deadline, saves at once from a watchdog
-thread. An exception escaping the ``with`` block saves the last consistent
+in a background thread. On SIGTERM the next ``step()`` saves and exits 0; with
+``save_at_once=False`` or ``SPOTRUN_SAVE_AT_ONCE=0`` (opt-in) training goes on through the
+notice (``SPOTRUN_GRACE_SECONDS``) while there is time, and the ``step()`` at the last safe
+moment saves (``notice``: the deadline less this run's measured save + upload times, with a
+margin, and one step; with nothing measured yet the next ``step()`` saves). So does Ctrl-C
+(SIGINT) by default, or with ``on_interrupt="raise"`` it saves and raises KeyboardInterrupt
+from that ``step()``. A second signal, or no step boundary by the save's deadline, saves at
+once from a watchdog thread. An exception escaping the ``with`` block saves the last consistent
 state, then propagates; one escaping ``restore()`` (or any before the first ``step()`` after
 it) saves nothing. Neither saves inside a parameter update (``optimizer.step()``, or a
 hand-written update in ``with ckpt.updating():``) or after one that no ``step()`` followed:
@@ -141,7 +141,10 @@ class Checkpointer:
         self.grace_seconds = settings.grace_seconds if grace_seconds is None else grace_seconds
         # the notice is used only when its length is known (a laptop's kill saves at once)
         self._grace_known = grace_seconds is not None or env.grace_seconds is not None
-        self.save_at_once = bool(env.save_at_once) if save_at_once is None else save_at_once
+        # opt-in: a platform may kill before the pod's grace ends (GKE spot: 15 s), and a
+        # suspend is a delete too; training on through the notice needs a notice one trusts
+        default = True if env.save_at_once is None else env.save_at_once
+        self.save_at_once = default if save_at_once is None else save_at_once
         self._sidecar_uploads = settings.upload == "sidecar" and bool(settings.storage_uri)
         self._measured = notice.Measurements()
         self._plan: notice.Plan | None = None  # what to do with the notice of the signal
@@ -595,7 +598,7 @@ class Checkpointer:
         if self._stop.signum == signal.SIGINT:
             return "Ctrl-C stops now"
         if self.save_at_once:
-            return "save_at_once=True or SPOTRUN_SAVE_AT_ONCE=1"
+            return "save_at_once (the default; SPOTRUN_SAVE_AT_ONCE=0 trains on through the notice)"
         if distributed.world_size() > 1:
             return "under DDP each rank would pick its own step from its own measurements"
         if not self._grace_known:

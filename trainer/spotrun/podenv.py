@@ -262,8 +262,9 @@ class PodEnv:
     save_at_once: bool | None = _var(
         "SPOTRUN_SAVE_AT_ONCE",
         USER,
-        "1: on SIGTERM save at the next step boundary instead of training on through the "
-        "notice (spotrun.notice); Checkpointer(save_at_once=...) wins",
+        "0: on SIGTERM train on through the notice, saving at the last safe step boundary "
+        "(spotrun.notice); unset or 1: save at the next step boundary (the default); "
+        "Checkpointer(save_at_once=...) wins",
         _flag,
         render=_render_flag,
     )
