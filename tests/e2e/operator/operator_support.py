@@ -49,9 +49,12 @@ def rtj_body(name: str, container: dict[str, Any], checkpoint: dict[str, Any],
 
 
 def digits_job(name: str, bucket: str, endpoint: str, **spec: Any) -> dict[str, Any]:
-    """examples/digits/train.py for EPOCHS epochs (on CPU: no node has a GPU)."""
+    """examples/digits/train.py for EPOCHS epochs (on CPU: no node has a GPU), saving at once
+    on SIGTERM: trained on through its 30 s notice, this short job runs to its end within it
+    (the notice is tested by tests/integration/test_notice*.py)."""
     return rtj_body(
-        name, trainer(["python", "examples/digits/train.py", "--epochs", str(EPOCHS)]),
+        name, trainer(["python", "examples/digits/train.py", "--epochs", str(EPOCHS)],
+                      {"SPOTRUN_SAVE_AT_ONCE": "1"}),
         s3_checkpoint(bucket, name, endpoint),
         gpu={"count": 1, "fallback": "cpu"}, terminationGracePeriodSeconds=30, **spec)
 

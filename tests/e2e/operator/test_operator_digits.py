@@ -69,8 +69,10 @@ def test_digits_survives_two_preemptions_bit_identical(
 
     events = events_of(core, namespace, "digits")
     preempted = [m for r, m in events if r == "Preempted"]
+    ended = [m for r, m in events if r == "PreemptedAttemptEnded"]  # warm start: said later
     restoring = [m for r, m in events if r == "Restoring"]
-    assert len(preempted) == 2 and all("last checkpoint step" in m for m in preempted), events
+    assert len(preempted) == 2 and all("saves until" in m for m in preempted), events
+    assert len(ended) == 2 and all("final save made it (step" in m for m in ended), events
     assert len(restoring) == 2 and all("restores from step" in m for m in restoring), events
 
     assert reference.wait(timeout=300) == 0
