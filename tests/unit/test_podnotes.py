@@ -91,3 +91,10 @@ def test_the_sidecar_ignores_a_deadline_left_by_an_earlier_run(tmp_path: Path) -
     (tmp_path / podnotes.DEADLINE).write_text(json.dumps({"deadline": "soon", "written": now}))
     _, cap = _sidecar_cap(tmp_path, 60.0)
     assert cap is not None and cap - time.monotonic() > 50.0
+
+
+def test_a_directory_in_place_of_a_note_reads_as_none(tmp_path: Path) -> None:
+    (tmp_path / podnotes.DEADLINE).mkdir()  # opens read-only, but is no file to read
+    (tmp_path / podnotes.DURABLE).mkdir()
+    assert podnotes.read_deadline(tmp_path, not_before=0.0) is None
+    assert podnotes.read_durable(tmp_path) is None

@@ -202,7 +202,13 @@ class Checkpointer:
         """
         self._stepped = False  # a restore that raises leaves nothing worth saving
         started = time.monotonic()
-        readiness.wait(self.store.root)  # under a sidecar: its restore is done first
+        # under a sidecar: its restore is done first; a SIGTERM meanwhile ends the process at
+        # once (nothing restored, nothing to save), so the sidecar behind it gets its own
+        # SIGTERM while there is time to say so, not at the grace end
+        if readiness.wait(self.store.root, stopped=lambda: self._stop.requested) is None:
+            log.info("spotrun: stopped before the sidecar's restore was done; exiting 0")
+            fastexit.arm()
+            sys.exit(0)
         marker.clear(self.store.root)
         remove_stale_tmp(self.store.dir)
         if self._uploader is not None:

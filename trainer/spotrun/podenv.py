@@ -95,8 +95,17 @@ def _one_of(*choices: str) -> Callable[[str, str], str]:
     return parse
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def _flag(name: str, value: str) -> bool:
-    return value == "1"
+    """1/true/yes/on or 0/false/no/off (any case); anything else is refused by name, never read
+    as "off" (SPOTRUN_SAVE_AT_ONCE=true meaning the opposite would lose a final save)."""
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise _refuse(name, value, "1 or 0 (true/false, yes/no, on/off)")
 
 
 def _lenient_step(name: str, value: str) -> int | None:

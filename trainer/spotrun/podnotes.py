@@ -102,11 +102,12 @@ def _read(path: Path) -> dict[str, Any] | None:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as f:
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
-            value = json.loads(f.read(MAX_BYTES + 1))
-        except (OSError, ValueError, RecursionError):
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a directory, FIFO, device: not a note
+            os.close(fd)
             return None
+        with os.fdopen(fd, "rb") as f:
+            value = json.loads(f.read(MAX_BYTES + 1))
+    except (OSError, ValueError, RecursionError):
+        return None
     return value if isinstance(value, dict) else None

@@ -45,9 +45,11 @@ def wait(
     env: PodEnv | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
-) -> float:
+    stopped: Callable[[], bool] = lambda: False,
+) -> float | None:
     """Block until the sidecar's restore is done (see the module docstring); returns the
-    seconds waited (0 without a sidecar)."""
+    seconds waited (0 without a sidecar), or None once ``stopped()`` says a stop signal came
+    first (the pod is going away: there is nothing to restore into, nor to save)."""
     env = PodEnv.from_env() if env is None else env
     if not under_sidecar(env):
         return 0.0
@@ -55,6 +57,8 @@ def wait(
     started = clock()
     said = False
     while not (root / READY).exists():
+        if stopped():
+            return None
         waited = clock() - started
         if waited >= timeout:
             raise SidecarNotReadyError(
