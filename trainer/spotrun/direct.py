@@ -35,7 +35,12 @@ class DirectUploader:
         while not self._stopped:
             self._wake.wait()
             self._wake.clear()
-            ok = self.syncer.sync_once()
+            try:
+                ok = self.syncer.sync_once()
+            except Exception as e:  # the thread must live: flush() waits on it
+                name = type(e).__name__
+                log.warning("spotrun: upload pass failed (%s: %s); trying again", name, e)
+                ok = False
             with self._caught_up:
                 self._caught_up.notify_all()
             if not ok and not self._stopped:
@@ -54,7 +59,7 @@ class DirectUploader:
         with self._caught_up:
             while (self.syncer.durable_step or -1) < step:
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or not self._thread.is_alive():
                     return False
                 self._caught_up.wait(timeout=min(left, 1.0))
         return True
