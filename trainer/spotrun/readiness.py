@@ -1,8 +1,8 @@
 """The trainer starts beside its sidecar: ``Checkpointer.restore()`` waits for the sidecar's
 restore before it reads the checkpoint volume.
 
-The operator's pods let the trainer start as soon as the sidecar listens (its startupProbe is
-``/healthz``), so the trainer's Python and torch imports overlap the sidecar's start and its
+The operator's pods let the trainer start as soon as the sidecar runs (an S3 job's sidecar has
+no startupProbe), so the trainer's Python and torch imports overlap the sidecar's start and its
 download. The sidecar writes ``<root>/.spotrun-ready`` once the newest valid checkpoint is in
 the volume (or it decided to start without one); until then the volume may hold half a
 download. Under a sidecar (``SPOTRUN_UPLOAD=sidecar``, set by the operator) ``wait`` blocks
