@@ -187,8 +187,10 @@ def test_a_second_job_on_an_overlapping_prefix_gets_no_pod_until_the_first_is_go
     )
     assert f"overlaps s3://{s3_bucket}/team of job {namespace}/first" in cond["message"], cond
     assert "give this job a prefix of its own" in cond["message"], cond
-    events = events_of(core, namespace, "second")
-    assert [r for r, _ in events].count("StorageOverlap") == 1, events
+    # the Event follows the status patch in the same pass: wait for it, then it is one
+    events = wait_for(lambda: [e for e in events_of(core, namespace, "second")
+                               if e[0] == "StorageOverlap"], "the StorageOverlap Event", timeout=30)
+    assert len(events) == 1, events
     wait_for(lambda: read_pod(core, namespace, "beside-1"), "beside-1", timeout=60)
     assert read_pod(core, namespace, "second-1") is None
     assert not condition(custom, namespace, "first", "StorageConflict")

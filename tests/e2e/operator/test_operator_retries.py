@@ -30,6 +30,7 @@ preempt_until = int(os.environ.get("PREEMPTIBLE_ATTEMPTS", "1"))
 if attempt <= preempt_until:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     time.sleep(600)
+time.sleep(float(os.environ.get("RUN_SECONDS", "0")))
 if os.environ.get("FAIL") == "1":
     print("step 7: loss is NaN, giving up", file=sys.stderr)
     sys.exit(1)

@@ -59,7 +59,10 @@ def test_no_spot_capacity_moves_the_next_attempt_on_demand_after_the_pending_tim
     cluster, namespace, operator, no_spot_capacity, s3, s3_bucket
 ):
     core, custom = submit(cluster, namespace, s3, job(
-        "nospot", s3_bucket, s3.endpoint_url, {"PREEMPTIBLE_ATTEMPTS": "0"}, port=18720,
+        # 2 s of run: pod seconds come from container timestamps (1 s resolution), and with the
+        # trainer starting beside its sidecar an instant exit can take 0 s
+        "nospot", s3_bucket, s3.endpoint_url, {"PREEMPTIBLE_ATTEMPTS": "0", "RUN_SECONDS": "2"},
+        port=18720,
         spot={"pendingTimeoutSeconds": 5}))
     waiting = wait_for(lambda: unschedulable(custom, namespace, "nospot", "unschedulable"),
                        "the job to say its pod cannot be scheduled", timeout=60)
