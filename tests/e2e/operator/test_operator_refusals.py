@@ -129,8 +129,10 @@ def test_a_pod_the_api_refuses_is_the_job_s_condition_and_event_retried_with_bac
         f"fix: make spec.template meet the Pod Security level of namespace {namespace}"
         in (cond["message"])
     )
-    warnings = [m for r, m in events_of(core, namespace, "locked") if r == "PodRefused"]
-    assert warnings and "violates PodSecurity" in warnings[0]
+    # the Event follows the status patch in the same pass: wait for it
+    warnings = wait_for(lambda: [m for r, m in events_of(core, namespace, "locked")
+                                 if r == "PodRefused"], "the PodRefused Event", timeout=30)
+    assert "violates PodSecurity" in warnings[0]
     assert read_pod(core, namespace, "locked-1") is None
 
     # Backoff (5 s, 10 s, 20 s ...), not the 2 s of an API error: the operator asked the API
