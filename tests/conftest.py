@@ -113,14 +113,33 @@ def s3() -> Iterator[S3Endpoint]:
             s3server.stop(st)
 
 
-def _empty_and_delete(client: Any, bucket: str) -> None:
+def _empty(client: Any, bucket: str) -> None:
     for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
         client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket):
         for obj in page.get("Contents", []):
             client.delete_object(Bucket=bucket, Key=obj["Key"])
-    client.delete_bucket(Bucket=bucket)
+
+
+def _empty_and_delete(client: Any, bucket: str, patience: float = 60.0) -> None:
+    """A test's pods may still be uploading when its bucket goes (their namespace is deleted
+    after this fixture ends): a write landing between the listing and the delete makes the
+    bucket not empty, so empty it again until the delete holds."""
+    from botocore.exceptions import ClientError
+
+    deadline = time.monotonic() + patience
+    while True:
+        _empty(client, bucket)
+        try:
+            client.delete_bucket(Bucket=bucket)
+            return
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") != "BucketNotEmpty":
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 @pytest.fixture

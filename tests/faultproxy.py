@@ -43,9 +43,13 @@ class Proxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            self.stuck += self.mode != "forward"
+            mode = self.mode
+            if mode == "closed":  # accepted in the instant before the listener closed
+                client.close()
+                return
+            self.stuck += mode != "forward"
             target = {"forward": self._forward, "hang": self._hang, "dribble": self._dribble}
-            threading.Thread(target=target[self.mode], args=(client,), daemon=True).start()
+            threading.Thread(target=target[mode], args=(client,), daemon=True).start()
 
     def _hang(self, client: socket.socket) -> None:
         self.held.append(client)
