@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 
 from spotrun import handoff, readiness
-from spotrun.handoff import Ended, decode, encode, next_move, stale, wait_for_previous
+from spotrun.handoff import (
+    SKEW_SECONDS,
+    Ended,
+    decode,
+    encode,
+    next_move,
+    notice_began,
+    stale,
+    wait_for_previous,
+)
 from spotrun.podenv import PodEnv
 from spotrun.probes import Health
 from spotrun.sidecar import _serve_when_free
@@ -76,6 +85,18 @@ def test_a_marker_older_than_the_notice_is_another_incarnations() -> None:
     assert stale(Ended(3, 10, True, None), notice)  # no time: cannot be trusted
     assert not stale(Ended(3, 10, True, T0), notice)
     assert not stale(Ended(3, 10, True, None), None)
+
+
+def test_a_marker_from_a_node_whose_clock_runs_behind_is_not_stale() -> None:
+    # The operator set until = notice + grace + margin by its clock; the old node's clock
+    # runs behind by up to the margin, so its marker may carry a time before the notice.
+    notice, grace = T0, 30.0
+    until = notice + timedelta(seconds=grace + SKEW_SECONDS)
+    behind = Ended(3, 10, True, notice - timedelta(seconds=SKEW_SECONDS * 0.9))
+    assert not stale(behind, notice_began(until, grace))
+    older = Ended(3, 10, True, notice - timedelta(seconds=SKEW_SECONDS * 2.5))
+    assert stale(older, notice_began(until, grace))
+    assert notice_began(None, grace) is None
 
 
 class Clock:

@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -147,6 +147,15 @@ def stale(found: Ended, not_before: datetime | None) -> bool:
     deadline less the grace period and the skew margin) is another incarnation's: a job
     deleted and made again under the same name and prefix (pure)."""
     return not_before is not None and (found.time is None or found.time < not_before)
+
+
+def notice_began(until: datetime | None, grace: float) -> datetime | None:
+    """The earliest time a marker of the previous attempt can honestly carry (pure): its
+    notice began at ``until`` less the grace period and the margin the operator added, and
+    the old node's clock may run behind the operator's by up to that margin again."""
+    if until is None:
+        return None
+    return until - timedelta(seconds=grace + 2 * SKEW_SECONDS)
 
 
 def next_move(found: Ended | None, now: datetime, until: datetime | None) -> Move:

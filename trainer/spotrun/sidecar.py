@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -246,13 +246,12 @@ def _wait_for_previous(
         config.previous_until.isoformat() if config.previous_until else "its marker",
     )
     until = config.previous_until
-    skew = timedelta(seconds=grace + handoff.SKEW_SECONDS)
     return handoff.wait_for_previous(
         lambda: handoff.read(remote, attempt),
         attempt,
         until,
         stop.changed.wait,
-        not_before=until - skew if until is not None else None,
+        not_before=handoff.notice_began(until, grace),
     )[0]
 
 
