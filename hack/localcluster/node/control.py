@@ -1,7 +1,7 @@
 """The process node's control API: plain JSON over HTTP on loopback.
 
     GET  /nodes                        -> [{name, capacityType, renewing, preempting, gone}]
-    POST /nodes {capacityType, name?, gpus?}   -> {name}      (add_node)
+    POST /nodes {capacityType, name?, gpus?, zone?} -> {name}  (add_node)
     POST /nodes/<name>/preempt {noticeSeconds} -> 202         (spot interruption, async)
     POST /nodes/<name>/stop-lease      -> 200                 (a hung kubelet)
 """
@@ -50,7 +50,8 @@ def serve(manager: NodeManager, port: int) -> ThreadingHTTPServer:
                 body = self._body()
                 if parts == ["nodes"]:
                     name = manager.add_node(
-                        body.get("capacityType", "spot"), body.get("name"), int(body.get("gpus", 0))
+                        body.get("capacityType", "spot"), body.get("name"),
+                        int(body.get("gpus", 0)), body.get("zone"),
                     )
                     self._reply(201, {"name": name})
                 elif len(parts) == 3 and parts[0] == "nodes" and parts[2] == "preempt":

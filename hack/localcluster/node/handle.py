@@ -35,11 +35,15 @@ class ProcessNode:
         result: list[dict[str, Any]] = self._call("GET", "/nodes")
         return result
 
-    def add_node(self, capacity_type: str = "spot", name: str | None = None, gpus: int = 0) -> str:
-        """Register a fresh node (``spot`` or ``on-demand``); returns its name once Ready."""
+    def add_node(self, capacity_type: str = "spot", name: str | None = None, gpus: int = 0,
+                 zone: str | None = None) -> str:
+        """Register a fresh node (``spot`` or ``on-demand``, in ``zone`` if given: else
+        local-a/b/c by count); returns its name once Ready."""
         body: dict[str, Any] = {"capacityType": capacity_type, "gpus": gpus}
         if name:
             body["name"] = name
+        if zone:
+            body["zone"] = zone
         return str(self._call("POST", "/nodes", body)["name"])
 
     def preempt(self, node: str, notice_seconds: float = 0) -> None:

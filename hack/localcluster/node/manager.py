@@ -44,7 +44,9 @@ class NodeManager:
         self._counter = {nodes.SPOT: itertools.count(1), nodes.ON_DEMAND: itertools.count(1)}
 
     # --- nodes ------------------------------------------------------------------------------
-    def add_node(self, capacity_type: str, name: str | None = None, gpus: int = 0) -> str:
+    def add_node(self, capacity_type: str, name: str | None = None, gpus: int = 0,
+                 zone: str | None = None) -> str:
+        """A fresh Node; ``zone`` (topology.kubernetes.io/zone) defaults to local-a/b/c by count."""
         if capacity_type not in (nodes.SPOT, nodes.ON_DEMAND):
             raise ValueError(f"capacity type must be {nodes.SPOT!r} or {nodes.ON_DEMAND!r}")
         with self.lock:
@@ -52,7 +54,7 @@ class NodeManager:
                 name = f"{capacity_type}-{next(self._counter[capacity_type])}"
             entry = NodeEntry(name, capacity_type)
             self.nodes[name] = entry
-        zone = "local-" + "abc"[len(self.nodes) % 3]
+        zone = zone or "local-" + "abc"[len(self.nodes) % 3]
         body = nodes.node_object(name, capacity_type, zone)
         try:
             created = self.kube.post("/api/v1/nodes", body)
