@@ -22,3 +22,11 @@ def test_a_flag_that_is_neither_is_refused_naming_the_variable() -> None:
     with pytest.raises(PodEnvError) as err:
         PodEnv.from_env({"SPOTRUN_SAVE_AT_ONCE": "maybe"})
     assert "SPOTRUN_SAVE_AT_ONCE='maybe'" in str(err.value) and "1 or 0" in str(err.value)
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_a_flag_set_off_stays_off_through_the_environment(value: bool) -> None:
+    # Rendered as "" (unset), an explicit off came back as the default: save at once.
+    written = PodEnv(save_at_once=value, start_without_storage=value).to_env()
+    read = PodEnv.from_env(written)
+    assert (read.save_at_once, read.start_without_storage) == (value, value)

@@ -141,7 +141,7 @@ def _render_seconds(value: float) -> str:
 
 
 def _render_flag(value: bool) -> str:
-    return "1" if value else ""
+    return "1" if value else "0"
 
 
 def _var(name: str, set_by: SetBy, doc: str, parse: Callable[[str, str], Any], **kw: Any) -> Any:
