@@ -14,7 +14,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
-	$(PY) -m pip install --progress-bar off -e '.[dev,examples,operator]'
+	$(PY) -m pip install --progress-bar off -e '.[dev,examples,operator,torch,s3]'
 	@touch $(STAMP)
 
 lint: venv

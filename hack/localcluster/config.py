@@ -19,6 +19,7 @@ COMPONENT_OF = {
     "kubectl": "kubernetes",
     "versitygw": "versitygw",
     "helm": "helm",
+    "actionlint": "actionlint",
 }
 
 

@@ -16,6 +16,15 @@ import os
 import sys
 
 
+def start_line(namespaces: list[str], peering: str | None) -> str:
+    """The operator's first log line: its version (the wheel's, one place) and its scope."""
+    from spotrun.version import __version__
+
+    scope = ", ".join(namespaces) or "all namespaces"
+    mode = f"peering {peering!r}" if peering else "standalone"
+    return f"spotrun operator {__version__} starting: watching {scope}, {mode}"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="spotrun_operator", description=__doc__)
     p.add_argument(
@@ -73,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         METRICS.serve(args.metrics_port)
     from kopf import cli
 
+    print(start_line(namespaces, args.peering), file=sys.stderr, flush=True)
     try:
         cli.main(args=cmd, prog_name="spotrun_operator", standalone_mode=True)
     except SystemExit as done:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .version import __version__
+
 if TYPE_CHECKING:
     from .checkpointer import Checkpointer
     from .components import CheckpointMismatchError
@@ -28,18 +30,32 @@ _WHERE = {
     "ResumableLoader": ".sampler",
 }
 
+# The packages of the `torch` extra (pyproject.toml): the library's, not the sidecar's.
+_TORCH_EXTRA = ("torch", "numpy", "safetensors")
+
 __all__ = [
     "CheckpointMismatchError",
     "Checkpointer",
     "KeepBest",
     "ResumableLoader",
     "UnknownFormatError",
+    "__version__",
     "device",
 ]
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
     if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name], __name__), name)
+        try:
+            module = importlib.import_module(_WHERE[name], __name__)
+        except ModuleNotFoundError as missing:
+            if missing.name not in _TORCH_EXTRA:
+                raise
+            raise ModuleNotFoundError(
+                f"spotrun.{name} needs {missing.name}, which is not installed: install the "
+                "library with `pip install 'spotrun[torch]'` (an image whose torch is already "
+                "there, e.g. a CUDA build, keeps it)",
+                name=missing.name,
+            ) from missing
+        return getattr(module, name)
     raise AttributeError(f"module 'spotrun' has no attribute {name!r}")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .store import StoreError
+from .version import __version__
 
 if TYPE_CHECKING:
     from .s3store import S3Store
@@ -155,6 +156,7 @@ def _exec(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spotrun", description="resumable training on spot capacity")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--version", action="version", version=f"spotrun {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     ls = sub.add_parser("ls", help="list checkpoints with step, size, age and validity")
