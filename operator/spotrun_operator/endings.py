@@ -83,6 +83,7 @@ class Outcome(enum.Enum):
     PREEMPTED = "Preempted"
     FAILED = "Failed"
     SUSPENDED = "Suspended"
+    TEMPLATE_CHANGED = "TemplateChanged"  # the operator stopped it for a new spec.template
 
 
 @dataclass(frozen=True)
@@ -130,12 +131,16 @@ def classify_end(
     trainer_name: str,
     *,
     now: datetime | None = None,
+    template_changed: bool = False,
 ) -> Ended | None:
     """How the pod of an attempt ended; None while it has not ended (module docstring).
 
     ``now`` decides whether a deleted pod on a silent node has outlived its grace period (lost);
     without it the grace period counts as over. When the job is suspended, an end the platform
-    (or the operator) caused is Suspended, not Preempted."""
+    (or the operator) caused is Suspended, not Preempted. When the pod runs an older
+    ``spec.template`` (``template_changed``, ``templates.py``), an end whose only sign is the
+    delete (the operator's, for the new template) is TemplateChanged; a platform's sign on the
+    pod or its node still makes it a preemption."""
     phase = (pod.get("status") or {}).get("phase")
     if phase not in ("Succeeded", "Failed"):
         return _lost(pod, node, suspended, now)
@@ -149,6 +154,9 @@ def classify_end(
     signs = platform_signs(pod)
     if not oom and (code is None or code in r.KILL_EXITS):
         signs += node_signs(pod, node)
+    if signs and template_changed and not suspended and signs == ["pod deleted"]:
+        why = "stopped for a changed spec.template"
+        return Ended(Outcome.TEMPLATE_CHANGED, why, code, "", checkpoint, seconds, metrics)
     if signs:
         outcome = Outcome.SUSPENDED if suspended else Outcome.PREEMPTED
         why = "suspended" if suspended else ", ".join(signs)

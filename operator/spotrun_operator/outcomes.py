@@ -30,6 +30,7 @@ def record(p: Planner, ended: Ended, capacity: str) -> None:
         Outcome.SUSPENDED: _suspended,
         Outcome.PREEMPTED: _preempted,
         Outcome.FAILED: _failed,
+        Outcome.TEMPLATE_CHANGED: _template_changed,
     }[ended.outcome](p, ended, saved)
 
 
@@ -77,6 +78,20 @@ def _preempted(p: Planner, ended: Ended, saved: str) -> None:
         )
     st.phase = "Restarting"
     p.advance(spot.backoffSeconds)
+
+
+def _template_changed(p: Planner, ended: Ended, saved: str) -> None:
+    """The operator ended the attempt for a new spec.template: no preemption, no failure; the
+    next attempt (the new template) starts at once and restores what this one saved."""
+    st = p.st
+    old = st.templateGeneration if st.templateGeneration is not None else "?"
+    p.event(
+        m.REASON_TEMPLATE_CHANGED,
+        f"{_name(p)} {ended.why}: generation {old} -> {p.job.generation}; {saved}; attempt "
+        f"{st.attempt + 1} runs generation {p.job.generation}",
+    )
+    st.phase = "Restarting"
+    p.advance(0)
 
 
 def _failed(p: Planner, ended: Ended, saved: str) -> None:
