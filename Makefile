@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: venv test test-unit test-integration test-e2e lint demo demo-local bench bench-s3 clean crd
-.PHONY: binaries binaries-s3 cluster-up cluster-down lint-hack manifests
+.PHONY: binaries binaries-s3 binaries-lint cluster-up cluster-down lint-hack manifests
 
 venv: $(STAMP)
 
@@ -24,7 +24,7 @@ lint: venv
 test-unit: venv
 	$(VENV)/bin/pytest -m unit
 
-test-integration: venv binaries-s3
+test-integration: venv binaries-s3 binaries-lint
 	$(VENV)/bin/pytest -m integration
 
 test-e2e: venv binaries
@@ -36,6 +36,10 @@ binaries:
 
 binaries-s3:
 	hack/build-binaries versitygw
+
+# actionlint for tests/integration/test_workflows.py (a small Go build, ~40 s cold).
+binaries-lint:
+	hack/build-binaries actionlint
 
 cluster-up: venv binaries
 	hack/cluster up
@@ -104,6 +108,13 @@ bench-slow-status: venv binaries
 # Resume after a preemption, phase by phase (bench/RESUME_RESULTS.md); its own cluster and S3.
 bench-resume: venv binaries
 	$(PY) bench/resume_bench.py
+
+# Goodput on a spot trace through the real operator and trainer, the notice used vs saving at
+# once (bench/GOODPUT_RESULTS.md, ~12 min); GOODPUT_ARGS=--quick: one short run, nothing written.
+.PHONY: bench-goodput
+GOODPUT_ARGS ?=
+bench-goodput: venv binaries
+	PYTHONPATH=bench $(PY) -m goodput $(GOODPUT_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

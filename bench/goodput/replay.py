@@ -1,0 +1,203 @@
+"""Replay a spot trace through the real operator and trainer on the local cluster.
+
+Its own control plane, process node and S3 server (state in ``$SPOTRUN_BENCH_STATE_DIR``,
+default ``~/.cache/spotrun/bench-goodput``; free ports only). Per run, two jobs train side
+by side on the same nodes, one per lane: ``notice`` (SPOTRUN_SAVE_AT_ONCE=0: trains on
+through the SIGTERM notice) and ``atonce`` (=1: saves at the SIGTERM). The trace, ``scale``
+times faster, drives the nodes (``schedule.plan``): a spot node is added when capacity comes
+back and preempted with a notice before it goes. Measured per lane from the trainers'
+progress logs: useful steps, steps redone, restarts; paid node seconds from the bench's own
+bills; the calculator's prediction from the costs measured in the same run beside it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(REPO / "hack"), str(REPO / "bench")]
+
+from operator_bench import ARGS, NAMESPACE, PLURAL, operator_running, wait  # noqa: E402
+from resume_bench import control_port, load, trainer_events  # noqa: E402
+
+from goodput.calculator import Costs, Goodput, goodput  # noqa: E402
+from goodput.measure import Measured, attempts, bills, measure  # noqa: E402
+from goodput.schedule import Plan, plan  # noqa: E402
+from goodput.trace import Trace  # noqa: E402
+from localcluster import procs, s3server  # noqa: E402
+from localcluster.node.handle import ProcessNode  # noqa: E402
+
+LANES = {"notice": "0", "atonce": "1"}  # lane -> SPOTRUN_SAVE_AT_ONCE
+SECRET = "s3-credentials"
+
+
+@dataclass(frozen=True)
+class Options:
+    notice: int  # seconds: the interruption notice and the pods' grace period
+    step_seconds: float
+    interval_steps: int
+    mb: float
+    upload_seconds: float  # the calculator's upload time (the replay does not measure it)
+    spot_price_ratio: float
+
+
+@dataclass
+class Timeline:
+    """Wall times of the bench's node actions in one run."""
+
+    adds: list[tuple[float, float]] = field(default_factory=list)  # (call, ready)
+    preempts: list[float] = field(default_factory=list)
+    loads: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LaneResult:
+    lane: str
+    measured: Measured
+    predicted: Goodput
+    resume_seconds: float
+    into_notice: float  # median seconds trained after the SIGTERM
+
+
+def job_body(name: str, lane: str, s3: Any, port: int, progress: Path,
+             opts: Options) -> dict[str, Any]:
+    trainer = {
+        "name": "trainer",
+        "image": "spotrun.dev/process:local",
+        "command": ["python", "bench/goodput/steady_trainer.py",
+                    "--step-seconds", str(opts.step_seconds), "--mb", str(opts.mb)],
+        "env": [{"name": "SPOTRUN_PROGRESS_FILE", "value": str(progress)},
+                {"name": "SPOTRUN_SAVE_AT_ONCE", "value": LANES[lane]}],
+    }
+    return {
+        "apiVersion": "/".join(ARGS),
+        "kind": "ResumableTrainingJob",
+        "metadata": {"name": name},
+        "spec": {
+            "template": {"spec": {"containers": [trainer]}},
+            "checkpoint": {
+                "storage": {"uri": f"s3://{s3.bucket}/{name}", "endpoint": s3.endpoint,
+                            "secretRef": {"name": SECRET}},
+                "sidecarPort": port,
+                "intervalSteps": opts.interval_steps,
+            },
+            "spot": {"maxPreemptions": 1000},
+            "terminationGracePeriodSeconds": opts.notice,
+        },
+    }
+
+
+def drive(node: ProcessNode, todo: Plan, t0: float, end: float) -> tuple[Timeline, str | None]:
+    """Play the plan's node actions at their times; the node still alive at the end."""
+    timeline = Timeline()
+    current: str | None = None
+    for action in todo.actions:
+        time.sleep(max(0.0, t0 + action.at - time.time()))
+        timeline.loads.append(load())
+        if action.kind == "add":
+            called = time.time()
+            current = node.add_node("spot")
+            timeline.adds.append((called, time.time()))
+        elif current is not None:
+            timeline.preempts.append(time.time())
+            node.preempt(current, action.notice)
+            current = None
+    time.sleep(max(0.0, end - time.time()))
+    return timeline, current
+
+
+def resumes(tries: list[Any], timeline: Timeline) -> list[float]:
+    """Per attempt after the first: its node ready -> its first step (s)."""
+    out = []
+    for a in tries[1:]:
+        readies = [r for _, r in timeline.adds if a.first_step_at and r <= a.first_step_at]
+        if readies:
+            out.append(a.first_step_at - readies[-1])
+    return out
+
+
+def into_notice(tries: list[Any], preempts: list[float]) -> list[float]:
+    """Per preemption: seconds the attempt running then trained after its SIGTERM."""
+    out = []
+    for p in preempts:
+        for a in tries:
+            if a.first_step_at and a.first_step_at <= p <= (a.last_step_at or 0):
+                out.append(a.last_step_at - p)
+    return out
+
+
+def play(running: Any, node: ProcessNode, s3: Any, trace: Trace, opts: Options,
+         run: int, state: Path) -> tuple[list[LaneResult], list[str]]:
+    todo = plan(trace, opts.notice)
+    progress = {lane: state / f"progress-{lane}-{run}.jsonl" for lane in LANES}
+    ports = procs.free_ports(len(LANES))
+    t0 = time.time()
+    for (lane, path), port in zip(progress.items(), ports, strict=True):
+        path.unlink(missing_ok=True)
+        body = job_body(f"{lane}-{run}", lane, s3, port, path, opts)
+        running.custom.create_namespaced_custom_object(*ARGS, NAMESPACE, PLURAL, body)
+    end = t0 + trace.seconds
+    timeline, alive = drive(node, todo, t0, end)
+    paid = bills([a for a, _ in timeline.adds], [t0 + r for r in todo.reclaims], end)
+    results = []
+    for lane, path in progress.items():
+        tries = attempts(trainer_events(path))
+        m = measure(tries, paid, trace.seconds)
+        res = resumes(tries, timeline)
+        first = timeline.adds[0][1]
+        cold = [tries[0].first_step_at - first] if tries and tries[0].first_step_at else []
+        resume = statistics.median(res or cold or [0.0])
+        provision = statistics.median(r - c for c, r in timeline.adds)
+        costs = Costs(step_seconds=m.step_seconds or opts.step_seconds,
+                      interval_steps=opts.interval_steps, save_seconds=m.save_seconds,
+                      upload_seconds=opts.upload_seconds, resume_seconds=resume,
+                      provision_seconds=provision, notice_seconds=opts.notice,
+                      use_notice=lane == "notice", spot_price_ratio=opts.spot_price_ratio)
+        spent = into_notice(tries, timeline.preempts)
+        results.append(LaneResult(lane, m, goodput(trace, costs), resume,
+                                  statistics.median(spent) if spent else 0.0))
+    cleanup(running, node, alive, run)
+    return results, timeline.loads
+
+
+def cleanup(running: Any, node: ProcessNode, alive: str | None, run: int) -> None:
+    for lane in LANES:
+        running.custom.delete_namespaced_custom_object(*ARGS, NAMESPACE, PLURAL, f"{lane}-{run}")
+    if alive is not None:
+        node.preempt(alive, 0)
+    wait(lambda: not running.core.list_namespaced_pod(NAMESPACE).items,
+         "the replay's pods to end", 180)
+
+
+def replay(trace: Trace, opts: Options, runs: int, state: Path,
+           loads: list[str]) -> list[list[LaneResult]]:
+    """``runs`` replays of ``trace`` (ticks in wall seconds), both lanes side by side."""
+    s3server.stop(state)
+    s3 = s3server.start(state)
+    out = []
+    try:
+        with operator_running(state, spot=0) as running:
+            node = ProcessNode(control_port(state), state)
+            running.core.create_namespaced_secret(NAMESPACE, {
+                "metadata": {"name": SECRET},
+                "stringData": {"AWS_ACCESS_KEY_ID": s3.access_key,
+                               "AWS_SECRET_ACCESS_KEY": s3.secret_key}})
+            for run in range(1, runs + 1):
+                results, seen = play(running, node, s3, trace, opts, run, state)
+                out.append(results)
+                loads += seen
+                for r in out[-1]:
+                    print(f"run {run} {r.lane}: paid {r.measured.paid:.3f} "
+                          f"(calc {r.predicted.paid:.3f}) wall {r.measured.wall:.3f} "
+                          f"(calc {r.predicted.wall:.3f}) steps {r.measured.useful_steps} "
+                          f"redone {list(r.measured.steps_redone)}", flush=True)
+    finally:
+        s3server.stop(state)
+        if left := procs.sweep(state):
+            print(f"killed {len(left)} process(es) left with this state dir: {left}")
+    return out
