@@ -34,6 +34,7 @@ class NotHere:
 QUICKSTART = "tests/e2e/install/test_readme_quickstart.py::test_readme_quickstart_as_written"
 CLI = "tests/integration/test_readme_cli.py::test_the_cli_block_runs_as_written"
 MANIFESTS = "tests/e2e/install/test_install_manifests.py"
+WHEEL = "tests/integration/test_wheel.py"
 
 COMMANDS: dict[str, By | NotHere] = {
     "helm install spotrun charts/spotrun --namespace spotrun-system --create-namespace":
@@ -57,6 +58,19 @@ COMMANDS: dict[str, By | NotHere] = {
     "docker build -f trainer/Dockerfile --build-arg EXTRAS=examples,operator "
     "-t ghcr.io/spotrun/trainer:0.1.0 .":
         NotHere("needs a Docker engine; .github/workflows/e2e-kind.yml runs it on GitHub"),
+    # The same installs from the wheel built from this tree (PyPI serves only releases).
+    "pip install 'spotrun[torch]'": By(
+        f"{WHEEL}::test_the_wheel_with_torch_shows_its_version_and_runs_chaos_identical",
+        ('"torch,operator"', "pip_install")),
+    "pip install 'spotrun[s3]'": By(
+        f"{WHEEL}::test_the_s3_extra_without_torch_imports_spotrun_and_its_sidecar_restores",
+        ('"s3"', "pip_install")),
+    "pip install 'spotrun[operator]'": By(
+        f"{WHEEL}::test_the_wheel_with_torch_shows_its_version_and_runs_chaos_identical",
+        ('"torch,operator"', '"spotrun_operator", "--help"')),
+    "spotrun --version": By(
+        f"{WHEEL}::test_the_wheel_with_torch_shows_its_version_and_runs_chaos_identical",
+        ('"spotrun", "--version"',)),
     "make test": NotHere("it is the command that runs this test (CI runs it on a fresh clone)"),
     "python examples/digits/train.py --epochs 2": By(CLI, ("README",)),
     "spotrun ls spotrun-checkpoints": By(CLI, ("README",)),
