@@ -9,6 +9,7 @@ from dataclasses import replace
 from spotrun import contract
 
 from . import models as m
+from . import zones
 from .builders import desired_pod, pod_name
 from .outcomes import on_claim
 from .plan import Planner
@@ -34,10 +35,14 @@ def start_attempt(p: Planner, gpus_available: bool) -> None:
     st.attempt = max(st.attempt, 1)
     st.notBefore = None
     on_demand = st.onDemand or not spec.spot.enabled
-    p.plan.create = desired_pod(
-        replace(job, status=st), st.attempt, on_demand=on_demand, gpus_available=gpus_available
-    )
     name = pod_name(job.name, st.attempt)
+    p.plan.create = desired_pod(
+        replace(job, status=st),
+        st.attempt,
+        on_demand=on_demand,
+        gpus_available=gpus_available,
+        prefer=zones.prefer(p, name),
+    )
     st.activePod = name
     if st.phase not in ("Restarting", "Running") or resumed:
         st.phase = "Pending"

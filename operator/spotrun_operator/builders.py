@@ -10,6 +10,7 @@ from typing import Any
 from spotrun import contract
 from spotrun.podenv import PREVIOUS_SKEW_SECONDS, PodEnv, name_of
 
+from .affinity import REQUIRED, merged
 from .models import GROUP, KIND, VERSION, JobSpec, JobStatus
 from .models import SIDECAR as SIDECAR  # re-exported: names the operator reserves
 from .models import VOLUME as VOLUME
@@ -182,8 +183,16 @@ def _merge_env(own: list[dict[str, Any]], ours: list[dict[str, Any]]) -> list[di
     return [e for e in ours if e["name"] not in names] + own
 
 
-def desired_pod(job: Job, attempt: int, *, on_demand: bool, gpus_available: bool) -> dict[str, Any]:
-    """The Pod of ``attempt``: the user's template plus the sidecar, volume, env and placement."""
+def desired_pod(
+    job: Job,
+    attempt: int,
+    *,
+    on_demand: bool,
+    gpus_available: bool,
+    prefer: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The Pod of ``attempt``: the user's template plus the sidecar, volume, env and placement.
+    ``prefer``: preferred node-affinity terms added to the template's own (zones.py)."""
     spec = job.spec
     template = copy.deepcopy(spec.template)
     pod_spec: dict[str, Any] = template["spec"]
@@ -215,14 +224,13 @@ def desired_pod(job: Job, attempt: int, *, on_demand: bool, gpus_available: bool
     pod_spec["restartPolicy"] = "Never"
     pod_spec["terminationGracePeriodSeconds"] = spec.terminationGracePeriodSeconds
     if spec.spot.enabled and not on_demand:
-        pod_spec["affinity"] = {
-            **(pod_spec.get("affinity") or {}),
-            **spot_affinity(spec.spot.nodeSelectorTerms),
-        }
+        ours = spot_affinity(spec.spot.nodeSelectorTerms)
         tolerations = spec.spot.tolerations or [dict(t) for t in SPOT_TOLERATIONS]
         pod_spec["tolerations"] = (pod_spec.get("tolerations") or []) + copy.deepcopy(tolerations)
     else:
-        pod_spec["affinity"] = {**(pod_spec.get("affinity") or {}), **on_demand_affinity()}
+        ours = on_demand_affinity()
+    required = ours["nodeAffinity"][REQUIRED]["nodeSelectorTerms"]
+    pod_spec["affinity"] = merged(pod_spec.get("affinity"), required, prefer or [])
 
     labels = {
         **(meta.get("labels") or {}),

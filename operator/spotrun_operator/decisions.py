@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from . import models as m
-from . import warmstart
+from . import warmstart, zones
 from .attempts import PROGRESS_SECONDS, observe_live, observe_running, start_attempt
 from .attempts import storage_message as storage_message
 from .builders import FINALIZER, LABEL_CAPACITY, Job, pod_name, trainer_index
@@ -114,6 +114,7 @@ def _plan(p: Planner, pods: list[Obj], nodes: dict[str, Obj], gpus: bool, live: 
     if st.startTime is None:
         st.startTime = ts(now)
     current = pod_name(job.name, st.attempt) if st.attempt else None
+    zones.forget_expired(p)
     _release_old(p, pods)
     warmstart.fold(p, pods, trainer_name)
     if st.phase in ("Succeeded", "Failed"):
@@ -137,6 +138,7 @@ def _plan(p: Planner, pods: list[Obj], nodes: dict[str, Obj], gpus: bool, live: 
     if pod is not None:
         st.activePod = current
         node = nodes.get(pod.get("spec", {}).get("nodeName") or "")
+        zones.observe(p, pod, node)
         ended = classify_end(pod, node, spec.suspend, trainer_name, now=now)
         why = warmstart.notice(pod, node, spec.suspend) if warmstart.wanted(spec) else None
         if ended is None and why is not None:
@@ -148,7 +150,7 @@ def _plan(p: Planner, pods: list[Obj], nodes: dict[str, Obj], gpus: bool, live: 
             return out
         if ended is not None:
             capacity = (pod["metadata"].get("labels") or {}).get(LABEL_CAPACITY, "spot")
-            record(p, ended, capacity)
+            _record(p, ended, capacity)
             out.release.append(current or "")
             _savings(st, spec)
             _replace_at_once(p, gpus)
@@ -160,7 +162,7 @@ def _plan(p: Planner, pods: list[Obj], nodes: dict[str, Obj], gpus: bool, live: 
         return out
     if current is not None and st.activePod == current:
         # The pod vanished without a recorded end (deleted by force): the platform took it.
-        record(
+        _record(
             p,
             Ended(Outcome.SUSPENDED if spec.suspend else Outcome.PREEMPTED, "pod disappeared"),
             "on-demand" if st.onDemand else "spot",
@@ -169,6 +171,14 @@ def _plan(p: Planner, pods: list[Obj], nodes: dict[str, Obj], gpus: bool, live: 
         return out
     start_attempt(p, gpus)
     return out
+
+
+def _record(p: Planner, ended: Ended, capacity: str) -> None:
+    """``record`` the current attempt's end; a preemption's place is avoided for a while."""
+    attempt = p.st.attempt
+    record(p, ended, capacity)
+    if ended.outcome is Outcome.PREEMPTED:
+        zones.reclaimed(p, attempt)
 
 
 def _replace_at_once(p: Planner, gpus_available: bool) -> None:

@@ -54,6 +54,9 @@ REASON_STORAGE_FREE = "StorageFree"
 COND_STORAGE = "StorageReachable"  # False while the attempt's sidecar cannot read the storage
 REASON_STORAGE_UNREACHABLE = "StorageUnreachable"
 REASON_STORAGE_REACHABLE = "StorageReachable"
+REASON_AVOIDING_ZONE = "AvoidingZone"  # the next attempt prefers other zones / node pools
+REASON_NODE_LABEL = "NodeLabelIgnored"  # a node's zone / pool label is no label value
+MAX_AVOIDED = 16  # status.avoiding keeps the newest this many places
 
 # Names the operator gives what it adds to a job's pods: a template may not use them.
 SIDECAR = "spotrun-sidecar"
@@ -274,6 +277,17 @@ class SpotSpec(_Model):
     backoffSeconds: float = Field(
         default=1.0, ge=0, le=600, description="Wait before the attempt after a preemption."
     )
+    avoidReclaimedSeconds: int = Field(
+        default=1800,
+        ge=0,
+        le=604800,
+        description="After a preemption, the next attempts prefer nodes outside the zone "
+        "(topology.kubernetes.io/zone) and node pool (the first of "
+        "cloud.google.com/gke-nodepool, eks.amazonaws.com/nodegroup, karpenter.sh/nodepool, "
+        "kubernetes.azure.com/agentpool) the preempted attempt ran in, for this many seconds: "
+        "a preferred node affinity added to the template's own, never a requirement (where "
+        "only reclaimed places have room, the attempt runs there). 0: no preference.",
+    )
     warmStart: bool = Field(
         default=True,
         description="When the platform deletes the running attempt's pod with notice "
@@ -484,6 +498,40 @@ class DrainingAttempt(_Model):
     )
 
 
+class Placement(_Model):
+    """Where an attempt's pod ran: its node and the node's zone and pool labels."""
+
+    attempt: int = Field(description="The attempt whose pod ran (or runs) there.")
+    node: str = Field(max_length=253, description="The node's name.")
+    zone: str | None = Field(
+        default=None,
+        max_length=63,
+        description="The node's topology.kubernetes.io/zone label (absent: none, or not a "
+        "valid label value).",
+    )
+    poolLabel: str | None = Field(
+        default=None,
+        max_length=63,
+        description="Which node-pool label the node carries: cloud.google.com/gke-nodepool, "
+        "eks.amazonaws.com/nodegroup, karpenter.sh/nodepool or kubernetes.azure.com/agentpool "
+        "(the first present).",
+    )
+    pool: str | None = Field(
+        default=None, max_length=63, description="The value of that node-pool label."
+    )
+
+
+class AvoidedPlace(Placement):
+    """A zone / node pool where an attempt was preempted: attempts prefer other places until
+    ``until``."""
+
+    reclaimedAt: str = Field(description="When the preemption was seen (RFC 3339).")
+    until: str = Field(
+        description="Until when attempts prefer other places: reclaimedAt plus "
+        "spec.spot.avoidReclaimedSeconds (RFC 3339)."
+    )
+
+
 Phase = Literal["Pending", "Running", "Restarting", "Suspended", "Succeeded", "Failed"]
 
 
@@ -529,6 +577,18 @@ class JobStatus(_Model):
         description="Earlier attempts preempted with notice (warm start) whose pods still "
         "save; each one's end is folded into this status once (its final checkpoint, its "
         "pod seconds), then its pod is released.",
+    )
+    placement: Placement | None = Field(
+        default=None,
+        description="Where the current attempt's pod runs, recorded when it is first seen on "
+        "its node (the node may be gone by the time the attempt's end is seen).",
+    )
+    avoiding: list[AvoidedPlace] | None = Field(
+        default=None,
+        max_length=MAX_AVOIDED,
+        description="Zones / node pools reclaimed within spec.spot.avoidReclaimedSeconds, "
+        "newest last: the next attempts prefer nodes outside them (preferred node "
+        "affinity; a more recent preemption weighs more). Event AvoidingZone says it.",
     )
     spotSeconds: float = Field(default=0, description="Pod seconds on spot nodes.")
     onDemandSeconds: float = Field(default=0, description="Pod seconds on on-demand nodes.")

@@ -35,6 +35,7 @@ from spotrun import contract
 
 from . import models as m
 from . import reasons as r
+from . import zones
 from .attempts import start_attempt
 from .builders import LABEL_CAPACITY, SIDECAR, pod_name
 from .endings import Ended, Outcome
@@ -99,6 +100,7 @@ def begin(p: Planner, pod: Obj, why: str, gpus_available: bool) -> None:
     old, until = st.attempt, ts(deadline(pod, p.now))
     capacity = (meta.get("labels") or {}).get(LABEL_CAPACITY, "spot")
     record(p, Ended(Outcome.PREEMPTED, f"{why}; it saves until {until}"), capacity)
+    zones.reclaimed(p, old)
     entry = m.DrainingAttempt(attempt=old, pod=meta["name"], until=until)
     st.draining = [*(st.draining or []), entry]
     if st.phase in ("Succeeded", "Failed"):  # maxPreemptions: its end is still folded in
