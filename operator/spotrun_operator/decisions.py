@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from . import models as m
-from . import warmstart, zones
+from . import templates, warmstart, zones
 from .attempts import PROGRESS_SECONDS, observe_live, observe_running, start_attempt
 from .attempts import storage_message as storage_message
 from .builders import FINALIZER, LABEL_CAPACITY, Job, pod_name, trainer_index
@@ -70,6 +70,7 @@ def plan(
     ``live`` is what the running attempt's sidecar reports at /status (its newest durable
     checkpoint), when the operator could read it."""
     out = _plan(Planner(job, now), pods, nodes, gpus_available, live)
+    templates.stamp(out, job.generation, job.spec.template)
     _expire(out, job.spec, now)
     return out
 
@@ -139,7 +140,10 @@ def _plan(p: Planner, pods: list[Obj], nodes: dict[str, Obj], gpus: bool, live: 
         st.activePod = current
         node = nodes.get(pod.get("spec", {}).get("nodeName") or "")
         zones.observe(p, pod, node)
-        ended = classify_end(pod, node, spec.suspend, trainer_name, now=now)
+        changed = templates.changed(spec, pod)
+        ended = classify_end(
+            pod, node, spec.suspend, trainer_name, now=now, template_changed=changed
+        )
         why = warmstart.notice(pod, node, spec.suspend) if warmstart.wanted(spec) else None
         if ended is None and why is not None:
             warmstart.begin(p, pod, why, gpus)
@@ -154,6 +158,8 @@ def _plan(p: Planner, pods: list[Obj], nodes: dict[str, Obj], gpus: bool, live: 
             out.release.append(current or "")
             _savings(st, spec)
             _replace_at_once(p, gpus)
+            return out
+        if changed and templates.restart(p, pod, gpus):
             return out
         if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
             out.requeue(UNDECIDED_RECHECK_SECONDS)  # ended, not yet told how (endings.py)

@@ -45,6 +45,7 @@ REASON_DRAINED = "PreemptedAttemptEnded"  # a warm-started attempt's old pod end
 REASON_DEADLINE = "DeadlineExceeded"
 REASON_INVALID = "InvalidSpec"
 REASON_CPU_FALLBACK = "CPUFallback"  # no node offers the GPUs: the attempt runs on CPU
+REASON_TEMPLATE_CHANGED = "TemplateChanged"  # spec.template edited: the next attempt runs it
 COND_POD_REFUSED = "PodRefused"  # the API refused a pod the operator creates
 COND_STORAGE_CONFLICT = "StorageConflict"  # another live job's storage overlaps this one's
 REASON_POD_REFUSED = "PodRefused"
@@ -542,6 +543,13 @@ class JobStatus(_Model):
     )
     observedGeneration: int = Field(default=0, description="The spec generation last acted on.")
     attempt: int = Field(default=0, description="Number of the current (or last) attempt.")
+    templateGeneration: int | None = Field(
+        default=None,
+        description="The metadata.generation whose spec.template the current (or last) "
+        "attempt's pod was built from (its annotation spotrun.dev/generation says the same). "
+        "Behind observedGeneration after an edit of spec.template until the next attempt runs "
+        "the new template.",
+    )
     activePod: str | None = Field(default=None, description="Pod of the current attempt.")
     preemptions: int = Field(default=0, description="Attempts ended by the platform.")
     consecutivePreemptions: int = Field(default=0, description="Preemptions in a row.")
