@@ -25,6 +25,21 @@ def scheduled_on(core, namespace: str, pod: str) -> str | None:
     return str(p.spec.node_name) if p is not None and p.spec.node_name else None
 
 
+def avoided(core, namespace: str, pod: str) -> list[str]:
+    """The zones the pod's preferred node affinity keeps away from (its required terms name
+    no zone but the job's own selector: nothing there was added)."""
+    affinity = read_pod(core, namespace, pod).spec.affinity.node_affinity
+    required = affinity.required_during_scheduling_ignored_during_execution.node_selector_terms
+    assert all(e.operator == "In" for t in required for e in t.match_expressions)
+    return [
+        value
+        for term in affinity.preferred_during_scheduling_ignored_during_execution or []
+        for e in term.preference.match_expressions
+        if e.key == ZONE and e.operator == "NotIn"
+        for value in e.values
+    ]
+
+
 def avoiding_events(core, namespace: str, count: int) -> list[str] | None:
     """The AvoidingZone Events' messages once there are ``count`` (an Event follows the status
     patch of its pass)."""
@@ -59,6 +74,7 @@ def test_the_next_attempt_prefers_another_zone_but_runs_in_a_reclaimed_one_if_it
     second = wait_for(lambda: scheduled_on(core, namespace, "zones-2"), "zones-2 to be scheduled",
                       timeout=120)
     assert second == in_b, f"zones-2 went to {second}, not {in_b}; {free_a} in {zone_a} was free"
+    assert avoided(core, namespace, "zones-2") == [zone_a]
     avoiding = status_of(custom, namespace, "zones")["avoiding"]
     assert [(a["zone"], a["attempt"], a["node"]) for a in avoiding] == [(zone_a, 1, first)]
     told = wait_for(lambda: avoiding_events(core, namespace, 1), "the AvoidingZone Event")
@@ -72,6 +88,7 @@ def test_the_next_attempt_prefers_another_zone_but_runs_in_a_reclaimed_one_if_it
     third = wait_for(lambda: scheduled_on(core, namespace, "zones-3"), "zones-3 to be scheduled",
                      timeout=120)
     assert third == free_a
+    assert sorted(avoided(core, namespace, "zones-3")) == sorted([zone_a, zone_b])
     done = wait_for(lambda: finished(custom, namespace, "zones"), "the job to finish",
                     timeout=180)
     status = done["status"]
