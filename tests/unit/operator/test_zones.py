@@ -40,6 +40,13 @@ def running_pod(attempt: int) -> dict[str, Any]:
     return pod
 
 
+def first_seen_on(where: dict[str, Any]) -> Any:
+    """The pass that first sees attempt 1's pod running on the node ``where``."""
+    return plan(
+        job({"attempt": 1, "activePod": "a-1"}), [running_pod(1)], {"spot-1": where}, False, NOW
+    )
+
+
 def avoided_values(pod: dict[str, Any]) -> dict[tuple[str, str], int]:
     """(label, value) the pod prefers to avoid -> the weight of that preference."""
     terms = pod["spec"]["affinity"]["nodeAffinity"].get(PREFERRED) or []
@@ -96,9 +103,7 @@ def test_a_hostile_label_value_is_not_used_and_a_warning_names_node_label_and_fi
     value: Any,
 ) -> None:
     hostile = node("spot-1", **{zones.ZONE_LABEL: value, "karpenter.sh/nodepool": "p1"})
-    out = plan(
-        job({"attempt": 1, "activePod": "a-1"}), [running_pod(1)], {"spot-1": hostile}, False, NOW
-    )
+    out = first_seen_on(hostile)
     where = out.status.placement
     assert where is not None and where.zone is None  # the bad value is not kept
     assert (where.poolLabel, where.pool) == ("karpenter.sh/nodepool", "p1")  # the good one is
@@ -112,13 +117,7 @@ def test_a_hostile_label_value_is_not_used_and_a_warning_names_node_label_and_fi
 
 
 def test_the_place_is_recorded_once_while_the_pod_runs_and_avoided_after_its_node_is_gone() -> None:
-    seen = plan(
-        job({"attempt": 1, "activePod": "a-1"}),
-        [running_pod(1)],
-        {"spot-1": in_zone("zone-a", **{"cloud.google.com/gke-nodepool": "spot-pool"})},
-        False,
-        NOW,
-    )
+    seen = first_seen_on(in_zone("zone-a", **{"cloud.google.com/gke-nodepool": "spot-pool"}))
     where = seen.status.placement
     assert where == Placement(
         attempt=1,
@@ -147,13 +146,7 @@ def test_the_place_is_recorded_once_while_the_pod_runs_and_avoided_after_its_nod
 
 
 def test_a_failure_is_not_a_reclaim() -> None:
-    seen = plan(
-        job({"attempt": 1, "activePod": "a-1"}),
-        [running_pod(1)],
-        {"spot-1": in_zone("zone-a")},
-        False,
-        NOW,
-    )
+    seen = first_seen_on(in_zone("zone-a"))
     end = plan(again(seen), [ended_pod(1, "Failed", 1)], {}, False, NOW)
     assert end.status.failures == 1 and not end.status.avoiding
 
@@ -210,13 +203,7 @@ def test_when_every_zone_was_reclaimed_the_pod_still_only_prefers() -> None:
 
 
 def test_avoid_reclaimed_seconds_sets_the_window_and_zero_turns_it_off() -> None:
-    seen = plan(
-        job({"attempt": 1, "activePod": "a-1"}),
-        [running_pod(1)],
-        {"spot-1": in_zone("zone-a")},
-        False,
-        NOW,
-    )
+    seen = first_seen_on(in_zone("zone-a"))
     for seconds, expect in ((60, NOW + timedelta(seconds=60)), (0, None)):
         spot = {"avoidReclaimedSeconds": seconds, "backoffSeconds": 0}
         end = plan(
