@@ -73,15 +73,12 @@ class Segment:
 
 
 @dataclass(frozen=True)
-class Goodput:
+class Seconds:
+    """Useful training, paid node and elapsed seconds, and the goodputs they give."""
+
     useful_seconds: float
     paid_seconds: float
     elapsed_seconds: float
-    steps: float
-    steps_lost: float
-    restarts: int
-    preemptions: int
-    spot_price_ratio: float
 
     @property
     def paid(self) -> float:
@@ -90,6 +87,15 @@ class Goodput:
     @property
     def wall(self) -> float:
         return self.useful_seconds / self.elapsed_seconds if self.elapsed_seconds else 0.0
+
+
+@dataclass(frozen=True)
+class Goodput(Seconds):
+    steps: float
+    steps_lost: float
+    restarts: int
+    preemptions: int
+    spot_price_ratio: float
 
     @property
     def cost_vs_on_demand(self) -> float:

@@ -11,6 +11,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from goodput.calculator import Seconds
+
 
 @dataclass(frozen=True)
 class Attempt:
@@ -24,10 +26,14 @@ class Attempt:
     periodic_saves: tuple[float, ...]  # seconds each periodic save blocked training
 
 
-def attempts(runs: list[list[dict[str, Any]]]) -> list[Attempt]:
-    """Each trainer process's progress, in order of start (``runs``: events per process)."""
+def attempts(runs: list[list[dict[str, Any]]], until: float | None = None) -> list[Attempt]:
+    """Each trainer process's progress, in order of start (``runs``: events per process),
+    as it stood at wall time ``until`` (all of it if None)."""
     out = []
-    for events in runs:
+    for every in runs:
+        events = [e for e in every if until is None or float(e["t"]) <= until]
+        if not events:
+            continue
         restored = next((int(e["step"]) for e in events if e["event"] == "restore"), 0)
         steps = [(float(e["t"]), int(e["step"])) for e in events if e["event"] == "step"]
         saves = tuple(float(e.get("seconds") or 0.0) for e in events
@@ -45,37 +51,35 @@ def attempts(runs: list[list[dict[str, Any]]]) -> list[Attempt]:
 
 
 @dataclass(frozen=True)
-class Measured:
+class Measured(Seconds):
     useful_steps: int
     steps_redone: tuple[int, ...]  # per restart: steps the next attempt made again
     restarts: int
     step_seconds: float
     save_seconds: float
-    useful_seconds: float
-    paid_seconds: float
-    elapsed_seconds: float
-
-    @property
-    def paid(self) -> float:
-        return self.useful_seconds / self.paid_seconds if self.paid_seconds else 0.0
-
-    @property
-    def wall(self) -> float:
-        return self.useful_seconds / self.elapsed_seconds if self.elapsed_seconds else 0.0
 
 
-def measure(tries: list[Attempt], paid_seconds: float, elapsed_seconds: float) -> Measured:
+def redone(tries: list[Attempt]) -> tuple[int, ...]:
+    """Per restart: the steps the next attempt makes again (the last step its predecessor
+    made minus the step it restored)."""
+    return tuple(max(0, prev.last - cur.restored)
+                 for prev, cur in zip(tries, tries[1:], strict=False))
+
+
+def measure(tries: list[Attempt], paid_seconds: float, elapsed_seconds: float,
+            after: list[Attempt] | None = None) -> Measured:
     """Useful steps = where the job stands at the end (steps made twice count once);
-    a step's time = the median interval between steps (periodic saves excluded)."""
+    a step's time = the median interval between steps (periodic saves excluded). Steps
+    redone come from ``after`` (the attempts once the last one restored) when given."""
     intervals = [i for a in tries for i in a.step_intervals]
     step = statistics.median(intervals) if intervals else 0.0
     saves = [s for a in tries for s in a.periodic_saves]
-    redone = tuple(max(0, prev.last - cur.restored) for prev, cur in zip(tries, tries[1:],
-                                                                           strict=False))
     useful = tries[-1].last if tries else 0
-    return Measured(useful, redone, max(0, len(tries) - 1), step,
-                    statistics.median(saves) if saves else 0.0, useful * step, paid_seconds,
-                    elapsed_seconds)
+    return Measured(useful_seconds=useful * step, paid_seconds=paid_seconds,
+                    elapsed_seconds=elapsed_seconds, useful_steps=useful,
+                    steps_redone=redone(tries if after is None else after),
+                    restarts=max(0, len(tries) - 1), step_seconds=step,
+                    save_seconds=statistics.median(saves) if saves else 0.0)
 
 
 def bills(adds: list[float], reclaims: list[float], end: float) -> float:

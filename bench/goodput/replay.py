@@ -34,6 +34,7 @@ from localcluster.node.handle import ProcessNode  # noqa: E402
 
 LANES = {"notice": "0", "atonce": "1"}  # lane -> SPOTRUN_SAVE_AT_ONCE
 SECRET = "s3-credentials"
+DRAIN_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -112,9 +113,9 @@ def drive(node: ProcessNode, todo: Plan, t0: float, end: float) -> tuple[Timelin
 
 
 def resumes(tries: list[Any], timeline: Timeline) -> list[float]:
-    """Per attempt after the first: its node ready -> its first step (s)."""
+    """Per attempt: its node ready -> its first step (s)."""
     out = []
-    for a in tries[1:]:
+    for a in tries:
         readies = [r for _, r in timeline.adds if a.first_step_at and r <= a.first_step_at]
         if readies:
             out.append(a.first_step_at - readies[-1])
@@ -144,14 +145,13 @@ def play(running: Any, node: ProcessNode, s3: Any, trace: Trace, opts: Options,
     end = t0 + trace.seconds
     timeline, alive = drive(node, todo, t0, end)
     paid = bills([a for a, _ in timeline.adds], [t0 + r for r in todo.reclaims], end)
+    alive = drain(node, alive, list(progress.values()), end)
     results = []
     for lane, path in progress.items():
-        tries = attempts(trainer_events(path))
-        m = measure(tries, paid, trace.seconds)
-        res = resumes(tries, timeline)
-        first = timeline.adds[0][1]
-        cold = [tries[0].first_step_at - first] if tries and tries[0].first_step_at else []
-        resume = statistics.median(res or cold or [0.0])
+        runs = trainer_events(path)
+        tries = attempts(runs, until=end)
+        m = measure(tries, paid, trace.seconds, after=attempts(runs))
+        resume = statistics.median(resumes(tries, timeline) or [0.0])
         provision = statistics.median(r - c for c, r in timeline.adds)
         costs = Costs(step_seconds=m.step_seconds or opts.step_seconds,
                       interval_steps=opts.interval_steps, save_seconds=m.save_seconds,
@@ -163,6 +163,20 @@ def play(running: Any, node: ProcessNode, s3: Any, trace: Trace, opts: Options,
                                   statistics.median(spent) if spent else 0.0))
     cleanup(running, node, alive, run)
     return results, timeline.loads
+
+
+def drain(node: ProcessNode, alive: str | None, logs: list[Path], end: float) -> str:
+    """After the trace's end (nothing measured counts then but steps redone): capacity, and
+    a wait until every job trains again, so that each preemption's successor has restored."""
+    if alive is None:
+        alive = node.add_node("spot")
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while time.monotonic() < deadline and not all(
+        any(e["event"] == "step" and float(e["t"]) > end for run in trainer_events(p) for e in run)
+        for p in logs
+    ):
+        time.sleep(1.0)
+    return alive
 
 
 def cleanup(running: Any, node: ProcessNode, alive: str | None, run: int) -> None:

@@ -243,6 +243,14 @@ def test_steps_made_twice_count_once_and_are_reported_per_restart():
     assert (m.paid, m.wall) == (0.5, 0.4)
 
 
+def test_progress_after_the_end_counts_only_for_steps_redone():
+    runs = [events(1, None, range(1, 51), 0.0), events(2, 45, range(46, 61), 100.0)]
+    at_end = measure.attempts(runs, until=50.0)
+    assert [(a.restored, a.last) for a in at_end] == [(0, 50)]
+    m = measure.measure(at_end, 50.0, 50.0, after=measure.attempts(runs))
+    assert (m.useful_steps, m.steps_redone, m.restarts) == (50, (5,), 0)
+
+
 def test_nodes_are_billed_from_capacity_up_to_reclaim_or_the_end():
     assert measure.bills([0.0, 50.0], [30.0], end=80.0) == 30 + 30
 
