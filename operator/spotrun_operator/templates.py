@@ -17,6 +17,10 @@ hash with the spec's now (``changed``) and ``action`` decides, purely:
 A pod without the hash annotation (made by an operator before this one) reads as unchanged,
 so an upgrade does not restart every running job. Only ``spec.template`` restarts a running
 attempt; other spec fields take effect as they always did (at the next attempt or at once).
+
+Limit: the kind of end is read from the hashes when the pod ends. A template edited and then
+edited back before the stopped pod has ended leaves a pod that matches the spec again, deleted
+by the operator: its end counts as a preemption (the next attempt runs the same template).
 """
 
 from __future__ import annotations
