@@ -88,8 +88,14 @@ crd: venv
 	if [ -f manifests/kopf-peering-crd.yaml ]; then cp manifests/kopf-peering-crd.yaml charts/spotrun/files/; fi
 
 # manifests/{install,rbac,operator}.yaml rendered from charts/spotrun (a test fails when stale).
-manifests: venv crd
+manifests: venv crd chart-readme
 	$(PY) charts/generate_manifests.py
+
+# The values table of charts/spotrun/README.md from values.yaml and values.schema.json (it
+# also names values without a `# --` comment or a schema entry; a unit test fails on either).
+.PHONY: chart-readme
+chart-readme: venv
+	$(PY) charts/values_doc.py
 
 bench: venv
 	$(PY) bench/checksum_speed.py && $(PY) bench/checkpoint_bench.py
