@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 HACK_DIR = Path(__file__).resolve().parent.parent
 REPO_ROOT = HACK_DIR.parent
 VERSIONS_FILE = HACK_DIR / "versions.env"
+ENTRYPOINT_DIR = REPO_ROOT / "entrypoint"  # spotrun-exec's sources (built, not pinned)
 
 # Which component each binary comes from (hack/build-binaries builds per component).
 COMPONENT_OF = {
@@ -20,6 +22,7 @@ COMPONENT_OF = {
     "versitygw": "versitygw",
     "helm": "helm",
     "actionlint": "actionlint",
+    "spotrun-exec": "entrypoint",
 }
 
 
@@ -51,10 +54,22 @@ def versions() -> dict[str, str]:
     return out
 
 
+def entrypoint_version() -> str:
+    """``src-`` + the hash hack/build-binaries gives the entrypoint's sources (go.mod, *.go)."""
+    digest = hashlib.sha256()
+    names = ["go.mod", *(p.name for p in ENTRYPOINT_DIR.glob("*.go") if not p.name.startswith("."))]
+    for name in sorted(names):
+        digest.update(name.encode() + b"\0" + (ENTRYPOINT_DIR / name).read_bytes())
+    return f"src-{digest.hexdigest()[:12]}"
+
+
 def binary(name: str) -> Path:
     """The path of a binary: built into the cache by hack/build-binaries, else found on PATH."""
     component = COMPONENT_OF[name]
-    version = versions()[f"{component.upper()}_VERSION"]
+    if component == "entrypoint":
+        version = entrypoint_version()
+    else:
+        version = versions()[f"{component.upper()}_VERSION"]
     built = cache_dir() / "bin" / f"{component}-{version}" / name
     if built.exists():
         return built

@@ -1,0 +1,3 @@
+module spotrun.dev/entrypoint
+
+go 1.26.0
