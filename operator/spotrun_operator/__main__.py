@@ -5,6 +5,9 @@ cluster-wide otherwise. ``--liveness`` serves kopf's health endpoint; ``--peerin
 kopf peering so that of several replicas only one is active. ``--metrics-port N``
 (``SPOTRUN_METRICS_PORT``; 0 or unset: off) serves Prometheus metrics at ``:N/metrics``;
 ``--log-level`` (``SPOTRUN_LOG_LEVEL``, default INFO) sets how much the operator logs.
+``--sidecar-image`` (``SPOTRUN_SIDECAR_IMAGE``; unset: off) runs every job's sidecar from that
+image and injects its ``spotrun-exec`` entrypoint into the trainer (``injection.py``), so a
+training image needs no spotrun.
 ``SPOTRUN_PROFILE=<file>`` samples every thread's stack and writes them there at exit
 (``profiling.py``; for benchmarks).
 """
@@ -14,6 +17,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
+from . import injection
 
 
 def start_line(namespaces: list[str], peering: str | None) -> str:
@@ -57,8 +62,19 @@ def main(argv: list[str] | None = None) -> int:
         default=(os.environ.get("SPOTRUN_LOG_LEVEL") or "INFO").upper(),
         help="the operator's log level (default INFO: decisions and Events)",
     )
+    p.add_argument(
+        injection.FLAG,
+        default=os.environ.get(injection.ENV, ""),
+        help="the spotrun sidecar image (sidecar/Dockerfile): each job's sidecar runs from it "
+        "and the trainer's command goes through the spotrun-exec it holds; empty (default): "
+        "the sidecar runs from the trainer's image and the trainer's through `spotrun exec`",
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="kopf's own verbose logging")
     args = p.parse_args(argv)
+    try:
+        os.environ[injection.ENV] = injection.sidecar_image(args.sidecar_image) or ""
+    except injection.SettingError as err:
+        p.error(str(err))  # exits 2, naming the setting
     os.environ["SPOTRUN_LOG_LEVEL"] = args.log_level  # read by the kopf startup handler
     namespaces = args.namespace or [
         n for n in os.environ.get("SPOTRUN_NAMESPACES", "").split(",") if n

@@ -10,6 +10,7 @@ from typing import Any
 from spotrun import contract
 from spotrun.podenv import PREVIOUS_SKEW_SECONDS, PodEnv, name_of
 
+from . import injection
 from .affinity import REQUIRED, merged
 from .models import GROUP, KIND, VERSION, JobSpec, JobStatus
 from .models import SIDECAR as SIDECAR  # re-exported: names the operator reserves
@@ -71,6 +72,7 @@ class Job:
     resource_version: str
     spec: JobSpec
     status: JobStatus
+    sidecar_image: str | None = None  # the operator's --sidecar-image (injection.py)
 
 
 def pod_name(job: str, attempt: int) -> str:
@@ -208,8 +210,9 @@ def desired_pod(
     trainer["env"] = _merge_env(trainer.get("env") or [], trainer_env)
     trainer.setdefault("terminationMessagePolicy", "FallbackToLogsOnError")  # last log lines
     trainer.setdefault("volumeMounts", []).append(checkpoint_mount(job))
-    if spec.signalForwarding and trainer.get("command"):
-        trainer["command"] = ["spotrun", "exec", "--", *trainer["command"]]
+    forward = spec.signalForwarding and bool(trainer.get("command"))
+    if forward:
+        trainer["command"] = injection.trainer_command(trainer["command"], job.sidecar_image)
     if use_gpu:
         resources = trainer.setdefault("resources", {})
         for kind in ("limits", "requests"):  # a quantity is a string (the client rejects 1)
@@ -219,6 +222,8 @@ def desired_pod(
         pod_spec.get("initContainers") or []
     )
     pod_spec.setdefault("volumes", []).append(checkpoint_volume(spec))
+    if forward and job.sidecar_image:
+        injection.add_entrypoint(pod_spec, trainer, job.sidecar_image, hardened())
 
     _quantities_as_strings(pod_spec)
     pod_spec["restartPolicy"] = "Never"
@@ -344,7 +349,7 @@ def _sidecar(job: Job, trainer: dict[str, Any], env: list[dict[str, Any]]) -> di
 
     sidecar = {
         "name": SIDECAR,
-        "image": ckpt.sidecarImage or trainer["image"],
+        "image": ckpt.sidecarImage or job.sidecar_image or trainer["image"],
         "command": ["spotrun", "sidecar"],
         "restartPolicy": "Always",
         "env": env,

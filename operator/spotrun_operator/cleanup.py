@@ -74,7 +74,7 @@ def cleanup_pod(job: Job, attempt: int) -> dict[str, Any]:
     env = [e for e in contract_env(job, 0, "cpu") if e["name"].startswith(purge_env)]
     container: dict[str, Any] = {
         "name": "cleanup",
-        "image": spec.checkpoint.sidecarImage or trainer["image"],
+        "image": spec.checkpoint.sidecarImage or job.sidecar_image or trainer["image"],
         "command": ["spotrun", "purge", target(job)],
         "env": env,
         "terminationMessagePolicy": "FallbackToLogsOnError",

@@ -26,7 +26,7 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from . import decisions, live, pacing, trim
+from . import decisions, injection, live, pacing, trim
 from .builders import LABEL_JOB
 from .cleanup import LABEL_CLEANUP
 from .kube import Conflict, Kube, load_config, watched_namespaces
@@ -62,6 +62,7 @@ class Reconciler:
 
     kube: Kube
     metrics: Metrics = METRICS
+    sidecar_image: str | None = None  # --sidecar-image (injection.py): what pods are made of
     locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     wakeups: dict[tuple[str, str], asyncio.TimerHandle] = field(default_factory=dict)
     last_pass: dict[tuple[str, str], float] = field(default_factory=dict)
@@ -92,7 +93,9 @@ class Reconciler:
 
     def _pass(self, namespace: str, name: str) -> float | None:
         with self.metrics.reconcile.time():
-            return reconcile_once(self.kube, namespace, name, self.metrics, self.reports)
+            return reconcile_once(
+                self.kube, namespace, name, self.metrics, self.reports, self.sidecar_image
+            )
 
     async def run(
         self, namespace: str, name: str, resync: bool = False, woken: bool = False
@@ -192,7 +195,10 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     logging.getLogger("spotrun_operator").setLevel(level)  # INFO: decisions and Events
     settings.watching.server_timeout = 300
     configure_peering(settings.peering, os.environ)
-    memo.reconciler = Reconciler(Kube(load_config(), watched_namespaces(os.environ)))
+    memo.reconciler = Reconciler(
+        Kube(load_config(), watched_namespaces(os.environ)),
+        sidecar_image=injection.from_env(os.environ),
+    )
 
 
 @kopf.on.startup()

@@ -30,7 +30,8 @@ class InvalidJob(Exception):
     """The object cannot be parsed into the model (only possible past the CRD's validation)."""
 
 
-def parse(body: dict[str, Any]) -> Job:
+def parse(body: dict[str, Any], sidecar_image: str | None = None) -> Job:
+    """The job as read; ``sidecar_image``: the operator's (injection.py), None when unset."""
     meta = body["metadata"]
     if (problem := name_problem(meta["name"])) is not None:
         raise InvalidJob(f"{meta['namespace']}/{meta['name']}: {problem}")
@@ -50,6 +51,7 @@ def parse(body: dict[str, Any]) -> Job:
         resource_version=meta["resourceVersion"],
         spec=spec,
         status=status,
+        sidecar_image=sidecar_image,
     )
 
 
@@ -66,19 +68,21 @@ def reconcile_once(
     name: str,
     metrics: Metrics | None = None,
     reports: live.Reports | None = None,
+    sidecar_image: str | None = None,
 ) -> float | None:
     """Bring one job one step closer to what it should be; returns seconds until a recheck.
 
-    ``reports``: the cache of sidecar reports (without it, no live progress is read)."""
+    ``reports``: the cache of sidecar reports (without it, no live progress is read);
+    ``sidecar_image``: the operator's --sidecar-image (injection.py)."""
     metrics = metrics or Metrics()
     key = (namespace, name)
     seen_at = time.time()
     body = kube.get_job(namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         metrics.job_gone(key)
-        return _job_going(kube, namespace, name, body)
+        return _job_going(kube, namespace, name, body, sidecar_image)
     try:
-        job = refusals.after_spec_change(parse(body))
+        job = refusals.after_spec_change(parse(body, sidecar_image))
     except InvalidJob as err:
         _mark_invalid(kube, body, str(err))
         return None
@@ -183,7 +187,13 @@ def _live_report(
     return reports.get((job.namespace, job.name), url)
 
 
-def _job_going(kube: Kube, namespace: str, name: str, body: dict[str, Any] | None) -> float | None:
+def _job_going(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    body: dict[str, Any] | None,
+    sidecar_image: str | None = None,
+) -> float | None:
     """The job is gone or being deleted: stop its pods; delete its checkpoints if it asks."""
     leftovers = kube.list_pods(namespace, name)
     for pod in leftovers:
@@ -192,7 +202,7 @@ def _job_going(kube: Kube, namespace: str, name: str, body: dict[str, Any] | Non
     if body is None or cleanup.FINALIZER not in (body["metadata"].get("finalizers") or []):
         return None
     try:
-        job = parse(body)
+        job = parse(body, sidecar_image)
     except InvalidJob as err:
         kube.event(body, "Warning", cleanup.REASON_ABANDONED, f"{err}: checkpoints not deleted")
         kube.set_job_finalizer(body, cleanup.FINALIZER, False)
