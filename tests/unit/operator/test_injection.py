@@ -152,3 +152,15 @@ def test_the_operator_refuses_to_start_with_a_bad_image(
     assert "SPOTRUN_SIDECAR_IMAGE (chart value sidecar.image): 'Not An Image'" in (
         capsys.readouterr().err
     )
+
+
+def test_the_charts_schema_checks_sidecar_image_as_the_operator_does() -> None:
+    import json
+    from pathlib import Path
+
+    schema = json.loads(
+        (Path(__file__).parents[3] / "charts/spotrun/values.schema.json").read_text()
+    )
+    image = schema["properties"]["sidecar"]["properties"]["image"]
+    assert image["pattern"] == "^$|" + injection.IMAGE_PATTERN
+    assert image["maxLength"] == 255
