@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: venv test test-unit test-integration test-e2e lint demo demo-local bench bench-s3 clean crd
-.PHONY: binaries binaries-s3 binaries-lint cluster-up cluster-down lint-hack manifests
+.PHONY: binaries binaries-s3 binaries-lint binaries-entrypoint cluster-up cluster-down lint-hack manifests
 
 venv: $(STAMP)
 
@@ -24,7 +24,7 @@ lint: venv
 test-unit: venv
 	$(VENV)/bin/pytest -m unit
 
-test-integration: venv binaries-s3 binaries-lint
+test-integration: venv binaries-s3 binaries-lint binaries-entrypoint
 	$(VENV)/bin/pytest -m integration
 
 test-e2e: venv binaries
@@ -40,6 +40,10 @@ binaries-s3:
 # actionlint for tests/integration/test_workflows.py (a small Go build, ~40 s cold).
 binaries-lint:
 	hack/build-binaries actionlint
+
+# spotrun-exec (entrypoint/, Go standard library only; a few seconds) for tests/integration/test_entrypoint.py.
+binaries-entrypoint:
+	hack/build-binaries entrypoint
 
 cluster-up: venv binaries
 	hack/cluster up
