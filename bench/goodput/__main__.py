@@ -17,10 +17,13 @@ from pathlib import Path
 from goodput.calculator import Costs, compress, goodput
 from goodput.replay import LANES, REPO, LaneResult, Options, replay
 from goodput.trace import Trace, TraceError, load
+from goodput.zones import LANES as ZONE_LANES
+from goodput.zones import ZoneResult, play_zones
 
 TRACES = REPO / "bench" / "goodput" / "traces"
 RESULTS = REPO / "bench" / "GOODPUT_RESULTS.md"
 KEPT = "<!-- kept across runs: history and analysis -->"
+SCALE = 60.0
 
 
 def median(values: list[float]) -> float:
@@ -63,6 +66,24 @@ def per_run(runs: list[list[LaneResult]]) -> str:
         lines.append(f"| {i} | {n.paid:.3f} | {a.paid:.3f} | {share:.3f} "
                      f"| {n.useful_steps} | {a.useful_steps} | {n.paid_seconds:.0f} "
                      f"| {n.elapsed_seconds:.0f} |")
+    return "\n".join(lines)
+
+
+def zone_table(runs: list[list[ZoneResult]], loads: str) -> str:
+    """Per run and lane: wall goodput, the job's preemptions, restarts, steps redone."""
+    lines = [f"load average (1 / 5 min) at the node actions: {loads}", "",
+             "| run | lane | wall goodput | useful steps | preemptions | restarts "
+             "| steps redone |", "| ---: | --- | ---: | ---: | ---: | ---: | --- |"]
+    for i, run in enumerate(runs, 1):
+        for r in run:
+            m = r.measured
+            lines.append(f"| {i} | {r.lane} | {m.wall:.3f} | {m.useful_steps} "
+                         f"| {r.preemptions} | {m.restarts} "
+                         f"| {', '.join(map(str, m.steps_redone)) or '-'} |")
+    for lane in ZONE_LANES:
+        walls = [r.measured.wall for run in runs for r in run if r.lane == lane]
+        pre = [float(r.preemptions) for run in runs for r in run if r.lane == lane]
+        lines.append(f"| median | {lane} | {median(walls):.3f} | | {median(pre):.0f} | | |")
     return "\n".join(lines)
 
 
@@ -160,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="replay a spot trace: goodput, notice vs at once")
     p.add_argument("--trace", nargs="+", type=Path, default=None,
                    help="trace JSON file (SkyPilot format; one zone)")
-    p.add_argument("--scale", type=float, default=60.0, help="trace seconds per wall second")
+    p.add_argument("--scale", type=float, default=SCALE, help="trace seconds per wall second")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--notice", type=int, default=12, help="interruption notice = grace (s)")
     p.add_argument("--step-seconds", type=float, default=0.1)
@@ -172,7 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="one run of bench/goodput/traces/quick.json; writes no results file")
     p.add_argument("--no-write", action="store_true", help="print only")
+    p.add_argument("--zones", action="store_true",
+                   help="zone-aware retry on/off on a multi-zone trace (default "
+                        "traces/zones-2h-{a,b}.json at --scale 40); prints, writes nothing")
     args = p.parse_args(argv)
+    if args.zones:
+        args.no_write = True
+        args.trace = args.trace or sorted(TRACES.glob("zones-2h-*.json"))
+        args.scale = 40.0 if args.scale == SCALE else args.scale
     if args.trace is None:
         args.trace = [TRACES / ("quick.json" if args.quick else "replay-3h.json")]
     if args.quick:
@@ -191,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
                    interval_steps=args.interval, mb=args.mb,
                    upload_seconds=args.upload_seconds, spot_price_ratio=args.price_ratio)
     loads: list[str] = []
+    if args.zones:
+        zone_runs = replay(compress(trace, args.scale), opts, args.runs, state, loads,
+                           play_zones)
+        print(zone_table(zone_runs, ", ".join(loads)))
+        return 0
     runs = replay(compress(trace, args.scale), opts, args.runs, state, loads)
     text = report(args, trace, runs, ", ".join(loads))
     print(text)

@@ -34,6 +34,8 @@ class Shape:
     outage_median_minutes: float = 20.0
     outage_sigma: float = 0.8
     start_up: bool = True
+    nodes: int = 1  # spot nodes a zone has while up; a reclaim takes them one tick apart
+
 
     def __post_init__(self) -> None:
         if self.uptime not in DISTRIBUTIONS:
@@ -42,6 +44,8 @@ class Shape:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} is {value!r}: give a positive number")
+        if self.nodes < 1:
+            raise ValueError(f"nodes is {self.nodes!r}: give at least 1")
 
 
 def _uptime_s(rng: random.Random, shape: Shape) -> float:
@@ -66,7 +70,21 @@ def zone_series(shape: Shape, seed: int, zone: int = 0) -> list[int]:
                                          shape.outage_sigma)
         out += [int(up)] * max(1, round(seconds / shape.gap_seconds))
         up = not up
-    return out[:ticks]
+    return waves(out[:ticks], shape.nodes)
+
+
+def waves(series: list[int], nodes: int) -> list[int]:
+    """0/1 -> node counts: ``nodes`` while up, and a reclaim as a wave: the last ticks of an
+    up run before a 0 step down one node each (3, 3, 2, 1, 0 for 3 nodes), as a cloud
+    reclaiming a zone's spot pool does (pure)."""
+    out = [c * nodes for c in series]
+    for i in range(1, len(out)):
+        if series[i] == 0 and series[i - 1] == 1:
+            j, left = i - 1, 1
+            while j >= 0 and series[j] == 1 and left < nodes and (j == 0 or series[j - 1]):
+                out[j] = left
+                j, left = j - 1, left + 1
+    return out
 
 
 def generate(shape: Shape, seed: int, zones: int = 1) -> list[list[int]]:
@@ -81,12 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--uptime", choices=DISTRIBUTIONS, default="lognormal")
     p.add_argument("--outage-minutes", type=float, default=20.0, help="median outage")
     p.add_argument("--zones", type=int, default=1)
+    p.add_argument("--nodes", type=int, default=1, help="nodes per zone (reclaimed in a wave)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True,
                    help="file (one zone) or stem: <stem>-<zone letter>.json per zone")
     args = p.parse_args(argv)
     shape = Shape(hours=args.hours, gap_seconds=args.gap, preemptions_per_hour=args.rate,
-                  uptime=args.uptime, outage_median_minutes=args.outage_minutes)
+                  uptime=args.uptime, outage_median_minutes=args.outage_minutes, nodes=args.nodes)
     series = generate(shape, args.seed, args.zones)
     if args.zones == 1:
         args.out.write_text(dumps(shape.gap_seconds, series[0]))

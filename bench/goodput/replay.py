@@ -15,6 +15,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ from localcluster.node.handle import ProcessNode  # noqa: E402
 LANES = {"notice": "0", "atonce": "1"}  # lane -> SPOTRUN_SAVE_AT_ONCE
 SECRET = "s3-credentials"
 DRAIN_SECONDS = 120.0
+# one run: (running, node, s3, trace, opts, run, state) -> (results, loads seen)
+Play = Callable[[Any, ProcessNode, Any, Trace, "Options", int, Path], tuple[Any, list[str]]]
 
 
 @dataclass(frozen=True)
@@ -65,29 +68,35 @@ class LaneResult:
     into_notice: float  # median seconds trained after the SIGTERM
 
 
-def job_body(name: str, lane: str, s3: Any, port: int, progress: Path,
-             opts: Options) -> dict[str, Any]:
+def job_body(name: str, s3: Any, port: int, progress: Path, opts: Options,
+             save_at_once: str, spot: dict[str, Any] | None = None,
+             node_selector: dict[str, str] | None = None) -> dict[str, Any]:
+    """The steady trainer as a ResumableTrainingJob with checkpoints in S3; ``spot`` adds to
+    its spec.spot, ``node_selector`` keeps it on one lane's nodes."""
     trainer = {
         "name": "trainer",
         "image": "spotrun.dev/process:local",
         "command": ["python", "bench/goodput/steady_trainer.py",
                     "--step-seconds", str(opts.step_seconds), "--mb", str(opts.mb)],
         "env": [{"name": "SPOTRUN_PROGRESS_FILE", "value": str(progress)},
-                {"name": "SPOTRUN_SAVE_AT_ONCE", "value": LANES[lane]}],
+                {"name": "SPOTRUN_SAVE_AT_ONCE", "value": save_at_once}],
     }
+    template: dict[str, Any] = {"containers": [trainer]}
+    if node_selector:
+        template["nodeSelector"] = node_selector
     return {
         "apiVersion": "/".join(ARGS),
         "kind": "ResumableTrainingJob",
         "metadata": {"name": name},
         "spec": {
-            "template": {"spec": {"containers": [trainer]}},
+            "template": {"spec": template},
             "checkpoint": {
                 "storage": {"uri": f"s3://{s3.bucket}/{name}", "endpoint": s3.endpoint,
                             "secretRef": {"name": SECRET}},
                 "sidecarPort": port,
                 "intervalSteps": opts.interval_steps,
             },
-            "spot": {"maxPreemptions": 1000},
+            "spot": {"maxPreemptions": 1000, **(spot or {})},
             "terminationGracePeriodSeconds": opts.notice,
         },
     }
@@ -140,12 +149,14 @@ def play(running: Any, node: ProcessNode, s3: Any, trace: Trace, opts: Options,
     t0 = time.time()
     for (lane, path), port in zip(progress.items(), ports, strict=True):
         path.unlink(missing_ok=True)
-        body = job_body(f"{lane}-{run}", lane, s3, port, path, opts)
+        body = job_body(f"{lane}-{run}", s3, port, path, opts, LANES[lane])
         running.custom.create_namespaced_custom_object(*ARGS, NAMESPACE, PLURAL, body)
     end = t0 + trace.seconds
     timeline, alive = drive(node, todo, t0, end)
     paid = bills([a for a, _ in timeline.adds], [t0 + r for r in todo.reclaims], end)
-    alive = drain(node, alive, list(progress.values()), end)
+    if alive is None:  # capacity for the drain
+        alive = node.add_node("spot")
+    wait_training(list(progress.values()), end)
     results = []
     for lane, path in progress.items():
         runs = trainer_events(path)
@@ -161,36 +172,39 @@ def play(running: Any, node: ProcessNode, s3: Any, trace: Trace, opts: Options,
         spent = into_notice(tries, timeline.preempts)
         results.append(LaneResult(lane, m, goodput(trace, costs), resume,
                                   statistics.median(spent) if spent else 0.0))
-    cleanup(running, node, alive, run)
+    cleanup(running, node, [f"{lane}-{run}" for lane in LANES], [alive])
+    for r in results:
+        print(f"run {run} {r.lane}: paid {r.measured.paid:.3f} (calc {r.predicted.paid:.3f}) "
+              f"wall {r.measured.wall:.3f} (calc {r.predicted.wall:.3f}) steps "
+              f"{r.measured.useful_steps} redone {list(r.measured.steps_redone)}", flush=True)
     return results, timeline.loads
 
 
-def drain(node: ProcessNode, alive: str | None, logs: list[Path], end: float) -> str:
-    """After the trace's end (nothing measured counts then but steps redone): capacity, and
-    a wait until every job trains again, so that each preemption's successor has restored."""
-    if alive is None:
-        alive = node.add_node("spot")
+def wait_training(logs: list[Path], end: float) -> None:
+    """The drain after the trace's end (nothing measured then counts but steps redone): wait
+    until every job trains again, so that each preemption's successor has restored."""
     deadline = time.monotonic() + DRAIN_SECONDS
     while time.monotonic() < deadline and not all(
         any(e["event"] == "step" and float(e["t"]) > end for run in trainer_events(p) for e in run)
         for p in logs
     ):
         time.sleep(1.0)
-    return alive
 
 
-def cleanup(running: Any, node: ProcessNode, alive: str | None, run: int) -> None:
-    for lane in LANES:
-        running.custom.delete_namespaced_custom_object(*ARGS, NAMESPACE, PLURAL, f"{lane}-{run}")
-    if alive is not None:
-        node.preempt(alive, 0)
+def cleanup(running: Any, node: ProcessNode, jobs: list[str], alive: list[str]) -> None:
+    for job in jobs:
+        running.custom.delete_namespaced_custom_object(*ARGS, NAMESPACE, PLURAL, job)
+    for name in alive:
+        node.preempt(name, 0)
     wait(lambda: not running.core.list_namespaced_pod(NAMESPACE).items,
          "the replay's pods to end", 180)
 
 
-def replay(trace: Trace, opts: Options, runs: int, state: Path,
-           loads: list[str]) -> list[list[LaneResult]]:
-    """``runs`` replays of ``trace`` (ticks in wall seconds), both lanes side by side."""
+def replay(trace: Trace, opts: Options, runs: int, state: Path, loads: list[str],
+           one: Play | None = None) -> list[Any]:
+    """``runs`` replays of ``trace`` (ticks in wall seconds) by ``one`` (default: ``play``,
+    the notice lanes), its lanes side by side."""
+    one = one or play
     s3server.stop(state)
     s3 = s3server.start(state)
     out = []
@@ -202,14 +216,9 @@ def replay(trace: Trace, opts: Options, runs: int, state: Path,
                 "stringData": {"AWS_ACCESS_KEY_ID": s3.access_key,
                                "AWS_SECRET_ACCESS_KEY": s3.secret_key}})
             for run in range(1, runs + 1):
-                results, seen = play(running, node, s3, trace, opts, run, state)
+                results, seen = one(running, node, s3, trace, opts, run, state)
                 out.append(results)
                 loads += seen
-                for r in out[-1]:
-                    print(f"run {run} {r.lane}: paid {r.measured.paid:.3f} "
-                          f"(calc {r.predicted.paid:.3f}) wall {r.measured.wall:.3f} "
-                          f"(calc {r.predicted.wall:.3f}) steps {r.measured.useful_steps} "
-                          f"redone {list(r.measured.steps_redone)}", flush=True)
     finally:
         s3server.stop(state)
         if left := procs.sweep(state):

@@ -42,3 +42,30 @@ def plan(trace: Trace, notice: float) -> Plan:
             actions.append(Action(at, "preempt", seg.end - at))
             reclaims.append(seg.end)
     return Plan(tuple(actions), tuple(reclaims))
+
+
+@dataclass(frozen=True)
+class ZoneAction:
+    at: float
+    kind: str  # "add" | "preempt"
+    zone: str
+    notice: float = 0.0
+
+
+def zone_plan(trace: Trace, notice: float) -> tuple[ZoneAction, ...]:
+    """Multi-zone: each zone's node count follows its series (a rise adds nodes there, a fall
+    preempts as many, each ``notice`` seconds before the tick, never before that zone's last
+    add); in time order, a preemption before an add at the same instant."""
+    out: list[ZoneAction] = []
+    for zone, counts in trace.zones:
+        prev, last_add = 0, 0.0
+        for tick, count in enumerate(counts):
+            now = tick * trace.gap_seconds
+            if count > prev:
+                out += [ZoneAction(now, "add", zone)] * (count - prev)
+                last_add = now
+            elif count < prev:
+                at = max(last_add, now - notice)
+                out += [ZoneAction(at, "preempt", zone, now - at)] * (prev - count)
+            prev = count
+    return tuple(sorted(out, key=lambda a: (a.at, a.kind == "add")))

@@ -112,7 +112,7 @@ def test_every_committed_trace_is_valid_and_generated():
     assert files
     for path in files:
         gap, counts = trace.parse(path.read_text(), str(path))
-        assert set(counts) <= {0, 1}  # the generator's 0/1, not a public trace's counts
+        assert set(counts) <= {0, 1, 2, 3}  # the generator's small counts
 
 
 # --- the generator ------------------------------------------------------------------------
@@ -143,6 +143,17 @@ def test_longer_outages_leave_less_capacity():
     short = generate.Shape(hours=2000, outage_median_minutes=10)
     long = generate.Shape(hours=2000, outage_median_minutes=120)
     assert sum(generate.zone_series(short, 1)) > sum(generate.zone_series(long, 1)) * 1.2
+
+
+def test_a_zone_with_several_nodes_loses_them_one_tick_apart():
+    assert generate.waves([1, 1, 1, 1, 0, 0, 1, 1, 0, 1], 3) == [3, 3, 2, 1, 0, 0, 3, 1, 0, 3]
+    assert generate.waves([1, 1, 0], 1) == [1, 1, 0]
+    series = generate.zone_series(generate.Shape(hours=200, nodes=2), 5)
+    assert max(series) == 2
+    falls = [i for i in range(1, len(series) - 1) if series[i + 1] < series[i]]
+    assert falls
+    for i in falls:  # one node at a time, but for a zone up one tick only
+        assert series[i] - series[i + 1] == 1 or series[i - 1] == 0
 
 
 def test_a_bad_shape_is_refused_by_name():
@@ -264,6 +275,17 @@ def test_the_replay_preempts_a_notice_before_capacity_goes_and_adds_when_it_retu
         schedule.Action(50.0, "add"), schedule.Action(50.0, "preempt", 10.0),
         schedule.Action(70.0, "add"))
     assert p.reclaims == (30.0, 60.0)
+
+
+def test_a_multi_zone_replay_follows_each_zones_node_count():
+    zones = trace.combine([("a", 10.0, (2, 2, 1, 0, 2)), ("b", 10.0, (0, 1, 1, 1, 1))])
+    Z = schedule.ZoneAction
+    assert schedule.zone_plan(zones, notice=8.0) == (
+        Z(0.0, "add", "a"), Z(0.0, "add", "a"),
+        Z(10.0, "add", "b"),
+        Z(12.0, "preempt", "a", 8.0),
+        Z(22.0, "preempt", "a", 8.0),
+        Z(40.0, "add", "a"), Z(40.0, "add", "a"))
 
 
 def test_the_replay_refuses_a_multi_zone_trace_and_says_where_it_can_go():
