@@ -39,6 +39,13 @@ WHEEL = "tests/integration/test_wheel.py"
 COMMANDS: dict[str, By | NotHere] = {
     "helm install spotrun charts/spotrun --namespace spotrun-system --create-namespace":
         By(QUICKSTART, ("README",)),
+    # The published path: .github/workflows/release.yml pushes the chart and attaches
+    # install.yaml (tests/unit/test_readme_published_install.py checks the names match).
+    "helm install spotrun oci://ghcr.io/spotrun/charts/spotrun --version 0.1.0 "
+    "--namespace spotrun-system --create-namespace":
+        NotHere("no registry is reachable here; test_release_assets.py builds the package"),
+    "kubectl apply -f https://github.com/spotrun/spotrun/releases/download/v0.1.0/install.yaml":
+        NotHere("GitHub is not reachable here; test_release_assets.py builds install.yaml"),
     "kubectl apply -f manifests/crd.yaml -f manifests/install.yaml":
         By(f"{MANIFESTS}::test_kubectl_apply_install_yaml_runs_a_job_to_succeeded",
            ("crd.yaml", "install.yaml", "apply")),

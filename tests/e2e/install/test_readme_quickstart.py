@@ -50,7 +50,7 @@ def test_readme_quickstart_as_written(
         assert done.returncode == 0, f"{' '.join(argv)}:\n{done.stdout}{done.stderr}"
         return done.stdout
 
-    helm = _command("helm install")
+    helm = _command("helm install spotrun charts/")  # the clone's (the published one: no registry)
     assert helm[helm.index("--namespace") + 1] == "spotrun-system"
     run([*helm, *PORTS, "--take-ownership", "--wait", "--timeout", "180s"])
     try:
