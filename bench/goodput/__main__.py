@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import signal
 import statistics
 import sys
 from dataclasses import replace
@@ -195,12 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-write", action="store_true", help="print only")
     p.add_argument("--zones", action="store_true",
                    help="zone-aware retry on/off on a multi-zone trace (default "
-                        "traces/zones-2h-{a,b}.json at --scale 40); prints, writes nothing")
+                        "traces/zones-2h-{a,b}.json at --scale 30); prints, writes nothing")
     args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what it started, then exit
     if args.zones:
         args.no_write = True
         args.trace = args.trace or sorted(TRACES.glob("zones-2h-*.json"))
-        args.scale = 40.0 if args.scale == SCALE else args.scale
+        args.scale = 30.0 if args.scale == SCALE else args.scale
     if args.trace is None:
         args.trace = [TRACES / ("quick.json" if args.quick else "replay-3h.json")]
     if args.quick:
