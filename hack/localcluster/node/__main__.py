@@ -74,8 +74,14 @@ def main() -> None:
         path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token"
         return str(kube.post(path, body)["status"]["token"])
 
-    path = os.pathsep.join([str(config.venv_bin()), "/usr/local/sbin", "/usr/local/bin",
-                            "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
+    # The "image" every container gets: the venv (spotrun) and, once built, spotrun-exec, as
+    # the sidecar image holds both (the operator's --sidecar-image injects it from there).
+    try:
+        entrypoint = [str(config.binary("spotrun-exec").parent)]
+    except config.MissingBinaryError:
+        entrypoint = []
+    path = os.pathsep.join([str(config.venv_bin()), *entrypoint, "/usr/local/sbin",
+                            "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
 
     def base_env(pod: Obj) -> dict[str, str]:
         return {
