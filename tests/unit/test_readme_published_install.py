@@ -18,7 +18,7 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "unit"))
-from test_readme_commands import README, readme_commands  # noqa: E402
+from test_readme_commands import README, readme_commands  # type: ignore[import-not-found]  # noqa: E402,E501
 
 WORKFLOW = REPO / ".github" / "workflows" / "release.yml"
 
@@ -33,7 +33,7 @@ def _repository() -> tuple[str, str]:
 
 def _published(prefix: str) -> str:
     [command] = [c for c in readme_commands(README.read_text()) if c.startswith(prefix)]
-    return command
+    return str(command)
 
 
 def test_the_helm_install_names_the_chart_the_workflow_pushes_at_this_version() -> None:
