@@ -75,7 +75,9 @@ def test_the_next_attempt_prefers_another_zone_but_runs_in_a_reclaimed_one_if_it
                       timeout=120)
     assert second == in_b, f"zones-2 went to {second}, not {in_b}; {free_a} in {zone_a} was free"
     assert avoided(core, namespace, "zones-2") == [zone_a]
-    avoiding = status_of(custom, namespace, "zones")["avoiding"]
+    # the pod is created before the status patch of its pass: wait for the status
+    avoiding = wait_for(lambda: status_of(custom, namespace, "zones").get("avoiding"),
+                        "status.avoiding", timeout=60)
     assert [(a["zone"], a["attempt"], a["node"]) for a in avoiding] == [(zone_a, 1, first)]
     told = wait_for(lambda: avoiding_events(core, namespace, 1), "the AvoidingZone Event")
     assert len(told) == 1 and "zones-2" in told[0] and f"zone {zone_a}" in told[0]
