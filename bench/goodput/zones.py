@@ -12,6 +12,7 @@ a pool it keeps up whether the job uses them or not.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +26,11 @@ from goodput.replay import Options, cleanup, job_body, wait_training  # sets sys
 from goodput.schedule import zone_plan
 from goodput.trace import Trace
 from localcluster import procs
-from localcluster.node.handle import ProcessNode
+from localcluster.node.handle import ProcessNode, ProcessNodeError
 
 LANES: dict[str, dict[str, Any]] = {"retry": {}, "noretry": {"avoidReclaimedSeconds": 0}}
 LABEL = "bench.spotrun.dev/lane"
+SERIAL = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,9 @@ def hosts(core: Any, job: str) -> set[str]:
 
 
 def add(node: ProcessNode, core: Any, zone: str, lane: str) -> str:
-    name = node.add_node("spot", zone=zone)
+    # a name of its own: the process node's default names come back once nodes are gone,
+    # and one came back while its old Lease was still there (409 from the API server)
+    name = node.add_node("spot", name=f"spot-{lane}-{next(SERIAL)}", zone=zone)
     core.patch_node(name, {"metadata": {"labels": {LABEL: lane}}})
     return name
 
@@ -79,7 +83,10 @@ def play_zones(running: Any, node: ProcessNode, s3: Any, trace: Trace, opts: Opt
             busy = hosts(core, jobs[lane])
             victim = next((n for n in pool if n in busy), pool[-1])
             pool.remove(victim)
-            node.preempt(victim, action.notice)
+            try:
+                node.preempt(victim, action.notice)
+            except ProcessNodeError as err:  # gone already: the reclaim it stood for is done
+                print(f"run {run} {lane}: {err}", flush=True)
     end = t0 + trace.seconds
     time.sleep(max(0.0, end - time.time()))
     preemptions = {lane: int((custom.get_namespaced_custom_object(
