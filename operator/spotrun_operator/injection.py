@@ -46,7 +46,7 @@ def sidecar_image(value: str | None) -> str | None:
     """The setting's value checked: None when unset or empty, else an image reference."""
     if value is None or not value.strip():
         return None
-    if len(value) > 255 or not _IMAGE.match(value):
+    if len(value) > 255 or not _IMAGE.fullmatch(value):
         raise SettingError(
             f"{SETTING}: {value!r} is not an image reference ([registry/]name[:tag][@digest], "
             "lowercase name, no spaces); set it to the spotrun sidecar image, e.g. "

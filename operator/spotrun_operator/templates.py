@@ -9,9 +9,11 @@ hash with the spec's now (``changed``) and ``action`` decides, purely:
   SIGTERM, the sidecar uploads); its end, when it comes, is recorded as ``TemplateChanged``
   (``endings.classify_end(template_changed=True)``): neither a preemption nor a failure, and
   the next attempt, built from the new template, starts at once and restores that save;
-- the pod has not started (Pending): ``replace`` it at once (it has nothing to save);
-- the job is suspended (suspend wins), the pod is already being deleted or has ended, or the
-  template is unchanged: ``keep``. A suspended or finished job takes the new template when
+- the pod has not started (Pending, or no phase yet): ``replace`` it at once (it has nothing to
+  save);
+- the job is suspended (suspend wins), the pod is already being deleted or has ended, its phase
+  is ``Unknown`` (its node is out of touch: its trainer may still be writing the same prefix),
+  or the template is unchanged: ``keep``. A suspended or finished job takes the new template when
   (if ever) its next attempt starts.
 
 A pod without the hash annotation (made by an operator before this one) reads as unchanged,
@@ -65,14 +67,19 @@ def changed(spec: m.JobSpec, pod: Obj) -> bool:
 def pod_generation(pod: Obj) -> int | None:
     """The job generation whose template the pod runs (None: not recorded or not a number)."""
     value = _annotations(pod).get(ANNOTATION_GENERATION)
-    return int(value) if isinstance(value, str) and value.isdigit() else None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    return None
 
 
 def action(pod_phase: str | None, deleting: bool, suspended: bool, is_changed: bool) -> Action:
     """What to do with the current attempt's pod (module docstring)."""
-    if not is_changed or suspended or deleting or pod_phase in ("Succeeded", "Failed"):
+    if not is_changed or suspended or deleting:
         return "keep"
-    return "stop" if pod_phase == "Running" else "replace"
+    if pod_phase == "Running":
+        return "stop"
+    # Unknown (a partitioned node): its trainer may still write the same prefix; keep it.
+    return "replace" if pod_phase in (None, "Pending") else "keep"
 
 
 def stamp(plan: Plan, generation: int, template: dict[str, Any]) -> None:

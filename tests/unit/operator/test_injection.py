@@ -131,7 +131,15 @@ def test_empty_or_unset_is_off() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["ghcr.io/Spotrun/Sidecar:1", "sidecar image", "sidecar:", "ghcr.io//x", "x" * 256]
+    "value",
+    [
+        "ghcr.io/Spotrun/Sidecar:1",
+        "sidecar image",
+        "sidecar:",
+        "ghcr.io//x",
+        "x" * 256,
+        IMAGE + "\n",  # a trailing newline (a file's last line read as is) is no reference
+    ],
 )
 def test_a_bad_value_is_refused_naming_the_setting(value: str) -> None:
     with pytest.raises(injection.SettingError) as err:

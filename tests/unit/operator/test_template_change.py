@@ -116,10 +116,29 @@ def reasons(out: Any) -> list[str]:
         ("Succeeded", False, False, True, "keep"),
         ("Failed", False, False, True, "keep"),
         ("Succeeded", False, False, False, "keep"),
+        # a partitioned node: its trainer may still write the same prefix, so no new attempt
+        ("Unknown", False, False, True, "keep"),
     ],
 )
 def test_action_of_each_pod_state(phase, deleting, suspended, is_changed, expected):
     assert templates.action(phase, deleting, suspended, is_changed) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("7", 7),
+        ("123456789012345678", 123456789012345678),
+        ("\u00b2", None),
+        ("9" * 5000, None),
+        ("-1", None),
+        ("", None),
+        (7, None),
+    ],
+)
+def test_the_generation_annotation_is_read_only_when_it_is_a_plain_number(value, expected):
+    pod = {"metadata": {"annotations": {templates.ANNOTATION_GENERATION: value}}}
+    assert templates.pod_generation(pod) == expected
 
 
 def test_the_hash_follows_the_template_not_its_key_order():
@@ -140,8 +159,13 @@ def test_a_new_pod_records_its_template_and_generation():
 
 def test_an_unchanged_template_keeps_the_running_pod_at_a_new_generation():
     pod, st = first_pass()
-    out = plan(job(OLD_LR, 2, status_dict(st), backoffLimit=5), [running(pod)], {"spot-1": NODE},
-               False, NOW)
+    out = plan(
+        job(OLD_LR, 2, status_dict(st), backoffLimit=5),
+        [running(pod)],
+        {"spot-1": NODE},
+        False,
+        NOW,
+    )
     assert out.delete == [] and out.create is None
     assert "TemplateChanged" not in reasons(out)
     assert out.status.observedGeneration == 2 and out.status.templateGeneration == 1
@@ -157,13 +181,19 @@ def test_a_changed_template_stops_the_running_pod_gracefully_then_restarts_from_
     assert out.status.attempt == 1 and out.status.templateGeneration == 1
 
     # while it saves: nothing more (no second delete, no new pod)
-    stopping = plan(job(NEW_LR, 2, status_dict(out.status), backoffLimit=0),
-                    [running(pod, deleted=True)], {"spot-1": NODE}, False, NOW)
+    stopping = plan(
+        job(NEW_LR, 2, status_dict(out.status), backoffLimit=0),
+        [running(pod, deleted=True)],
+        {"spot-1": NODE},
+        False,
+        NOW,
+    )
     assert stopping.delete == [] and stopping.create is None
 
     # it ended (exit 0 after the SIGTERM save of step 40): the next attempt, new template
-    edited = job(NEW_LR, 2, status_dict(stopping.status), backoffLimit=0,
-                 spot={"maxPreemptions": 0})
+    edited = job(
+        NEW_LR, 2, status_dict(stopping.status), backoffLimit=0, spot={"maxPreemptions": 0}
+    )
     after = plan(edited, [ended(pod, 0)], {"spot-1": NODE}, False, NOW)
     st2 = after.status
     assert st2.preemptions == 0 and st2.failures == 0 and st2.consecutivePreemptions == 0
@@ -182,16 +212,26 @@ def test_a_changed_template_stops_the_running_pod_gracefully_then_restarts_from_
 
 def test_a_trainer_killed_by_our_delete_is_no_failure():
     pod, st = first_pass()
-    out = plan(job(NEW_LR, 2, status_dict(st), backoffLimit=0), [ended(pod, 143)],
-               {"spot-1": NODE}, False, NOW)
+    out = plan(
+        job(NEW_LR, 2, status_dict(st), backoffLimit=0),
+        [ended(pod, 143)],
+        {"spot-1": NODE},
+        False,
+        NOW,
+    )
     assert out.status.failures == 0 and out.status.phase == "Restarting"
     assert out.create is not None
 
 
 def test_a_platform_preemption_during_the_change_still_counts_as_one():
     pod, st = first_pass()
-    out = plan(job(NEW_LR, 2, status_dict(st), spot={"backoffSeconds": 0}),
-               [ended(pod, 0, disrupted=True)], {"spot-1": NODE}, False, NOW)
+    out = plan(
+        job(NEW_LR, 2, status_dict(st), spot={"backoffSeconds": 0}),
+        [ended(pod, 0, disrupted=True)],
+        {"spot-1": NODE},
+        False,
+        NOW,
+    )
     assert out.status.preemptions == 1
     assert "Preempted" in reasons(out) and "TemplateChanged" not in reasons(out)
     assert out.create is not None  # the next attempt runs the new template all the same
@@ -223,12 +263,18 @@ def test_a_pending_pod_is_replaced_at_once():
 
 def test_suspend_wins_over_a_template_change_and_the_resume_runs_the_new_template():
     pod, st = first_pass()
-    out = plan(job(NEW_LR, 2, status_dict(st), suspend=True), [running(pod)], {"spot-1": NODE},
-               False, NOW)
+    out = plan(
+        job(NEW_LR, 2, status_dict(st), suspend=True), [running(pod)], {"spot-1": NODE}, False, NOW
+    )
     assert out.delete == ["a-1"]
     assert "Suspended" in reasons(out) and "TemplateChanged" not in reasons(out)
-    gone = plan(job(NEW_LR, 2, status_dict(out.status), suspend=True), [ended(pod, 0)],
-                {"spot-1": NODE}, False, NOW)
+    gone = plan(
+        job(NEW_LR, 2, status_dict(out.status), suspend=True),
+        [ended(pod, 0)],
+        {"spot-1": NODE},
+        False,
+        NOW,
+    )
     assert gone.status.phase == "Suspended" and gone.create is None
     assert "TemplateChanged" not in reasons(gone)
     resumed = plan(job(NEW_LR, 3, status_dict(gone.status)), [], {}, False, NOW)
