@@ -39,6 +39,9 @@ POOL_LABELS = (
     "kubernetes.azure.com/agentpool",
 )
 MAX_WEIGHT = 100  # the scheduler's limit for a preferred term
+# The places an AvoidingZone Event lists fit in this many characters: an Event's message is cut
+# at 1024 (kube.py), and the note and the newest places come first.
+DESCRIBE_CHARS = 800
 _LABEL_VALUE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 
 
@@ -133,15 +136,21 @@ def preferred_terms(avoiding: list[m.AvoidedPlace] | None, now: datetime) -> lis
     ]
 
 
-def describe(avoiding: list[m.AvoidedPlace]) -> str:
-    """``zone local-a (node pool gke-nodepool=spot-x) until 12:30:00Z; ...``."""
-    parts = []
-    for a in avoiding:
+def describe(avoiding: list[m.AvoidedPlace], budget: int = DESCRIBE_CHARS) -> str:
+    """``zone local-b (...) until 12:40:00Z; zone local-a (...) until 12:30:00Z; and 3 more``:
+    the newest first, as many as fit in ``budget`` characters (at least one)."""
+    parts: list[str] = []
+    newest_first = list(reversed(avoiding))
+    for a in newest_first:
         place = f"zone {a.zone}" if a.zone else "no zone"
         if a.pool:
             place += f", node pool {a.poolLabel}={a.pool}"
-        parts.append(f"{place} (attempt {a.attempt} preempted on node {a.node}) until {a.until}")
-    return "; ".join(parts)
+        part = f"{place} (attempt {a.attempt} preempted on node {a.node}) until {a.until}"
+        if parts and sum(len(x) + 2 for x in [*parts, part]) > budget:
+            break
+        parts.append(part)
+    left = len(newest_first) - len(parts)
+    return "; ".join(parts) + (f"; and {left} more (status.avoiding)" if left else "")
 
 
 def observe(p: Planner, pod: Obj, node: Obj | None) -> None:
@@ -181,7 +190,7 @@ def prefer(p: Planner, pod_name: str) -> list[Obj]:
         return []
     p.event(
         m.REASON_AVOIDING_ZONE,
-        f"{pod_name} prefers nodes outside {describe(avoiding)}: a preference, not a "
-        "requirement (spec.spot.avoidReclaimedSeconds)",
+        f"{pod_name} prefers nodes outside the places reclaimed lately, a preference, not a "
+        f"requirement (spec.spot.avoidReclaimedSeconds); newest first: {describe(avoiding)}",
     )
     return preferred_terms(avoiding, p.now)

@@ -184,6 +184,36 @@ def test_the_avoid_list_is_bounded() -> None:
     assert len(many) == 16 and many[-1].zone == "z39"
 
 
+def test_the_event_keeps_the_note_and_the_newest_places_within_an_events_1024_characters() -> None:
+    """kube.py cuts an Event's message at 1024 characters: with 16 long places the note and
+    the newest place still come through, and the rest is counted, not cut mid-way."""
+    avoiding: list[AvoidedPlace] | None = None
+    for i in range(16):
+        where = Placement(
+            attempt=i + 1,
+            node=f"node-{i:02d}-" + "x" * 100,
+            zone=f"zone-{i:02d}-" + "z" * 50,
+            poolLabel="karpenter.sh/nodepool",
+            pool=f"pool-{i:02d}-" + "p" * 50,
+        )
+        avoiding = zones.reclaim(avoiding, where, NOW + timedelta(seconds=i), 1800)
+    st = {
+        "attempt": 17,
+        "phase": "Restarting",
+        "avoiding": [a.model_dump() for a in avoiding or []],
+    }
+    out = plan(job(st), [], {}, False, NOW + timedelta(minutes=1))
+    (told,) = [e for e in out.events if e.reason == "AvoidingZone"]
+    assert len(told.message) <= 1024  # nothing lost to the cut
+    assert told.message.startswith("a-17 prefers nodes outside the places reclaimed lately")
+    assert "a preference, not a requirement" in told.message
+    assert "zone zone-15-" in told.message  # the newest
+    assert "zone zone-00-" not in told.message  # the oldest: counted
+    shown = told.message.count("preempted on node")
+    assert told.message.endswith(f"; and {16 - shown} more (status.avoiding)")
+    assert told.message.index("zone-15-") < told.message.index("zone-14-")
+
+
 def test_when_every_zone_was_reclaimed_the_pod_still_only_prefers() -> None:
     st = {
         "attempt": 3,
