@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from . import layout, tensorfile
+from . import layout, tensorheader
+from .integrity import CorruptCheckpointError, read_manifest
 from .manifest import Manifest, ManifestError
-from .reader import CorruptCheckpointError, load_verified, read_manifest, tensors_of
+from .mirror import Check
 from .store import Store
 
 
@@ -23,14 +24,15 @@ class Row:
         return self.problem is None
 
 
-def scan(store: Store, verify: bool = True) -> list[Row]:
-    """Every folder under checkpoints/, newest first; ``verify`` reads and checks payloads."""
+def scan(store: Store, check: Check | None) -> list[Row]:
+    """Every folder under checkpoints/, newest first; ``check`` reads and checks payloads
+    (``checking.strongest``), None reads manifests only."""
     rows = []
     names = store.names()
     newest = layout.newest_first(names)
     committed = {name for _, name in newest}
     for _, name in newest:
-        rows.append(_row(store, name, verify))
+        rows.append(_row(store, name, check))
     for name in sorted(set(names) - committed):
         why = (
             "being written (or left by a killed writer)"
@@ -41,10 +43,10 @@ def scan(store: Store, verify: bool = True) -> list[Row]:
     return rows
 
 
-def _row(store: Store, name: str, verify: bool) -> Row:
+def _row(store: Store, name: str, check: Check | None) -> Row:
     step = layout.parse_step_dirname(name)
     try:
-        manifest = load_verified(store, name).manifest if verify else read_manifest(store, name)
+        manifest = check(store, name).manifest if check else read_manifest(store, name)
     except (ManifestError, CorruptCheckpointError) as e:
         return Row(name, step, None, str(e))
     return Row(name, step, manifest, None)
@@ -82,9 +84,10 @@ def format_rows(rows: list[Row]) -> list[str]:
     return lines
 
 
-def describe(store: Store, name: str) -> list[str]:
-    """Manifest fields and every tensor's key, dtype and shape."""
-    loaded = load_verified(store, name)
+def describe(store: Store, name: str, check: Check) -> list[str]:
+    """Manifest fields and every tensor's key, dtype and shape (from the tensor file's header:
+    no torch needed)."""
+    loaded = check(store, name)
     m = loaded.manifest
     lines = [
         f"checkpoint  {store.file_uri(name)}",
@@ -97,9 +100,11 @@ def describe(store: Store, name: str) -> list[str]:
         f"files       {', '.join(f'{f.path} ({human_size(f.size)})' for f in m.files)}",
         "tensors:",
     ]
-    tensors = tensors_of(loaded)
-    for key in sorted(tensors):
-        t = tensors[key]
-        lines.append(f"  {key:<60} {tensorfile.DTYPES[t.dtype]:<5} {list(t.shape)}")
+    try:
+        entries = tensorheader.parse(loaded.files[layout.TENSORS]).entries
+    except tensorheader.TensorFileError as e:
+        raise CorruptCheckpointError(f"{loaded.name}: {e}") from None
+    for t in sorted(entries, key=lambda entry: entry.key):
+        lines.append(f"  {t.key:<60} {t.dtype:<5} {list(t.shape)}")
     return lines
 

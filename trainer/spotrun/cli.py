@@ -12,10 +12,12 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .extras import extra_of, missing
 from .store import StoreError
 from .version import __version__
 
 if TYPE_CHECKING:
+    from .mirror import Check
     from .s3store import S3Store
     from .store import Store
 
@@ -34,10 +36,20 @@ def _open(uri: str) -> Store:
     return store
 
 
+def _checked() -> Check:
+    """The payload check (``checking``); a note on stderr when torch is absent."""
+    from .checking import strongest
+
+    check, note = strongest()
+    if note:
+        print(f"spotrun: {note}", file=sys.stderr)
+    return check
+
+
 def _ls(args: argparse.Namespace) -> int:
     from . import catalog
 
-    rows = catalog.scan(_open(args.uri), verify=not args.fast)
+    rows = catalog.scan(_open(args.uri), None if args.fast else _checked())
     for line in catalog.format_rows(rows):
         print(line)
     return 0
@@ -46,7 +58,7 @@ def _ls(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from . import catalog
 
-    rows = [r for r in catalog.scan(_open(args.uri)) if r.step is not None]
+    rows = [r for r in catalog.scan(_open(args.uri), _checked()) if r.step is not None]
     for r in rows:
         print(f"{r.name}: {'ok' if r.valid else r.problem}")
     if not any(r.valid for r in rows):
@@ -58,16 +70,16 @@ def _verify(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     from . import catalog, layout
 
-    store = _open(args.uri)
+    store, check = _open(args.uri), _checked()
     if args.step is None:
-        newest = next((r for r in catalog.scan(store) if r.valid), None)
+        newest = next((r for r in catalog.scan(store, check) if r.valid), None)
         if newest is None:
             print(f"no valid checkpoint in {args.uri}", file=sys.stderr)
             return 1
         name = newest.name
     else:
         name = layout.step_dirname(args.step)
-    for line in catalog.describe(store, name):
+    for line in catalog.describe(store, name, check):
         print(line)
     return 0
 
@@ -103,7 +115,7 @@ def _pull(args: argparse.Namespace) -> int:
 
     remote, local = _s3(args.uri), LocalStore(args.dir)
     steps = [args.step] if args.step is not None else None
-    done = transfer.pull(remote, local, steps)
+    done = transfer.pull(remote, local, steps, _checked())
     print(f"pulled {len(done)} checkpoint(s) into {local.dir}: {', '.join(done) or 'none'}")
     return 0 if done else 1
 
@@ -114,7 +126,7 @@ def _push(args: argparse.Namespace) -> int:
 
     local, remote = LocalStore(args.dir), _s3(args.uri)
     local.check_root()
-    done = transfer.push(local, remote)
+    done = transfer.push(local, remote, _checked())
     print(f"pushed {len(done)} checkpoint(s) to {remote.uri}: {', '.join(done) or 'none'}")
     return 0
 
@@ -232,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
         return CLOSED_PIPE
     except (StoreError, FileNotFoundError, ValueError) as e:
         print(f"spotrun {args.cmd}: {e}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as e:  # an extra not installed (e.g. torch for chaos): say which
+        if extra_of(e) is None:
+            raise
+        print(f"spotrun {args.cmd}: {missing(e, 'this command')}", file=sys.stderr)
         return 1
 
 

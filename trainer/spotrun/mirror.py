@@ -12,14 +12,17 @@ import logging
 import os
 import secrets
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from . import layout
 from .integrity import Loaded, read_manifest
 from .localstore import LocalStore, fsync_dir
-from .s3store import S3Store
 from .stale import writer_token
 from .store import Store
 from .transferlog import TransferLog
+
+if TYPE_CHECKING:
+    from .s3store import S3Store
 
 log = logging.getLogger("spotrun")
 

@@ -25,14 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-
 from . import bounded, checksum, layout
+from .extras import missing
 from .podenv import PodEnv
-from .s3errors import explain
 from .store import OversizeError, StoreError
+
+try:
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from .s3errors import explain
+except ModuleNotFoundError as absent:  # only where S3 is used: a local run needs no boto3
+    raise missing(absent, "an s3:// storage URI") from absent
 
 Progress = Callable[[int], None]
 

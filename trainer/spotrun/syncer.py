@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from . import layout, mirror
 from .integrity import CorruptCheckpointError
@@ -11,8 +12,10 @@ from .localstore import LocalStore
 from .manifest import ManifestError, UnknownFormatError
 from .prune import prune
 from .retention import KeepBest
-from .s3store import S3Store
 from .store import OversizeError, StoreError
+
+if TYPE_CHECKING:
+    from .s3store import S3Store
 
 log = logging.getLogger("spotrun")
 
