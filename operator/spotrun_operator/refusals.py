@@ -15,6 +15,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
+from . import injection
 from . import models as m
 from .builders import Job
 from .decisions import Plan, set_condition, ts
@@ -33,23 +34,43 @@ def backoff(refusals: int) -> float:
     return float(min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** max(0, refusals - 1)))
 
 
-def _job_field(pod_field: str) -> str:
-    """Where a field of the pod comes from in the job: the template (the sidecar is the
-    pod's first init container, so the template's init container i is the pod's i+1)."""
+def _operators(name: str, rest: str) -> str | None:
+    """The job's field (or the operator's setting) behind an init container the operator adds."""
+    if name == m.SIDECAR:
+        return f"spec.checkpoint (the sidecar{rest})"
+    if name == injection.INIT_CONTAINER:
+        return f"{injection.SETTING} (the operator's init container {name}{rest})"
+    return None
+
+
+def _job_field(pod_field: str, init_names: list[str] | None = None) -> str:
+    """Where a field of the pod comes from in the job. ``init_names``: the names of the pod's
+    init containers as created (the operator's come first, then the template's, in order);
+    None: the sidecar alone first."""
     if pod_field.startswith("metadata.labels") or pod_field == "metadata.name":
         return "metadata.name"
     init = re.match(r"spec\.initContainers\[(\d+)\](.*)", pod_field)
     if init:
-        index = int(init.group(1))
-        if index == 0:
-            return f"spec.checkpoint (the sidecar{init.group(2)})"
-        return f"spec.template.spec.initContainers[{index - 1}]{init.group(2)}"
+        index, rest = int(init.group(1)), init.group(2)
+        names = [m.SIDECAR] if init_names is None else init_names
+        if index < len(names) and (ours := _operators(names[index], rest)) is not None:
+            return ours
+        added = sum(_operators(n, "") is not None for n in names[:index])
+        return f"spec.template.spec.initContainers[{index - added}]{rest}"
     if pod_field.startswith("spec."):
         return f"spec.template.{pod_field}"
     return pod_field
 
 
-def _fix(namespace: str, status: dict[str, Any]) -> str:
+def init_names(pod: dict[str, Any] | None) -> list[str] | None:
+    """The names of ``pod``'s init containers (None: no pod to read them from)."""
+    if not isinstance(pod, dict) or not isinstance(pod.get("spec"), dict):
+        return None
+    inits = pod["spec"].get("initContainers")
+    return [str(c.get("name")) for c in inits if isinstance(c, dict)] if inits else []
+
+
+def _fix(namespace: str, status: dict[str, Any], names: list[str] | None) -> str:
     """What to change, from the API's own words."""
     message = str(status.get("message") or "")
     causes = (status.get("details") or {}).get("causes") or []
@@ -71,14 +92,21 @@ def _fix(namespace: str, status: dict[str, Any]) -> str:
     if any(f.startswith("metadata.labels") for f in fields) and "63" in message:
         return f"use a job name of at most {m.MAX_JOB_NAME} characters"
     if fields:
-        return "correct " + ", ".join(dict.fromkeys(_job_field(f) for f in fields))
+        return "correct " + ", ".join(dict.fromkeys(_job_field(f, names) for f in fields))
     return "correct the job's spec.template as the message says"
 
 
-def explain(pod: str, namespace: str, code: int, status: dict[str, Any]) -> str:
-    """``pod a-1 refused by the API (422 Invalid): <its message>; fix: <what to change>``."""
+def explain(
+    pod: str,
+    namespace: str,
+    code: int,
+    status: dict[str, Any],
+    created: dict[str, Any] | None = None,
+) -> str:
+    """``pod a-1 refused by the API (422 Invalid): <its message>; fix: <what to change>``;
+    ``created``: the pod as it was sent (its init containers name the fields)."""
     text = str(status.get("message") or "")[:MESSAGE_CHARS]
-    fix = _fix(namespace, status)
+    fix = _fix(namespace, status, init_names(created))
     return f"pod {pod} refused by the API ({code} {status.get('reason', '')}): {text}; fix: {fix}"
 
 
@@ -94,14 +122,15 @@ def withhold(plan: Plan, until: datetime) -> None:
 
 def refused(plan: Plan, job: Job, code: int, status: dict[str, Any], now: datetime) -> None:
     """The API refused the pod ``plan`` creates: condition, Warning Event, backoff."""
-    pod = str((plan.create or {}).get("metadata", {}).get("name", ""))
+    created = plan.create  # withhold() takes it off the plan
+    pod = str((created or {}).get("metadata", {}).get("name", ""))
     st = plan.status
     st.podRefusals += 1
     wait = backoff(st.podRefusals)
     withhold(plan, now + timedelta(seconds=wait))
     plan.requeue(wait)
     message = (
-        f"{explain(pod, job.namespace, code, status)}. Try {st.podRefusals}; the next in "
+        f"{explain(pod, job.namespace, code, status, created)}. Try {st.podRefusals}; the next in "
         f"{wait:.0f} s, at once when the spec changes"
     )
     set_condition(st, m.COND_POD_REFUSED, True, m.REASON_POD_REFUSED, message, now, job.generation)

@@ -6,6 +6,7 @@ a refused cleanup pod lets a deleted job go after a few tries, saying its checkp
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from datetime import timedelta
 from typing import Any
@@ -142,6 +143,40 @@ def test_an_init_container_field_is_named_as_in_the_template_not_the_pod():
     assert refusals.explain("a-1", "ns", 422, answer).endswith(
         "correct spec.template.spec.initContainers[0].image"
     )
+
+
+TWO_INITS = {
+    "spec": {
+        "initContainers": [
+            {"name": "fetch", "image": "busybox", "command": ["true"]},
+            {"name": "warm", "image": "busybox", "command": ["true"]},
+        ],
+        "containers": [{"name": "trainer", "image": "img", "command": ["python", "t.py"]}],
+    }
+}
+
+
+@pytest.mark.parametrize("operator_image", [None, "ghcr.io/spotrun/sidecar:0.1.0"])
+def test_the_refused_field_is_named_by_the_created_pods_init_containers(operator_image):
+    """With --sidecar-image the injected spotrun-entrypoint comes before the sidecar: each user
+    init container is still named as in the template, and ours as what sets them."""
+    j = dataclasses.replace(job(template=TWO_INITS), sidecar_image=operator_image)
+    first = plan(j, [], {}, False, NOW)
+    assert first.create is not None
+    names = [c["name"] for c in first.create["spec"]["initContainers"]]
+    ours = ["spotrun-entrypoint", "spotrun-sidecar"] if operator_image else ["spotrun-sidecar"]
+    assert names == [*ours, "fetch", "warm"]
+    causes = [{"field": f"spec.initContainers[{i}].image"} for i in range(len(names))]
+    refusals.refused(first, j, 422, {"message": "bad", "details": {"causes": causes}}, NOW)
+    (cond,) = [c for c in first.status.conditions if c.type == models.COND_POD_REFUSED]
+    fix = cond.message.split("fix: correct ", 1)[1]
+    assert "spec.checkpoint (the sidecar.image)" in fix
+    assert "spec.template.spec.initContainers[0].image, " in fix
+    assert "spec.template.spec.initContainers[1].image." in fix
+    assert "initContainers[2]" not in fix
+    entrypoint = "--sidecar-image / SPOTRUN_SIDECAR_IMAGE (chart value sidecar.image) (the "
+    entrypoint += "operator's init container spotrun-entrypoint.image)"
+    assert (entrypoint in fix) == bool(operator_image)
 
 
 # --- the attempt pod refused ------------------------------------------------------------------
