@@ -5,9 +5,11 @@ a *view* of the dev venv's site-packages: a folder of symlinks to each installed
 listed in the fresh venv by a ``.pth`` file. The view leaves out the repository's editable
 ``spotrun`` (its dist-info, its ``__editable__`` finder and every ``.pth``, which site would
 not process from a ``.pth``-listed folder anyway) and pip; a torch-free view also
-leaves out torch and what comes with it (triton, the nvidia and cuda wheels). pip installs the
-wheel with ``--no-index``: every dependency the wheel declares must already be in the view, so
-a torch requirement in the ``s3`` extra fails the install instead of downloading torch. The
+leaves out torch and what comes with it (triton, the nvidia and cuda wheels), an S3-free view
+boto3, botocore and s3transfer (the ``s3`` extra's), so an import of them where the extra is
+not installed fails there as it would for a user. pip installs the wheel with ``--no-index``:
+every dependency the wheel declares must already be in the view, so a torch requirement in the
+``s3`` extra (or boto3 in the ``torch`` extra) fails the install instead of downloading it. The
 view lives outside the fresh venv, and pip never uninstalls outside the environment it installs
 into, so nothing can reach the dev venv through the symlinks.
 """
@@ -29,15 +31,18 @@ ALWAYS_LEFT_OUT = re.compile(
     re.IGNORECASE,
 )
 TORCH_FAMILY = re.compile(r"^(torch|torchgen|functorch|triton|nvidia|cuda)([-_.].*)?$", re.I)
+S3_FAMILY = re.compile(r"^(boto3|botocore|s3transfer)([-_.].*)?$", re.I)
 
 
-def view_of_dev_site(folder: Path, *, with_torch: bool) -> Path:
+def view_of_dev_site(folder: Path, *, with_torch: bool, with_s3: bool = True) -> Path:
     """A folder of symlinks to the dev venv's packages, as described above."""
     folder.mkdir(parents=True)
+    left_out = [family for family, kept in ((TORCH_FAMILY, with_torch), (S3_FAMILY, with_s3))
+                if not kept]
     for entry in sorted(DEV_SITE.iterdir()):
         if ALWAYS_LEFT_OUT.search(entry.name):
             continue
-        if not with_torch and TORCH_FAMILY.match(entry.name):
+        if any(family.match(entry.name) for family in left_out):
             continue
         (folder / entry.name).symlink_to(entry)
     return folder

@@ -6,7 +6,9 @@ torch is not downloaded again: a fresh venv sees the dev venv's installed packag
 view of symlinks that leaves out the repo's editable ``spotrun`` (``freshvenv.py`` says how),
 and pip installs the wheel offline (``--no-index``), so every dependency the wheel declares
 must resolve from that view. The ``s3`` venv's view has no torch at all: if the base or the
-``s3`` extra required torch, its install would fail.
+``s3`` extra required torch, its install would fail; there ``spotrun pull`` and ``verify`` run
+against the local S3 server. The ``torch`` venv's view has no boto3: the library and
+``spotrun chaos`` must work without it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 
 from spotrun import Checkpointer, layout, mirror
 from spotrun.localstore import LocalStore
+from spotrun.reader import load_verified
 from spotrun.s3store import S3Store
 from spotrun.version import __version__
 from tests.integration.freshvenv import clean_env, fresh_venv, pip_install, view_of_dev_site
@@ -76,10 +79,10 @@ def _run(python: Path, cwd: Path, *args: str, **extra: str) -> subprocess.Comple
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
 
 
-def _installed(tmp: Path, wheel: Path, extras: str, *, with_torch: bool) -> Path:
+def _installed(tmp: Path, wheel: Path, extras: str, *, with_torch: bool, with_s3: bool) -> Path:
     """A fresh venv with ``wheel[extras]``; returns its python, checked to import its own
     ``spotrun`` (not the repo's)."""
-    view = view_of_dev_site(tmp / "view", with_torch=with_torch)
+    view = view_of_dev_site(tmp / "view", with_torch=with_torch, with_s3=with_s3)
     python = fresh_venv(tmp / "venv", view)
     done = pip_install(python, f"{wheel}[{extras}]")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -117,10 +120,19 @@ def test_the_wheel_and_sdist_pass_twine_check_and_hold_every_package(
             tar.getnames())
 
 
-def test_the_wheel_with_torch_shows_its_version_and_runs_chaos_identical(
+def test_the_wheel_with_torch_without_boto3_shows_its_version_and_runs_chaos_identical(
     dist: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    python = _installed(tmp_path, dist[0], "torch,operator", with_torch=True)
+    python = _installed(tmp_path, dist[0], "torch,operator", with_torch=True, with_s3=False)
+    no_boto3 = _run(python, tmp_path, "-c", "import boto3")
+    assert "No module named 'boto3'" in no_boto3.stderr, no_boto3.stderr
+    library = _run(python, tmp_path, "-c",
+                   "import sys; from spotrun import Checkpointer; print('boto3' in sys.modules)")
+    assert (library.returncode, library.stdout.strip()) == (0, "False"), library.stderr
+    s3_uri = _run(python, tmp_path, "spotrun", "ls", "s3://bucket/jobs/a")
+    assert s3_uri.returncode == 1, s3_uri.stderr
+    assert "pip install 'spotrun[s3]'" in s3_uri.stderr and "Traceback" not in s3_uri.stderr
+
     version = _run(python, tmp_path, "spotrun", "--version")
     assert (version.returncode, version.stdout.strip()) == (0, f"spotrun {__version__}")
 
@@ -149,7 +161,7 @@ def test_the_s3_extra_without_torch_imports_spotrun_and_its_sidecar_restores(
     dist: tuple[Path, Path], tmp_path: Path, s3: Any, s3_bucket: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    python = _installed(tmp_path, dist[0], "s3", with_torch=False)
+    python = _installed(tmp_path, dist[0], "s3", with_torch=False, with_s3=True)
     no_torch = _run(python, tmp_path, "-c", "import torch")
     assert "No module named 'torch'" in no_torch.stderr, no_torch.stderr
     imported = _run(python, tmp_path, "-c",
@@ -165,6 +177,17 @@ def test_the_s3_extra_without_torch_imports_spotrun_and_its_sidecar_restores(
     earlier = tmp_path / "earlier-attempt"
     _save(earlier, 7)
     mirror.upload(LocalStore(earlier), layout.step_dirname(7), remote)
+    uri = f"s3://{s3_bucket}/jobs/wheel"
+    pulled = _run(python, tmp_path, "spotrun", "pull", uri, str(tmp_path / "pulled"))
+    assert pulled.returncode == 0, pulled.stderr
+    assert pulled.stdout.rstrip().endswith(f": {layout.step_dirname(7)}"), pulled.stdout
+    assert "torch is not installed" in pulled.stderr and "Traceback" not in pulled.stderr
+    assert load_verified(LocalStore(tmp_path / "pulled"), layout.step_dirname(7)).step == 7
+    verified = _run(python, tmp_path, "spotrun", "verify", uri)
+    assert (verified.returncode, verified.stdout) == (0, f"{layout.step_dirname(7)}: ok\n")
+    chaos = _run(python, tmp_path, "spotrun", "chaos", "--", "true")
+    assert chaos.returncode == 1 and "pip install 'spotrun[torch]'" in chaos.stderr, chaos.stderr
+
     node = tmp_path / "node"
     env = clean_env(python, run_env(s3.env(), node, f"s3://{s3_bucket}/jobs/wheel"))
     monkeypatch.chdir(tmp_path)  # the sidecar starts outside the repo
