@@ -120,9 +120,10 @@ def test_the_wheel_and_sdist_pass_twine_check_and_hold_every_package(
             tar.getnames())
 
 
-def test_the_wheel_with_torch_without_boto3_shows_its_version_and_runs_chaos_identical(
+def test_the_wheel_with_torch_shows_its_version_and_runs_chaos_identical(
     dist: tuple[Path, Path], tmp_path: Path
 ) -> None:
+    """``[torch,operator]`` with no boto3 in sight: the library and chaos need none."""
     python = _installed(tmp_path, dist[0], "torch,operator", with_torch=True, with_s3=False)
     no_boto3 = _run(python, tmp_path, "-c", "import boto3")
     assert "No module named 'boto3'" in no_boto3.stderr, no_boto3.stderr
