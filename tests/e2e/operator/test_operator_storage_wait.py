@@ -82,8 +82,13 @@ def test_a_pod_waiting_for_unreachable_storage_is_said_until_the_storage_answers
             timeout=120,
         )
         assert up["reason"] == "StorageReachable"
-        reasons = [reason for reason, _ in events_of(core, namespace, "waits")]
+        # the Event follows the status patch of the same pass: wait for it, then count
+        reasons = wait_for(
+            lambda: "StorageReachable" in (r := [reason for reason, _ in
+                                                 events_of(core, namespace, "waits")]) and r,
+            "the StorageReachable Event",
+            timeout=30,
+        )
         assert reasons.count("StorageUnreachable") == 1, reasons
-        assert "StorageReachable" in reasons
     finally:
         proxy.close()
