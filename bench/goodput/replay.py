@@ -102,6 +102,12 @@ def job_body(name: str, s3: Any, port: int, progress: Path, opts: Options,
     }
 
 
+def add_spot(node: ProcessNode, prefix: str = "spot", zone: str | None = None) -> str:
+    """A spot node named by the bench: the process node's own names come back once nodes
+    are gone, and one came back while its old Lease was still there (409)."""
+    return node.add_node("spot", name=f"{prefix}-{time.monotonic_ns()}", zone=zone)
+
+
 def drive(node: ProcessNode, todo: Plan, t0: float, end: float) -> tuple[Timeline, str | None]:
     """Play the plan's node actions at their times; the node still alive at the end."""
     timeline = Timeline()
@@ -111,7 +117,7 @@ def drive(node: ProcessNode, todo: Plan, t0: float, end: float) -> tuple[Timelin
         timeline.loads.append(load())
         if action.kind == "add":
             called = time.time()
-            current = node.add_node("spot")
+            current = add_spot(node)
             timeline.adds.append((called, time.time()))
         elif current is not None:
             timeline.preempts.append(time.time())
@@ -155,7 +161,7 @@ def play(running: Any, node: ProcessNode, s3: Any, trace: Trace, opts: Options,
     timeline, alive = drive(node, todo, t0, end)
     paid = bills([a for a, _ in timeline.adds], [t0 + r for r in todo.reclaims], end)
     if alive is None:  # capacity for the drain
-        alive = node.add_node("spot")
+        alive = add_spot(node)
     wait_training(list(progress.values()), end)
     results = []
     for lane, path in progress.items():

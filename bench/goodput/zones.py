@@ -12,7 +12,6 @@ a pool it keeps up whether the job uses them or not.
 
 from __future__ import annotations
 
-import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,13 @@ from operator_bench import ARGS, NAMESPACE, PLURAL
 from resume_bench import load, trainer_events
 
 from goodput.measure import Measured, attempts, measure
-from goodput.replay import Options, cleanup, job_body, wait_training  # sets sys.path
+from goodput.replay import (  # sets sys.path
+    Options,
+    add_spot,
+    cleanup,
+    job_body,
+    wait_training,
+)
 from goodput.schedule import zone_plan
 from goodput.trace import Trace
 from localcluster import procs
@@ -30,7 +35,6 @@ from localcluster.node.handle import ProcessNode, ProcessNodeError
 
 LANES: dict[str, dict[str, Any]] = {"retry": {}, "noretry": {"avoidReclaimedSeconds": 0}}
 LABEL = "bench.spotrun.dev/lane"
-SERIAL = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,7 @@ def hosts(core: Any, job: str) -> set[str]:
 
 
 def add(node: ProcessNode, core: Any, zone: str, lane: str) -> str:
-    # a name of its own: the process node's default names come back once nodes are gone,
-    # and one came back while its old Lease was still there (409 from the API server)
-    name = node.add_node("spot", name=f"spot-{lane}-{next(SERIAL)}", zone=zone)
+    name = add_spot(node, f"spot-{lane}", zone)
     core.patch_node(name, {"metadata": {"labels": {LABEL: lane}}})
     return name
 
