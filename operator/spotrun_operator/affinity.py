@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from .models import NO_REQUIREMENTS, has_requirements
+
 Obj = dict[str, Any]
 REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
 PREFERRED = "preferredDuringSchedulingIgnoredDuringExecution"
@@ -22,7 +24,11 @@ def _list(value: Any) -> list[Any]:
 
 
 def _both(theirs: Obj, ours: Obj) -> Obj:
-    """One term that holds where both terms hold."""
+    """One term that holds where both terms hold. A term without requirements (empty, or a
+    misspelled key) is refused: joined, it would drop out and leave the other side alone."""
+    for side, term in (("the template's", theirs), ("the operator's", ours)):
+        if not has_requirements(term):
+            raise ValueError(f"{side} required node affinity term {term!r}: {NO_REQUIREMENTS}")
     out: Obj = {}
     for key in ("matchExpressions", "matchFields"):
         joined = _list(theirs.get(key)) + _list(ours.get(key))

@@ -17,12 +17,14 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from . import models as m
+
 ENV = "SPOTRUN_SIDECAR_IMAGE"
 FLAG = "--sidecar-image"
 SETTING = f"{FLAG} / {ENV} (chart value sidecar.image)"
-INIT_CONTAINER = "spotrun-entrypoint"
-VOLUME = "spotrun-bin"
-DIR = "/spotrun/bin"
+INIT_CONTAINER = m.ENTRYPOINT_CONTAINER  # names a template may not use (models.RESERVED)
+VOLUME = m.ENTRYPOINT_VOLUME
+DIR = m.ENTRYPOINT_DIR
 ENTRYPOINT = f"{DIR}/spotrun-exec"
 # The command of the init container: the binary on the sidecar image's PATH copies itself.
 COPY_COMMAND = ["spotrun-exec", "--copy-to", DIR]

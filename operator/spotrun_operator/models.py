@@ -62,6 +62,11 @@ MAX_AVOIDED = 16  # status.avoiding keeps the newest this many places
 # Names the operator gives what it adds to a job's pods: a template may not use them.
 SIDECAR = "spotrun-sidecar"
 VOLUME = "spotrun-checkpoints"
+# ... and with the operator's --sidecar-image (injection.py): the init container that copies
+# spotrun-exec, its volume, and where the trainer mounts it.
+ENTRYPOINT_CONTAINER = "spotrun-entrypoint"
+ENTRYPOINT_VOLUME = "spotrun-bin"
+ENTRYPOINT_DIR = "/spotrun/bin"
 # The job's name is the value of the labels spotrun.dev/job (attempt pods) and
 # spotrun.dev/cleanup-of (cleanup pods) and the claim's sub-path: a label value has at most 63
 # characters. The longest derived object name, ``<job>-cleanup-<try>`` (or ``<job>-<attempt>``),
@@ -96,11 +101,35 @@ def _reserved(field: str, name: str, what: str) -> dict[str, Any]:
     )
 
 
-TEMPLATE_RULES = [
-    _reserved("containers", SIDECAR, "sidecar"),
-    _reserved("initContainers", SIDECAR, "sidecar"),
-    _reserved("volumes", VOLUME, "checkpoint volume"),
+# (field of the pod spec, name the operator gives, what it is)
+RESERVED = [
+    ("containers", SIDECAR, "sidecar"),
+    ("initContainers", SIDECAR, "sidecar"),
+    ("volumes", VOLUME, "checkpoint volume"),
+    ("containers", ENTRYPOINT_CONTAINER, "entrypoint init container"),
+    ("initContainers", ENTRYPOINT_CONTAINER, "entrypoint init container"),
+    ("volumes", ENTRYPOINT_VOLUME, "entrypoint volume"),
 ]
+MOUNT_RULE = rule(
+    "self.containers.all(c, !has(c.volumeMounts) || c.volumeMounts.all(v, "
+    f"!has(v.mountPath) || (v.mountPath != '{ENTRYPOINT_DIR}' && "
+    f"!v.mountPath.startsWith('{ENTRYPOINT_DIR}/'))))",
+    f"spec.template.spec.containers: the mount path {ENTRYPOINT_DIR} is reserved for the "
+    "operator's entrypoint volume (spotrun-exec); mount yours elsewhere",
+    ".containers",
+)
+RESERVED_RULES = [_reserved(*r) for r in RESERVED]
+TEMPLATE_RULES = [*RESERVED_RULES, MOUNT_RULE]
+NO_REQUIREMENTS = (
+    "a node selector term needs a non-empty matchExpressions or matchFields (an empty term, or "
+    "a misspelled key such as matchExpression, would drop out when ANDed with the other side's "
+    "terms, and the pod could land on any node); correct or remove it"
+)
+TERM_RULE = rule(
+    "(has(self.matchExpressions) && self.matchExpressions.size() > 0) || "
+    "(has(self.matchFields) && self.matchFields.size() > 0)",
+    f"spec.spot.nodeSelectorTerms: {NO_REQUIREMENTS}",
+)
 TRAINER_RULE = rule(
     "!has(self.trainerContainer) || "
     "self.template.spec.containers.exists(c, c.name == self.trainerContainer)",
@@ -108,6 +137,31 @@ TRAINER_RULE = rule(
     "trainer's name or leave it out (the first container)",
     ".trainerContainer",
 )
+
+
+def has_requirements(term: Any) -> bool:
+    """``TERM_RULE`` in Python: a node selector term that selects something."""
+    return isinstance(term, dict) and any(
+        isinstance(term.get(k), list) and term[k] for k in ("matchExpressions", "matchFields")
+    )
+
+
+def _mounts_entrypoint_dir(container: Any) -> bool:
+    mounts = container.get("volumeMounts") if isinstance(container, dict) else None
+    return any(
+        isinstance(v, dict)
+        and isinstance(path := v.get("mountPath"), str)
+        and (path == ENTRYPOINT_DIR or path.startswith(ENTRYPOINT_DIR + "/"))
+        for v in mounts or []
+    )
+
+
+def _required_terms(pod: dict[str, Any]) -> list[Any]:
+    """The pod spec's required node-affinity terms (``[]`` when it has none)."""
+    node = (pod.get("affinity") or {}).get("nodeAffinity") or {}
+    required = node.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+    terms = required.get("nodeSelectorTerms") if isinstance(required, dict) else None
+    return terms if isinstance(terms, list) else []
 
 
 def name_problem(name: str) -> str | None:
@@ -243,13 +297,41 @@ class SpotSpec(_Model):
         description="Node affinity terms (ORed) that select spot nodes; default: the spot "
         "labels of Karpenter, GKE, AKS and EKS.",
         json_schema_extra={
+            "maxItems": 64,
             "items": {
                 "type": "object",
-                "description": "A core/v1 NodeSelectorTerm.",
+                "description": "A core/v1 NodeSelectorTerm: a non-empty matchExpressions or "
+                "matchFields.",
                 "x-kubernetes-preserve-unknown-fields": True,
-            }
+                "properties": {
+                    key: {
+                        "type": "array",
+                        "description": f"{what} (core/v1 NodeSelectorRequirement), ANDed.",
+                        "items": {
+                            "type": "object",
+                            "description": "key, operator (In, NotIn, Exists, DoesNotExist, "
+                            "Gt, Lt) and values.",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        },
+                    }
+                    for key, what in (
+                        ("matchExpressions", "Requirements on the node's labels"),
+                        ("matchFields", "Requirements on the node's fields"),
+                    )
+                },
+                "x-kubernetes-validations": [TERM_RULE],
+            },
         },
     )
+
+    @model_validator(mode="after")
+    def _terms_select(self) -> SpotSpec:
+        """``TERM_RULE`` in Python, for a job stored before the CRD had it."""
+        for i, term in enumerate(self.nodeSelectorTerms or []):
+            if not has_requirements(term):
+                raise ValueError(f"spec.spot.nodeSelectorTerms[{i}]: {NO_REQUIREMENTS}")
+        return self
+
     tolerations: list[dict[str, Any]] | None = Field(
         default=None,
         description="Tolerations for spot taints; default: the GKE and AKS spot taints.",
@@ -368,6 +450,23 @@ TEMPLATE_SCHEMA: dict[str, Any] = {
                         "properties": {
                             "name": _NAME_SCHEMA,
                             "image": {"type": "string", "description": "Container image."},
+                            "volumeMounts": {
+                                "type": "array",
+                                "maxItems": 128,
+                                "description": "Volume mounts (core/v1 VolumeMount).",
+                                "items": {
+                                    "type": "object",
+                                    "description": "A volume mount.",
+                                    "x-kubernetes-preserve-unknown-fields": True,
+                                    "properties": {
+                                        "mountPath": {
+                                            "type": "string",
+                                            "maxLength": 1024,
+                                            "description": "Where it is mounted.",
+                                        }
+                                    },
+                                },
+                            },
                         },
                     },
                 },
@@ -455,13 +554,18 @@ class JobSpec(_Model):
     def _admissible(self) -> JobSpec:
         """The CRD's rules in Python, for a job stored before the CRD had them."""
         pod = self.template.get("spec") or {}
-        for field, reserved in (
-            ("containers", SIDECAR),
-            ("initContainers", SIDECAR),
-            ("volumes", VOLUME),
-        ):
+        for (field, reserved, _), found in zip(RESERVED, RESERVED_RULES, strict=True):
             if any(isinstance(x, dict) and x.get("name") == reserved for x in pod.get(field) or []):
-                raise ValueError(next(r["message"] for r in TEMPLATE_RULES if field in r["rule"]))
+                raise ValueError(found["message"])
+        if any(_mounts_entrypoint_dir(c) for c in pod.get("containers") or []):
+            raise ValueError(MOUNT_RULE["message"])
+        for i, term in enumerate(_required_terms(pod)):
+            if not has_requirements(term):
+                raise ValueError(
+                    "spec.template.spec.affinity.nodeAffinity."
+                    f"requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[{i}]: "
+                    f"{NO_REQUIREMENTS}"
+                )
         names = [c.get("name") for c in pod.get("containers") or [] if isinstance(c, dict)]
         if self.trainerContainer is not None and self.trainerContainer not in names:
             raise ValueError(TRAINER_RULE["message"])
@@ -545,10 +649,10 @@ class JobStatus(_Model):
     attempt: int = Field(default=0, description="Number of the current (or last) attempt.")
     templateGeneration: int | None = Field(
         default=None,
-        description="The metadata.generation whose spec.template the current (or last) "
-        "attempt's pod was built from (its annotation spotrun.dev/generation says the same). "
-        "Behind observedGeneration after an edit of spec.template until the next attempt runs "
-        "the new template.",
+        description="The metadata.generation of the job when the current (or last) attempt's "
+        "pod was built (its annotation spotrun.dev/generation says the same). Behind "
+        "observedGeneration after any edit of the spec, not only of spec.template, until the "
+        "next attempt starts; only an edit of spec.template restarts a running attempt.",
     )
     activePod: str | None = Field(default=None, description="Pod of the current attempt.")
     preemptions: int = Field(default=0, description="Attempts ended by the platform.")

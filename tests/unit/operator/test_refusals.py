@@ -15,7 +15,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from spotrun_operator import builders, cleanup, crd, models, refusals
+from spotrun_operator import builders, cleanup, crd, injection, models, refusals
 from spotrun_operator.decisions import parse_ts, plan
 from spotrun_operator.kube import Refused, _refusal
 from spotrun_operator.reconcile import InvalidJob, parse, reconcile_once
@@ -89,17 +89,53 @@ def test_the_crd_caps_the_job_name_at_the_63_characters_of_a_label_value():
         ("containers", {"name": builders.SIDECAR, "image": "img"}, builders.SIDECAR),
         ("initContainers", {"name": builders.SIDECAR, "image": "img"}, builders.SIDECAR),
         ("volumes", {"name": builders.VOLUME, "emptyDir": {}}, builders.VOLUME),
+        # what --sidecar-image injects (injection.py)
+        ("containers", {"name": "spotrun-entrypoint", "image": "img"}, "spotrun-entrypoint"),
+        ("initContainers", {"name": "spotrun-entrypoint", "image": "i"}, "spotrun-entrypoint"),
+        ("volumes", {"name": "spotrun-bin", "emptyDir": {}}, "spotrun-bin"),
     ],
 )
 def test_names_the_operator_gives_its_own_parts_are_refused_in_the_template(field, item, reserved):
     pod = schema()["properties"]["spec"]["properties"]["template"]["properties"]["spec"]
-    rule = next(r for r in pod["x-kubernetes-validations"] if r["fieldPath"] == f".{field}")
+    rule = next(
+        r
+        for r in pod["x-kubernetes-validations"]
+        if r["fieldPath"] == f".{field}" and f"'{reserved}'" in r["rule"]
+    )
     assert f"'{reserved}'" in rule["rule"] and f"spec.template.spec.{field}" in rule["message"]
     assert pod["properties"][field]["items"]["properties"]["name"]["type"] == "string"
     spec = body()["spec"]
     spec["template"]["spec"].setdefault(field, []).append(item)
     with pytest.raises(ValidationError, match=f"the name {reserved} is reserved"):
         models.JobSpec.model_validate(spec)
+
+
+@pytest.mark.parametrize("path", ["/spotrun/bin", "/spotrun/bin/tools"])
+def test_the_entrypoints_mount_path_is_refused_in_the_templates_containers(path):
+    pod = schema()["properties"]["spec"]["properties"]["template"]["properties"]["spec"]
+    assert models.MOUNT_RULE in pod["x-kubernetes-validations"]
+    assert "'/spotrun/bin'" in models.MOUNT_RULE["rule"]
+    mount = pod["properties"]["containers"]["items"]["properties"]["volumeMounts"]
+    assert mount["items"]["properties"]["mountPath"]["type"] == "string"
+    spec = body()["spec"]
+    spec["template"]["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "tools", "mountPath": "/opt/tools"},
+        {"name": "tools", "mountPath": path},
+    ]
+    with pytest.raises(ValidationError, match="the mount path /spotrun/bin is reserved"):
+        models.JobSpec.model_validate(spec)
+    spec["template"]["spec"]["containers"][0]["volumeMounts"][1]["mountPath"] = "/spotrun/binx"
+    assert models.JobSpec.model_validate(spec)  # only that folder and below
+
+
+def test_the_injected_names_are_the_reserved_ones():
+    assert injection.INIT_CONTAINER == "spotrun-entrypoint"
+    assert (injection.VOLUME, injection.DIR) == ("spotrun-bin", "/spotrun/bin")
+    assert {(f, n) for f, n, _ in models.RESERVED} >= {
+        ("initContainers", injection.INIT_CONTAINER),
+        ("containers", injection.INIT_CONTAINER),
+        ("volumes", injection.VOLUME),
+    }
 
 
 def test_a_trainer_container_must_name_a_container_of_the_template():
