@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .extras import extra_of
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -30,9 +31,6 @@ _WHERE = {
     "ResumableLoader": ".sampler",
 }
 
-# The packages of the `torch` extra (pyproject.toml): the library's, not the sidecar's.
-_TORCH_EXTRA = ("torch", "numpy", "safetensors")
-
 __all__ = [
     "CheckpointMismatchError",
     "Checkpointer",
@@ -49,7 +47,7 @@ def __getattr__(name: str) -> Any:
         try:
             module = importlib.import_module(_WHERE[name], __name__)
         except ModuleNotFoundError as missing:
-            if missing.name not in _TORCH_EXTRA:
+            if extra_of(missing) != "torch":  # the library's extra, not the sidecar's
                 raise
             raise ModuleNotFoundError(
                 f"spotrun.{name} needs {missing.name}, which is not installed: install the "
