@@ -38,4 +38,6 @@ def test_actionlint_names_a_job_that_needs_a_missing_job(tmp_path: Path) -> None
     broken.write_text(release.replace("needs: [check, pypi]", "needs: [check, pypy]"))
     result = _actionlint(broken)
     assert result.returncode == 1
-    assert "pypy" in result.stdout and str(broken) in result.stdout, result.stdout
+    # actionlint names the file relative to its working directory when that is shorter
+    assert 'needs job "pypy" which does not exist' in result.stdout, result.stdout
+    assert f"{broken.name}:" in result.stdout, result.stdout
