@@ -104,9 +104,14 @@ class Recording(Mapping[str, str]):
         return len(self.values)
 
 
+# Issue 14 in progress: the gang variables are in the contract; the operator sets them only on
+# the pods of a multi-node attempt, which _pods() does not build yet (the gang lane adds one).
+GANG_ONLY = {"SPOTRUN_NNODES", "SPOTRUN_NODE_RANK", "SPOTRUN_NPROC_PER_NODE"}
+
+
 def test_the_operator_sets_exactly_the_models_operator_variables() -> None:
     rendered = _rendered()
-    model = set(podenv.variables("operator"))
+    model = set(podenv.variables("operator")) - GANG_ONLY
     assert rendered - model == set(), "set by the operator, unknown to PodEnv"
     assert model - rendered == set(), "in PodEnv as operator-set, never set by the operator"
     assert rendered & set(podenv.variables("user")) == set()
@@ -146,7 +151,8 @@ def test_to_env_and_from_env_are_inverse() -> None:
             f.name: value
             for f, value in zip(
                 fields(PodEnv),
-                ["j", "ns", 4, "/c", "cpu", 12.5, 3, "acc", "max", 9000, 5, 60, "s3://b/p"]
+                ["j", "ns", 4, "/c", "cpu", 12.5, 4, 3, 2, 3, "acc", "max", 9000, 5, 60]
+                + ["s3://b/p"]
                 + ["sidecar", "report", 77, True, "/p.jsonl", 9.0, 0.5, 30.0, 4.0, "/t", 8, 2, 7.5]
                 + [True]
                 + [3, datetime(2026, 1, 1, 12, 0, 40, tzinfo=timezone.utc), 600.0],
@@ -166,6 +172,7 @@ def test_to_env_and_from_env_are_inverse() -> None:
         ("SPOTRUN_UPLOAD", "both", "one of sidecar, library"),
         ("SPOTRUN_KEEP_BEST_MODE", "best", "one of min, max"),
         ("SPOTRUN_KEEP_BEST_METRIC", "acc", "needs SPOTRUN_KEEP_BEST_MODE"),
+        ("SPOTRUN_NODE_RANK", "2", "not below SPOTRUN_NNODES=1"),
         ("SPOTRUN_PREVIOUS_UNTIL", "2026-01-01T12:00:00", "RFC 3339 time with a zone"),
         ("SPOTRUN_PREVIOUS_UNTIL", "soon", "RFC 3339 time with a zone"),
         ("SPOTRUN_PREVIOUS_ATTEMPT", "0", "whole number >= 1"),
@@ -248,7 +255,8 @@ def test_every_field_of_the_model_is_used_by_pod_side_code() -> None:
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.Attribute) and _is_pod_env(node.value)
     }
-    unused = {f.name for f in fields(PodEnv)} - used - {"keep_best_metric", "keep_best_mode"}
+    gang = {"nnodes", "node_rank", "procs_per_node"}  # issue 14 in progress: see GANG_ONLY
+    unused = {f.name for f in fields(PodEnv)} - used - {"keep_best_metric", "keep_best_mode"} - gang
     assert unused == set(), "fields of PodEnv nothing on the pod's side uses"
     assert "keep_best" in used  # the two keepBest variables are used through this property
 

@@ -19,6 +19,34 @@ class FileEntry(BaseModel):
     crc32c: str = Field(pattern=r"^[0-9a-f]{8}$", description="CRC32C of the bytes, hex")
 
 
+class World(BaseModel):
+    """The gang that wrote a checkpoint (absent: a single rank, today's layout)."""
+
+    model_config = ConfigDict(extra="forbid")
+    nnodes: int = Field(ge=1, le=layout.MAX_WORLD, description="pods (nodes) of the attempt")
+    procs_per_node: int = Field(ge=1, le=layout.MAX_WORLD, description="ranks per pod")
+    world_size: int = Field(ge=1, le=layout.MAX_WORLD, description="nnodes * procs_per_node")
+    mode: str = Field(
+        pattern=r"^(replicated|sharded)$",
+        description="replicated: rank 0's top-level payload holds the model and optimizer "
+        "(DDP); sharded: each rank's folder holds its shard (FSDP, sharded optimizer)",
+    )
+
+
+class Part(BaseModel):
+    """PART-node-NNNNN.json: one node's commit marker inside a gang checkpoint folder."""
+
+    model_config = ConfigDict(extra="forbid")
+    format_version: int
+    step: int = Field(ge=0)
+    node_rank: int = Field(ge=0, lt=layout.MAX_WORLD)
+    nnodes: int = Field(ge=1, le=layout.MAX_WORLD)
+    files: list[FileEntry] = Field(description="the files this node wrote, paths as in MANIFEST")
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(indent=2).encode()
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="allow")
     format_version: int
@@ -35,6 +63,13 @@ class Manifest(BaseModel):
     job: str | None = Field(
         default=None, description="<namespace>/<name> of the job that wrote it (SPOTRUN_JOB)"
     )
+    world: World | None = Field(
+        default=None, description="the gang that wrote it; absent for a single rank"
+    )
+
+    @property
+    def world_size(self) -> int:
+        return 1 if self.world is None else self.world.world_size
 
     @property
     def total_size(self) -> int:
@@ -100,7 +135,13 @@ def parse(blob: bytes, where: str) -> Manifest:
         manifest = Manifest.model_validate_json(blob, strict=True)
     except ValidationError as e:
         raise ManifestError(f"{where}: MANIFEST.json is invalid: {_first_errors(e)}") from None
-    problem = layout.payload_problem([f.path for f in manifest.files])
+    world = manifest.world
+    if world is not None and world.world_size != world.nnodes * world.procs_per_node:
+        raise ManifestError(
+            f"{where}: MANIFEST.json is invalid: world_size {world.world_size} is not nnodes "
+            f"{world.nnodes} x procs_per_node {world.procs_per_node}"
+        )
+    problem = layout.payload_problem([f.path for f in manifest.files], manifest.world_size)
     if problem is not None:
         raise ManifestError(f"{where}: MANIFEST.json is invalid: {problem}")
     return manifest

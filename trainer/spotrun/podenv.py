@@ -173,6 +173,21 @@ class PodEnv:
         _seconds,
         render=_render_seconds,
     )
+    nnodes: int | None = _var(
+        "SPOTRUN_NNODES", OP, "pods (nodes) of this attempt's gang (unset: 1)", _whole(1, 99999)
+    )
+    node_rank: int | None = _var(
+        "SPOTRUN_NODE_RANK",
+        OP,
+        "this pod's rank in the gang, 0..NNODES-1 (unset: 0)",
+        _whole(0, 99998),
+    )
+    procs_per_node: int | None = _var(
+        "SPOTRUN_NPROC_PER_NODE",
+        OP,
+        "spec.procsPerNode: ranks per pod (unset: 1)",
+        _whole(1, 99999),
+    )
     keep: int | None = _var("SPOTRUN_KEEP", OP, "spec.checkpoint.keep", _whole(1))
     keep_best_metric: str | None = _var(
         "SPOTRUN_KEEP_BEST_METRIC", OP, "spec.checkpoint.keepBest.metric", _text
@@ -316,6 +331,11 @@ class PodEnv:
             raise PodEnvError(
                 f"SPOTRUN_KEEP_BEST_METRIC={found.keep_best_metric!r} needs "
                 "SPOTRUN_KEEP_BEST_MODE (min or max); set it or unset the metric"
+            )
+        if (found.node_rank or 0) >= (found.nnodes or 1):
+            raise PodEnvError(
+                f"SPOTRUN_NODE_RANK={str(found.node_rank)!r} is not below SPOTRUN_NNODES="
+                f"{found.nnodes or 1}; the operator sets both for each pod of a gang"
             )
         return found
 
