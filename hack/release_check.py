@@ -5,8 +5,11 @@
 
 The version is written once, in trainer/spotrun/version.py. A release needs the chart's
 ``version`` and ``appVersion`` equal to it, the chart's operator image tag left empty (it then
-follows ``appVersion``), and every ``ghcr.io/spotrun/...`` image in manifests/ (install.yaml,
-operator.yaml, the examples) tagged with it. Exit 1 naming each disagreement and its fix.
+follows ``appVersion``), every ``ghcr.io/spotrun/...`` image in manifests/ (install.yaml,
+operator.yaml, the examples) tagged with it (an untagged or digest-pinned reference is refused:
+a release names its images by tag), and every tagged ``ghcr.io/spotrun/...`` reference and
+``--version`` of the chart in the README and docs/ naming it too. Exit 1 naming each
+disagreement and its fix.
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ REPO = Path(__file__).resolve().parent.parent
 VERSION_FILE = Path("trainer/spotrun/version.py")
 CHART = Path("charts/spotrun")
 MANIFESTS = Path("manifests")
-OUR_IMAGE = re.compile(r"^\s*-?\s*image:\s*[\"']?(ghcr\.io/spotrun/[\w.-]+):([^\s\"']+)", re.M)
+DOCS = (Path("README.md"), Path("docs"))
+# an image line of a manifest: the name, then ":tag", "@digest" or nothing
+OUR_IMAGE = re.compile(
+    r"^\s*-?\s*image:\s*[\"']?(ghcr\.io/spotrun/[\w.-]+)([:@][^\s\"']+)?", re.M
+)
+# in prose and commands: a tagged image, or the chart's OCI reference with its --version
+DOC_IMAGE = re.compile(r"(?<![\w/.])(ghcr\.io/spotrun/[\w.-]+):([0-9][\w.+-]*)")
+DOC_CHART = re.compile(r"oci://ghcr\.io/spotrun/charts/spotrun\s+--version[ =]([^\s\\`]+)")
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,7 @@ class Release:
     chart: dict[str, object]  # Chart.yaml
     values: dict[str, object]  # values.yaml
     manifests: dict[str, str]  # path relative to the repo -> text
+    docs: dict[str, str]  # README.md and docs/*.md: path -> text
 
 
 def tag_version(tag: str) -> str:
@@ -61,10 +72,35 @@ def disagreements(release: Release, tag: str | None = None) -> list[str]:
         found.append(f"charts/spotrun/values.yaml image.tag is {tag_value!r}: leave it empty "
                      "so that the operator image follows the chart's appVersion")
     for path, text in sorted(release.manifests.items()):
-        for name, image_tag in OUR_IMAGE.findall(text):
-            if image_tag != v:
-                found.append(f"{path} uses {name}:{image_tag}, not :{v}: run `make manifests` "
-                             f"(install.yaml, operator.yaml) or edit the example")
+        for name, ref in OUR_IMAGE.findall(text):
+            found.extend(_manifest_image(path, name, ref, v))
+    for path, text in sorted(release.docs.items()):
+        found.extend(_doc_references(path, text, v))
+    return found
+
+
+def _manifest_image(path: str, name: str, ref: str, version: str) -> list[str]:
+    fix = "run `make manifests` (install.yaml, operator.yaml) or edit the example"
+    if not ref:
+        return [f"{path} uses {name} without a tag: pin it to :{version}; {fix}"]
+    if ref.startswith("@"):
+        return [f"{path} pins {name}{ref[:19]}... by digest: a release names its images by "
+                f"tag (:{version}; the workflow records the digests); {fix}"]
+    if ref[1:] != version:
+        return [f"{path} uses {name}{ref}, not :{version}: {fix}"]
+    return []
+
+
+def _doc_references(path: str, text: str, version: str) -> list[str]:
+    found = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        for name, tag in DOC_IMAGE.findall(line):
+            if tag != version:
+                found.append(f"{path}:{number} names {name}:{tag}, not :{version}: edit it")
+        for tag in DOC_CHART.findall(line):
+            if tag != version:
+                found.append(f"{path}:{number} installs the chart --version {tag}, not "
+                             f"{version}: edit it")
     return found
 
 
@@ -78,11 +114,14 @@ def read_release(repo: Path = REPO) -> Release:
     chart_dir = repo / CHART
     manifests = {str(p.relative_to(repo)): p.read_text()
                  for p in sorted((repo / MANIFESTS).rglob("*.yaml"))}
+    docs = {str(p.relative_to(repo)): p.read_text()
+            for d in DOCS for p in ([repo / d] if d.suffix else sorted((repo / d).glob("*.md")))}
     return Release(
         version=versions[0],
         chart=yaml.safe_load((chart_dir / "Chart.yaml").read_text()),
         values=yaml.safe_load((chart_dir / "values.yaml").read_text()),
         manifests=manifests,
+        docs=docs,
     )
 
 

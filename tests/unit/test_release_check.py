@@ -81,3 +81,33 @@ def test_main_exits_1_and_says_why_for_a_wrong_tag(capsys: pytest.CaptureFixture
     assert rc.main([f"v{__version__}"]) == 0
     assert rc.main(["v9.9.9"]) == 1
     assert "release check: tag v9.9.9" in capsys.readouterr().err
+
+
+def test_an_untagged_or_digest_pinned_image_in_a_manifest_is_refused() -> None:
+    release = rc.read_release()
+    manifests = dict(release.manifests)
+    manifests["manifests/examples/a.yaml"] = "      image: ghcr.io/spotrun/trainer  # latest\n"
+    digest = "sha256:" + "a" * 64
+    manifests["manifests/examples/b.yaml"] = f"      image: ghcr.io/spotrun/sidecar@{digest}\n"
+    found = rc.disagreements(replace(release, manifests=manifests))
+    assert len(found) == 2
+    assert found[0].startswith("manifests/examples/a.yaml uses ghcr.io/spotrun/trainer without")
+    assert found[1].startswith("manifests/examples/b.yaml pins ghcr.io/spotrun/sidecar@sha256:")
+    assert f"by tag (:{__version__}" in found[1]
+
+
+def test_a_stale_image_or_chart_version_in_the_docs_is_named_with_its_line() -> None:
+    release = rc.read_release()
+    docs = dict(release.docs)
+    assert "README.md" in docs and any(p.startswith("docs/") for p in docs)
+    docs["docs/new.md"] = (
+        "intro\n"
+        "helm install spotrun oci://ghcr.io/spotrun/charts/spotrun --version 0.0.9 \\\n"
+        "  --set sidecar.image=ghcr.io/spotrun/sidecar:0.0.9\n"
+        f"docker build -t ghcr.io/spotrun/trainer:{__version__} .\n"
+    )
+    found = rc.disagreements(replace(release, docs=docs))
+    assert found == [
+        f"docs/new.md:2 installs the chart --version 0.0.9, not {__version__}: edit it",
+        f"docs/new.md:3 names ghcr.io/spotrun/sidecar:0.0.9, not :{__version__}: edit it",
+    ]
