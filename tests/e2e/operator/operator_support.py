@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from e2e_support import IMAGE, read_pod
+from e2e_support import IMAGE, read_pod, wait_for
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -118,6 +118,22 @@ def events_of(core: client.CoreV1Api, namespace: str, name: str) -> list[tuple[s
         namespace, field_selector=f"involvedObject.name={name}").items
     items.sort(key=lambda e: e.metadata.creation_timestamp)
     return [(e.reason, e.message) for e in items]
+
+
+def events_once(
+    core: client.CoreV1Api, namespace: str, name: str, want: Mapping[str, int], timeout: float = 30
+) -> list[tuple[str, str]]:
+    """The Events of ``name`` once each reason of ``want`` is there at least that many times.
+
+    The operator posts a decision's Event after the status patch of the same pass (so a
+    conflict never tells twice): a test that waited on the status must wait for the Event too.
+    """
+    def enough() -> list[tuple[str, str]] | None:
+        events = events_of(core, namespace, name)
+        reasons = [r for r, _ in events]
+        return events if all(reasons.count(r) >= n for r, n in want.items()) else None
+
+    return wait_for(enough, f"the Events {dict(want)} of {name}", timeout=timeout)
 
 
 def running_on(core: client.CoreV1Api, namespace: str, pod: str) -> str | None:

@@ -12,7 +12,15 @@ import pytest
 from e2e_support import wait_for
 
 # ARGS, PLURAL, s3_secret: test_operator_pvc and test_operator_demo import them from here.
-from operator_support import ARGS, PLURAL, events_of, get_job, running_on, s3_secret  # noqa: F401
+from operator_support import (  # noqa: F401
+    ARGS,
+    PLURAL,
+    events_of,
+    events_once,
+    get_job,
+    running_on,
+    s3_secret,
+)
 
 from spotrun import layout, reader
 from spotrun.localstore import LocalStore
@@ -67,7 +75,7 @@ def test_digits_survives_two_preemptions_bit_identical(
     final = support.EPOCHS * 45
     assert status["lastCheckpoint"]["step"] == final
 
-    events = events_of(core, namespace, "digits")
+    events = events_once(core, namespace, "digits", {"Preempted": 2, "PreemptedAttemptEnded": 2})
     preempted = [m for r, m in events if r == "Preempted"]
     ended = [m for r, m in events if r == "PreemptedAttemptEnded"]  # warm start: said later
     restoring = [m for r, m in events if r == "Restoring"]

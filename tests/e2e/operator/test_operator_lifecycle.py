@@ -16,7 +16,7 @@ from operator_support import (
     EPOCHS,
     PLURAL,
     digits_job,
-    events_of,
+    events_once,
     finished,
     get_job,
     running_on,
@@ -56,7 +56,8 @@ def test_suspend_then_resume_keeps_the_progress(cluster, namespace, operator, s3
     assert status["phase"] == "Succeeded"
     assert status["preemptions"] == 0 and status["failures"] == 0
     assert status["lastCheckpoint"]["step"] == EPOCHS * 45
-    restoring = [m for r, m in events_of(core, namespace, "digits") if r == "Restoring"]
+    events = events_once(core, namespace, "digits", {"Restoring": 1})
+    restoring = [m for r, m in events if r == "Restoring"]
     assert restoring == [f"attempt 2 (digits-2) on spot nodes restores from step {saved}"]
 
 

@@ -13,7 +13,8 @@ import pytest
 from e2e_support import IMAGE, read_pod, wait_for
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from test_operator_digits import ARGS, PLURAL, events_of, get_job, running_on
+from operator_support import events_once
+from test_operator_digits import ARGS, PLURAL, get_job, running_on
 from test_operator_retries import finished
 
 from spotrun import layout, reader
@@ -118,7 +119,7 @@ def test_checkpoints_on_a_pvc_survive_a_preemption(
     assert newest is not None and newest.step == final  # every file matches its manifest
     assert status["lastCheckpoint"]["step"] == final, status
     assert status["progress"].startswith(f"step {final}"), status
-    events = events_of(core, namespace, "pvc")
+    events = events_once(core, namespace, "pvc", {"Preempted": 1, "Restoring": 1})
     preempted = [m for r, m in events if r == "Preempted"]
     assert len(preempted) == 1, events
     assert f"last checkpoint step {step} on PVC checkpoints (final save made it)" in preempted[0]

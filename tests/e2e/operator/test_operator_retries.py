@@ -9,7 +9,7 @@ from e2e_support import read_pod, wait_for
 
 # finished: test_operator_pvc imports it from here.
 from operator_support import (
-    events_of,
+    events_once,
     finished,
     get_job,
     rtj_body,
@@ -64,7 +64,8 @@ def test_exit_1_is_retried_backoff_limit_times_then_failed_preemption_not_counte
     assert failed["reason"] == "BackoffLimitExceeded"
     assert "exit code 1" in failed["message"]
     assert "loss is NaN" in failed["message"], failed["message"]
-    reasons = [r for r, _ in events_of(core, namespace, "flaky")]
+    events = events_once(core, namespace, "flaky", {"Preempted": 1, "AttemptFailed": 1})
+    reasons = [r for r, _ in events]
     assert reasons.count("Preempted") == 1 and reasons.count("AttemptFailed") == 1
 
 
@@ -92,7 +93,8 @@ def test_after_two_preemptions_the_third_attempt_runs_on_demand_with_proactive_d
     done = wait_for(lambda: finished(custom, namespace, "fallback"), "the job to finish",
                     timeout=120)
     assert done["status"]["phase"] == "Succeeded"
-    events = events_of(core, namespace, "fallback")
+    events = events_once(core, namespace, "fallback",
+                         {"InterruptionNotice": 2, "FallbackToOnDemand": 1})
     reasons = [r for r, _ in events]
     assert reasons.count("InterruptionNotice") == 2, events
     assert reasons.count("FallbackToOnDemand") == 1, events

@@ -17,7 +17,7 @@ from kubernetes import client
 from operator_support import (
     ARGS,
     PLURAL,
-    events_of,
+    events_once,
     get_job,
     gone,
     rtj_body,
@@ -191,7 +191,7 @@ def test_delete_on_job_deletion_removes_the_prefix_and_the_default_keeps_it(
     assert [k for k in keys if k.startswith("purged/")] == ["purged/notes.txt"], keys
     assert "purged-other/keep.txt" in keys
     assert steps_in_s3(s3, s3_bucket, "kept") == kept
-    reasons = [r for r, _ in events_of(core, namespace, "purged")]
+    reasons = [r for r, _ in events_once(core, namespace, "purged", {"CheckpointsDeleted": 1})]
     assert "CheckpointsDeleted" in reasons
     assert not core.list_namespaced_pod(
         namespace, label_selector="spotrun.dev/cleanup-of").items  # the cleanup pod is gone

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from e2e_support import allowing, read_pod, wait_for
 from kubernetes import client
-from operator_support import events_of, finished, get_job, submit
+from operator_support import events_of, events_once, finished, get_job, submit
 from test_operator_retries import job
 
 pytestmark = pytest.mark.e2e
@@ -77,7 +77,7 @@ def test_no_spot_capacity_moves_the_next_attempt_on_demand_after_the_pending_tim
     assert status["onDemand"] is True
     assert (status["attempt"], status["preemptions"], status["failures"]) == (2, 0, 0)
     assert status["onDemandSeconds"] > 0 and status["spotSeconds"] == 0
-    events = events_of(core, namespace, "nospot")
+    events = events_once(core, namespace, "nospot", {"PendingTimeout": 1, "AttemptCreated": 2})
     timeouts = [m for r, m in events if r == "PendingTimeout"]
     assert len(timeouts) == 1, events
     assert "for spot capacity: attempt 2 runs on on-demand nodes" in timeouts[0]
