@@ -11,7 +11,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 venv: $(STAMP)
 
+# torch from PyPI comes with its CUDA wheels: the venv takes about 6 GiB; fail early, not in pip.
 $(STAMP): pyproject.toml
+	@free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); if [ "$$free" -lt 8 ]; then \
+	  echo "make venv: $$free GiB free under $$(pwd); the venv (torch and its CUDA wheels) needs about 8 GiB: free some disk" >&2; exit 1; fi
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --progress-bar off -e '.[dev,examples,operator,torch,s3]'
@@ -57,7 +60,7 @@ lint-hack: venv
 
 # kind (in progress, hack/README.md): the Docker engine, a debootstrapped base image and the
 # node image's binaries, cached in ~/.cache/spotrun. Not part of `make test` yet.
-.PHONY: kind-prereqs kind-engine-down kind-node-image kind-up kind-down
+.PHONY: kind-prereqs kind-engine-down kind-node-image kind-up kind-down kind-images
 kind-prereqs:
 	hack/kind/prereqs
 
@@ -71,6 +74,11 @@ kind-up: kind-prereqs
 
 kind-down:
 	hack/kind/down --engine
+
+# The operator, sidecar and trainer images from their Dockerfiles on local bases (a Python base
+# from the Debian rootfs, torch from PyPI, the host's Go): spotrun.local/<name>:<version>-<hash>.
+kind-images:
+	hack/kind/images
 
 kind-engine-down:
 	hack/kind/docker-engine down
