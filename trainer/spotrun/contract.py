@@ -46,6 +46,15 @@ class SidecarReport(BaseModel):
     # why the checkpoint was written (its manifest's reason: periodic, preemption, final...):
     # "final" is close()'s save at the end of a script that ran to its end
     reason: str | None = Field(default=None, max_length=64)
+    # a pod of a multi-node gang (absent for a single pod): its node, the newest step whose
+    # part it has in S3, and on node 0 whether that step is committed (its MANIFEST.json in
+    # S3) or why not yet (``pending``). Its ``finalSaved`` says node 0 committed the final
+    # checkpoint; on another node, that this node's part of it is in S3.
+    nodeRank: StrictInt | None = Field(default=None, ge=0, le=MAX_STEP)  # noqa: N815
+    nnodes: StrictInt | None = Field(default=None, ge=1, le=MAX_STEP)
+    partStep: StrictInt | None = Field(default=None, ge=0, le=MAX_STEP)  # noqa: N815
+    committed: StrictBool | None = None
+    pending: str | None = Field(default=None, max_length=MAX_TEXT)
 
     def to_json(self) -> str:
         return self.model_dump_json(exclude_none=True)

@@ -60,15 +60,21 @@ def load_checked(store: Store, name: str) -> Loaded:
 def load_framed(store: Store, name: str) -> Loaded:
     """``load_checked``, and the payload is well formed (what can be told without torch)."""
     loaded = load_checked(store, name)
-    try:
-        tensorheader.parse(loaded.files[layout.TENSORS])
-        structure = jsonsafe.loads(loaded.files[layout.STRUCTURE])
-    except (tensorheader.TensorFileError, jsonsafe.JsonError) as e:
-        raise CorruptCheckpointError(f"{store.file_uri(name)}: malformed payload: {e}") from None
-    if not isinstance(structure, dict):
-        raise CorruptCheckpointError(
-            f"{store.file_uri(name, layout.STRUCTURE)}: malformed payload: not a JSON object"
-        )
+    for path, blob in loaded.files.items():  # a gang's rank-NNNNN/ files too
+        leaf = path.rpartition("/")[2]
+        try:
+            if leaf == layout.TENSORS:
+                tensorheader.parse(blob)
+                continue
+            structure = jsonsafe.loads(blob)
+        except (tensorheader.TensorFileError, jsonsafe.JsonError) as e:
+            raise CorruptCheckpointError(
+                f"{store.file_uri(name, path)}: malformed payload: {e}"
+            ) from None
+        if not isinstance(structure, dict):
+            raise CorruptCheckpointError(
+                f"{store.file_uri(name, path)}: malformed payload: not a JSON object"
+            )
     return loaded
 
 

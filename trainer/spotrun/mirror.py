@@ -61,7 +61,9 @@ def download(remote: S3Store, name: str, local: LocalStore, check: Check = decod
     """Fetch and verify (``check``) one remote checkpoint into the local directory.
 
     Only the format's file names are written (the manifest cannot name others: ``reader``
-    refuses it), each created fresh in a new temp folder without following links.
+    refuses it), each created fresh in a new temp folder without following links. A gang
+    checkpoint comes whole: every rank's ``rank-NNNNN/`` files, whichever node asks (the next
+    attempt may run at another world size), so each node downloads its total size.
     """
     loaded = check(remote, name)
     local.dir.mkdir(parents=True, exist_ok=True)
@@ -69,9 +71,12 @@ def download(remote: S3Store, name: str, local: LocalStore, check: Check = decod
     tmp.mkdir()
     files: list[tuple[str, bytes | bytearray]] = [*loaded.files.items()]
     files.append((layout.MANIFEST, loaded.manifest.to_json()))  # last: the commit marker
+    allowed = {*layout.expected_paths(loaded.manifest.world_size), layout.MANIFEST}
     folder = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         for path, blob in files:
+            if path not in allowed:  # reader guarantees; never trust
+                raise ValueError(f"refusing to write {path!r}: not a checkpoint file name")
             _write_new(folder, path, blob)
         os.fsync(folder)
     finally:
@@ -84,14 +89,28 @@ def download(remote: S3Store, name: str, local: LocalStore, check: Check = decod
 
 
 def _write_new(folder: int, path: str, blob: bytes | bytearray) -> None:
-    if path != layout.MANIFEST and path not in layout.PAYLOAD:  # reader guarantees; never trust
-        raise ValueError(f"refusing to write {path!r}: not a checkpoint file name")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(path, flags, 0o644, dir_fd=folder)
-    with open(fd, "wb") as f:
-        f.write(blob)
-        f.flush()
-        os.fsync(fd)
+    """Create ``path`` fresh under ``folder``; a gang checkpoint's ``rank-NNNNN/`` folder is
+    created (or opened) on the way, never followed if it is a link."""
+    sub, _, leaf = path.rpartition("/")
+    inner = folder
+    if sub:
+        try:
+            os.mkdir(sub, 0o755, dir_fd=folder)
+        except FileExistsError:
+            pass
+        inner = os.open(sub, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=folder)
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(leaf, flags, 0o644, dir_fd=inner)
+        with open(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(fd)
+        if sub:
+            os.fsync(inner)
+    finally:
+        if sub:
+            os.close(inner)
 
 
 def newest_committed(store: LocalStore | S3Store) -> tuple[int, str] | None:

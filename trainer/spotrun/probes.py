@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from .contract import SidecarReport, State
 
@@ -34,6 +35,8 @@ class Health:
     checkpoint: SidecarReport | None = None
     # None: derived from ``started`` (restoring, then running).
     state: State | None = None
+    # a gang pod's part and commit (``sidecar.gang_fields``); empty for a single pod
+    gang: dict[str, Any] = field(default_factory=dict)
 
 
 def report(
@@ -42,7 +45,7 @@ def report(
     """What /status answers and, with ``final_saved``/``note``, the termination message."""
     base = health.checkpoint.model_dump() if health.checkpoint is not None else {}
     state = health.state or ("running" if health.started else "restoring")
-    fields = {**base, "problem": health.problem, "state": state}
+    fields = {**base, **health.gang, "problem": health.problem, "state": state}
     if final_saved is not None:
         fields["finalSaved"] = final_saved
     if note is not None:

@@ -234,6 +234,16 @@ class S3Store:
             self._parallel(fetch, ranges, size, f"reading {self.file_uri(name, path)}")
         return blob
 
+    def listing(self, name: str) -> dict[str, int]:
+        """Every object in checkpoint folder ``name``: path inside the folder -> size."""
+        folder = self.key(name, "")
+        with self._errors():
+            return {
+                obj["Key"][len(folder) :]: int(obj["Size"])
+                for page in self.list_pages(folder)
+                for obj in page.get("Contents", [])
+            }
+
     def delete(self, name: str) -> None:
         """Manifest first (the checkpoint stops counting), then the payload."""
         with self._errors():
@@ -248,10 +258,15 @@ class S3Store:
         self, name: str, path: str, source: Path, progress: Progress | None = None
     ) -> None:
         """One file, as a single PUT or a parallel multipart upload, CRC32C per part."""
+        with open(source, "rb", buffering=0) as f:
+            self.upload_fd(name, path, f.fileno(), os.fstat(f.fileno()).st_size, progress)
+
+    def upload_fd(
+        self, name: str, path: str, fd: int, size: int, progress: Progress | None = None
+    ) -> None:
+        """``size`` bytes of an open file (the caller opened it without following links)."""
         key = self.key(name, path)
-        size = source.stat().st_size
-        with self._errors(), open(source, "rb", buffering=0) as f:
-            fd = f.fileno()
+        with self._errors():
             if size <= self.settings.part_size:
                 body = os.pread(fd, size, 0) if size else b""
                 self._put(key, body)

@@ -11,6 +11,10 @@ load has the whole grace period for its final save.
 Throughout, GET /status answers a ``contract.SidecarReport``: the newest durable checkpoint
 (step, epoch, time, uri, metrics) and the state, for the operator's live progress.
 
+A pod of a multi-node gang (``SPOTRUN_NNODES`` > 1) uploads its node's part of each
+checkpoint, and node 0 commits it once every node's part is in S3 (``gangsync``); its final
+save is done when its part is up (node 0: when the checkpoint is committed).
+
 ``SPOTRUN_SIDECAR_MODE=report`` (checkpoints on a shared volume, nothing to sync): no restore
 and no upload; /status reports the newest committed checkpoint in the directory.
 
@@ -36,8 +40,10 @@ from typing import Any, Literal, TypeVar
 from pydantic import ValidationError
 
 from . import handoff, integrity, layout, liveness, marker, podnotes, readiness
-from .contract import SidecarReport, finite_metrics
+from .contract import MAX_TEXT, SidecarReport, finite_metrics
 from .env import Settings
+from .gangparts import Role
+from .gangsync import GangSyncer
 from .localstore import LocalStore
 from .mirror import newest_committed
 from .podenv import PodEnv
@@ -69,6 +75,7 @@ class SidecarConfig:
     max_backoff: float = 30.0  # the longest wait between two restore attempts
     previous_attempt: int | None = None  # warm start: the attempt that may still be saving
     previous_until: datetime | None = None  # ... and until when it can (then restore anyway)
+    role: Role | None = None  # this pod's node in a multi-node gang (None: a single pod)
 
     @classmethod
     def from_env(cls, env: PodEnv | None = None) -> SidecarConfig:
@@ -86,6 +93,7 @@ class SidecarConfig:
             max_backoff=_given(env.restore_max_backoff, cls.max_backoff),
             previous_attempt=env.previous_attempt,
             previous_until=env.previous_until,
+            role=Role.from_env(env),
         )
 
 
@@ -168,7 +176,7 @@ def run(settings: Settings, config: SidecarConfig) -> int:
     local = LocalStore(settings.checkpoint_dir)
     local.dir.mkdir(parents=True, exist_ok=True)
     remote = S3Store.from_uri(settings.storage_uri)
-    syncer = Syncer(local, remote, config.keep, config.best, integrity.load_framed)
+    syncer = _syncer(local, remote, config)
     health = Health()
     reporter = Reporter(health, local, syncer.remote.file_uri)
     stop = StopRequest()
@@ -208,6 +216,30 @@ def run(settings: Settings, config: SidecarConfig) -> int:
     log.info("spotrun sidecar: %s", line)
     _write_termination_message(config.termination_path, line)
     return 0
+
+
+def _syncer(local: LocalStore, remote: S3Store, config: SidecarConfig) -> Syncer:
+    role = config.role
+    if role is None:
+        return Syncer(local, remote, config.keep, config.best, integrity.load_framed)
+    log.info("spotrun sidecar: node %d of a gang of %d", role.node, role.nnodes)
+    return GangSyncer(local, remote, role, config.keep, config.best, integrity.load_framed)
+
+
+def gang_fields(syncer: Syncer) -> dict[str, Any]:
+    """What /status and the termination message add for a pod of a gang (pure)."""
+    if not isinstance(syncer, GangSyncer):
+        return {}
+    fields: dict[str, Any] = {
+        "nodeRank": syncer.role.node,
+        "nnodes": syncer.role.nnodes,
+        "partStep": syncer.part_step,
+    }
+    if syncer.role.node == 0:
+        durable, part = syncer.durable_step, syncer.part_step
+        fields["committed"] = part is not None and durable is not None and durable >= part
+        fields["pending"] = syncer.pending and syncer.pending[:MAX_TEXT]
+    return fields
 
 
 def _serve_when_free(health: Health, port: int, stop: StopRequest) -> ProbeServer | None:
@@ -268,6 +300,8 @@ class _Ended:
         attempt = self.settings.attempt
         if self.said or attempt is None or attempt < 1:
             return
+        if isinstance(self.syncer, GangSyncer) and self.syncer.role.node != 0:
+            return  # the gang's marker is node 0's: it knows what was committed
         ended = handoff.Ended(attempt, self.syncer.durable_step, final_saved)
         job = f"{self.settings.namespace}/{self.settings.job}" if self.settings.job else None
         try:
@@ -324,12 +358,13 @@ def _sync_until_stopped(
         # the lock before the note: a trainer writes its note, then lets go of the lock
         alive = liveness.held(root)
         synced = syncer.sync_once()
-        noted = podnotes.note_durable(root, syncer.durable_step, syncer.durable_at, noted)
+        noted = podnotes.note_durable(root, syncer.done_step, syncer.durable_at, noted)
         health.problem = syncer.problem
+        health.gang = gang_fields(syncer)
         reporter.update(syncer.durable_step)
         cap = grace_cap(stop, settings, config)
         verdict = after_stop(
-            marker.read(root), alive, _writing(syncer.local), synced, syncer.durable_step
+            marker.read(root), alive, _writing(syncer.local), synced, syncer.done_step
         )
         if verdict == "saved":  # the trainer is done and its final checkpoint is in S3
             ended.say(True)
@@ -341,7 +376,8 @@ def _sync_until_stopped(
         if verdict == "gone":
             return False, "the trainer exited without saving a final checkpoint"
         if time.monotonic() >= cap:
-            return False, f"grace deadline reached: {syncer.problem or 'final upload unfinished'}"
+            why = syncer.problem or syncer.pending or "final upload unfinished"
+            return False, f"grace deadline reached: {why}"
         time.sleep(min(config.poll_seconds, max(cap - time.monotonic(), 0.0)))
 
 

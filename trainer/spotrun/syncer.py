@@ -37,6 +37,12 @@ class Syncer:
         self.durable_step: int | None = None  # newest step this syncer knows is in S3
         self.durable_at: float | None = None
         self.problem: str | None = None  # why S3 is degraded, None when healthy
+        self.pending: str | None = None  # why the newest checkpoint is not in S3 yet (gangs)
+
+    @property
+    def done_step(self) -> int | None:
+        """The newest step whose upload this pod owes is done (a gang pod: ``gangsync``)."""
+        return self.durable_step
 
     def _fail(self, error: StoreError) -> None:
         message = str(error)
