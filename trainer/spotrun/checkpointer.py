@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -50,6 +51,9 @@ from . import (
     codec,
     distributed,
     fastexit,
+    gangread,
+    gangsave,
+    gangworld,
     liveness,
     logsetup,
     marker,
@@ -63,6 +67,7 @@ from . import (
 from .components import Components, Stateful
 from .direct import DirectUploader
 from .env import Settings
+from .gang import Gang
 from .localstore import LocalStore
 from .podenv import PodEnv
 from .progress import ProgressLog
@@ -94,6 +99,7 @@ class Checkpointer:
         scaler: Stateful | None = None,
         loader: Stateful | None = None,
         extras: dict[str, Any] | None = None,
+        shards: dict[str, Stateful] | None = None,
         interval_steps: int | None = None,
         interval_seconds: float | None = None,
         keep: int = 3,
@@ -128,6 +134,9 @@ class Checkpointer:
                 "different barriers under DDP; use interval_steps"
             )
         self.store = LocalStore(directory if directory is not None else settings.checkpoint_dir)
+        # torch.distributed with 2+ ranks: a gang (every rank is created at the same time)
+        self._gang = Gang.start(shards)
+        self._peer_stop = False  # the gang agreed to stop; this rank got no signal itself
         # the very dict passed, even an empty one: the script may fill it later
         self.components = Components(
             model, optimizer, scheduler, scaler, loader, extras if extras is not None else {}
@@ -178,6 +187,12 @@ class Checkpointer:
         self._copied.set()
         self._hooks = self._watch_optimizer(optimizer)
         self._uploader = direct_uploader(settings, self.store, keep, keep_best)
+        if self._uploader is not None and self._gang is not None:
+            raise ValueError(
+                f"SPOTRUN_STORAGE_URI={settings.storage_uri!r} with direct upload: a gang's "
+                "checkpoint is uploaded by each pod's sidecar (SPOTRUN_UPLOAD=sidecar), whose "
+                "node 0 commits it once every node's part is there"
+            )
         self._mark_boundary()
         self._watchdog_thread: threading.Thread | None = None
         if handle_signals and self._stop.install():
@@ -216,13 +231,22 @@ class Checkpointer:
                 self._uploader.syncer.restore_newest()
             except StoreError:  # the syncer logged the cause
                 log.warning("spotrun: continuing with local checkpoints only")
-        loaded = reader.newest_valid(self.store)
+        if self._gang is not None:
+            found = self._gang.restore(self.store)
+            loaded = None if found is None else found.loaded
+        else:
+            loaded = reader.newest_valid(self.store)
         if loaded is None:
             log.info("spotrun: no checkpoint in %s, starting from scratch", self.store.dir)
             self._progress.event("start", 0)
             return 0
-        state = reader.decode_state(loaded)
-        self.components.apply(state, self.store.file_uri(loaded.name))
+        where = self.store.file_uri(loaded.name)
+        if self._gang is not None and found is not None:
+            self.components.apply(found.state, where)
+            self._gang.apply_rank(found, where)
+        else:
+            gangread.check_world(loaded.manifest, gangworld.SINGLE, where)
+            self.components.apply(reader.decode_state(loaded), where)
         self.global_step = self._saved_step = self.durable_step = loaded.step
         self._metrics = dict(loaded.manifest.metrics)
         self._mark_boundary()
@@ -254,10 +278,18 @@ class Checkpointer:
             self._metrics.update({k: float(v) for k, v in metrics.items()})
         self._mark_boundary()
         self._progress.event("step", self.global_step, epoch=self._epoch())
-        if self._stop.requested:
-            if self.on_interrupt == "raise" and self._stop.signum == signal.SIGINT:
+        stop = self._stop.requested
+        if self._gang is not None:  # every rank learns a stop at the same step (one all-reduce)
+            stop = self._gang.agree_stop(stop)
+            self._peer_stop = stop and not self._stop.requested
+        if stop:
+            if (
+                self._stop.requested
+                and self.on_interrupt == "raise"
+                and self._stop.signum == signal.SIGINT
+            ):
                 self._raise_interrupt()
-            if self._training_on():
+            if not self._peer_stop and self._training_on():
                 return False
             self._save_on_stop()
             return True
@@ -307,15 +339,22 @@ class Checkpointer:
         with self._lock:
             self.wait()
             self._check_consistent()
-            if not distributed.is_writer():
-                # DDP: rank 0 holds the same weights and writes; the others wait for it
-                self._saved_step = self.global_step
-                distributed.barrier()
-                return
             started = self._save_started = time.monotonic()
             self._copied.clear()  # an update starting now waits until the parameters are copied
             try:
-                image, size, structure, copy_rest = self._snapshot(deferred=not wait)
+                if self._gang is not None:
+                    write, copy_rest = self._gang_snapshot(reason, deferred=not wait)
+                else:
+                    image, size, structure, copy_rest = self._snapshot(deferred=not wait)
+                    write = partial(
+                        self._write_checkpoint,
+                        self.global_step,
+                        self._epoch(),
+                        image,
+                        size,
+                        structure,
+                        reason,
+                    )
                 if wait:
                     copy_rest()
                     self._check_consistent()  # no update slipped in while copying
@@ -324,7 +363,6 @@ class Checkpointer:
                 raise
             if wait:
                 self._copied.set()
-            job = (self.global_step, self._epoch(), image, size, structure, reason)
             self._last_save_at = time.monotonic()
             self._saved_step = self.global_step
             log.debug(
@@ -333,13 +371,14 @@ class Checkpointer:
                 self._last_save_at - started,
             )
             if wait:
-                self._write_checkpoint(*job)
+                write()
             else:
                 self._write = threading.Thread(
-                    target=self._write_in_background, args=(copy_rest, *job), name="spotrun-writer"
+                    target=self._write_in_background,
+                    args=(copy_rest, write, self.global_step),
+                    name="spotrun-writer",
                 )
                 self._write.start()
-            distributed.barrier()  # other ranks resume once the snapshot (or write) is done
 
     def wait(self) -> None:
         """Block until the background write in flight (if any) is durable."""
@@ -484,17 +523,44 @@ class Checkpointer:
         params = {f"model/{name}" for name, _ in self.components.model.named_parameters()}
         return frozenset(k for k in tensors if k in params or k.startswith("optimizer/state/"))
 
-    def _write_in_background(self, copy_rest: Callable[[], None], *job: Any) -> None:
+    def _gang_snapshot(
+        self, reason: str, deferred: bool
+    ) -> tuple[Callable[[], None], Callable[[], None]]:
+        """This rank's share of a gang save: the top-level payload on global rank 0 (as a
+        single process's), its own part on every rank. Returns (write, copy_rest)."""
+        assert self._gang is not None
+        top: gangsave.Payload | None = None
+        copy_rest: Callable[[], None] = _nothing
+        if self._gang.world.rank == 0:
+            image, size, structure, copy_rest = self._snapshot(deferred)
+            top = gangsave.Payload(image, size, structure)
+        mine = self._gang.rank_payload(self._boundary.small["rng"], self.global_step)
+        save = gangsave.GangSave(
+            self.global_step, self._epoch(), dict(self._metrics), reason, self._gang.mode
+        )
+        return partial(self._write_gang_checkpoint, save, top, mine), copy_rest
+
+    def _write_in_background(
+        self, copy_rest: Callable[[], None], write: Callable[[], None], step: int
+    ) -> None:
         """The writer thread: a failure is logged and kept in ``write_error``, never lost."""
         try:
             try:
                 copy_rest()
             finally:
                 self._copied.set()  # the optimizer may step again
-            self._write_checkpoint(*job)
+            write()
         except BaseException as e:  # noqa: B036 (a thread must not die silently)
             self.write_error = e
-            log.error("spotrun: saving step %d to %s failed: %s", job[0], self.store.dir, e)
+            log.error("spotrun: saving step %d to %s failed: %s", step, self.store.dir, e)
+
+    def _write_gang_checkpoint(
+        self, save: gangsave.GangSave, top: gangsave.Payload | None, mine: gangsave.Payload
+    ) -> None:
+        assert self._gang is not None
+        started = time.monotonic()
+        folder = self._gang.write(self.store, save, top, mine)
+        self._saved(save.step, save.reason, folder, started)
 
     def _write_checkpoint(
         self,
@@ -518,6 +584,10 @@ class Checkpointer:
             reason=reason,
         )
         folder = self._room.write(step, write)
+        self._saved(step, reason, folder, started)
+
+    def _saved(self, step: int, reason: str, folder: Path, started: float) -> None:
+        """Bookkeeping once the checkpoint of ``step`` is committed; retention after it."""
         self.last_save_seconds = time.monotonic() - started
         self._measured.saved(time.monotonic() - self._save_started, step, time.time())
         self.durable_step = step
@@ -542,10 +612,15 @@ class Checkpointer:
                 )
 
     def _apply_retention(self) -> None:
-        prune(self.store, self.keep, self.keep_best)
+        if self._gang is not None:
+            self._gang.prune(self.store, self.keep, self.keep_best)
+        else:
+            prune(self.store, self.keep, self.keep_best)
 
     def _save_on_stop(self) -> None:
         signame = _signal_name(self._stop.signum)
+        if self._peer_stop:
+            signame = "a stop agreed by the gang (another rank got a signal)"
         self._stop_saving = True  # the watchdog's deadline passing now leaves the save to us
         self._stop.changed.set()  # (and one waiting for this step boundary stops waiting)
         first, plan = self._stop.first_at, self._plan
@@ -703,6 +778,15 @@ class Checkpointer:
 
     def _emergency_save(self, exc: BaseException) -> None:
         name = type(exc).__name__
+        if self._gang is not None:
+            log.error(
+                "spotrun: %s escaped on rank %d; a gang saves only at a step boundary every rank "
+                "reaches, so nothing is saved: the newest complete checkpoint is step %s",
+                name,
+                self._gang.world.rank,
+                self.durable_step,
+            )
+            return
         if not self._stepped:
             log.error(
                 "spotrun: %s escaped before any training step (since restore() began); "
@@ -755,6 +839,16 @@ class Checkpointer:
         self._save_at_once()
 
     def _save_at_once(self) -> None:
+        if self._gang is not None:
+            log.error(
+                "spotrun: no step boundary reached in time (or a second signal); a gang saves "
+                "only at a step boundary every rank reaches, so rank %d exits without a save: "
+                "the newest complete checkpoint is step %s",
+                self._gang.world.rank,
+                self.durable_step,
+            )
+            fastexit.arm()
+            os._exit(0)
         log.warning("spotrun: no step boundary reached in time; saving at once")
         with self._lock:
             if self._closed:
@@ -824,3 +918,7 @@ def _call_site() -> str:
     """``file.py:line`` of the script line that called ckpt.range / ckpt.iterate."""
     frame = sys._getframe(2)
     return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+def _nothing() -> None:
+    """The copy left for later when nothing is deferred."""

@@ -90,14 +90,19 @@ class LocalStore:
         """A read-only descriptor of checkpoints/<name>/<path>: a real folder and a regular
         file, no link followed; FileNotFoundError when absent, UnsafeFileError otherwise."""
         where = self.file_uri(name, path)
-        if not (plain_name(name) and plain_name(path)):
+        sub, _, leaf = path.rpartition("/")
+        if not (plain_name(name) and plain_name(leaf) and _rank_folder(sub)):
             raise UnsafeFileError(f"{where}: not a plain name inside the checkpoint folder")
         try:
             folder = os.open(self.dir / name, _NOFOLLOW | os.O_DIRECTORY)
         except OSError as e:
             raise _refused(e, self.file_uri(name), "a real folder") from None
         try:
-            fd = os.open(path, _NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
+            if sub:  # a gang checkpoint's rank-NNNNN/ folder: a real folder too
+                inner = os.open(sub, _NOFOLLOW | os.O_DIRECTORY, dir_fd=folder)
+                os.close(folder)
+                folder = inner
+            fd = os.open(leaf, _NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
         except OSError as e:
             raise _refused(e, where, "a regular file") from None
         finally:
@@ -134,6 +139,11 @@ class LocalStore:
 
     def path(self, name: str) -> Path:
         return self.dir / name
+
+
+def _rank_folder(sub: str) -> bool:
+    """'' (the step folder itself) or a gang checkpoint's ``rank-NNNNN`` folder."""
+    return sub == "" or layout.parse_rank_dirname(sub) is not None
 
 
 def _refused(error: OSError, where: str, wanted: str) -> OSError | UnsafeFileError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from typing import Any
@@ -41,6 +42,19 @@ def restore(state: dict[str, Any]) -> None:
                 len(cuda),
                 devices,
             )
+
+
+def derive(state: dict[str, Any], rank: int) -> None:
+    """Seed every generator for a rank the checkpoint has no part of (a larger world size
+    than the one that wrote it): from the saved torch CPU state and the rank, so the same
+    checkpoint and rank always give the same streams, distinct per rank. Not bit-exact with
+    any run: only a resume at the same world size is."""
+    digest = hashlib.sha256(bytes(state["torch"].cpu().numpy().tobytes()))
+    digest.update(rank.to_bytes(8, "little"))
+    seed = int.from_bytes(digest.digest()[:8], "little")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # CPU and every CUDA device
 
 
 class RngStateError(ValueError):

@@ -3,6 +3,14 @@
 ``ResumableLoader`` wraps ``torch.utils.data.DataLoader``. The order of epoch ``e`` depends only
 on ``(seed, e)``, and the loader counts the batches the training loop has taken, so a resumed
 epoch continues with the next unseen batch: nothing is replayed, nothing skipped.
+
+Under torch.distributed each step takes one *global* batch of ``batch_size x world_size``
+samples of the epoch's order, and rank r trains on its r-th slice of it (``batch_size`` is
+per rank, as with DistributedSampler). The saved position counts the epoch's samples taken by
+the whole gang, so a resume at another world size continues at the same sample of the order:
+no sample of the epoch is skipped or seen twice. The last global batch of an epoch may be
+shorter; it is split as evenly as possible (sizes differ by at most one), and must hold at
+least one sample per rank (else ``drop_last=True``).
 """
 
 from __future__ import annotations
@@ -28,6 +36,47 @@ def batches(order: list[int], batch_size: int, drop_last: bool) -> list[list[int
     if drop_last and out and len(out[-1]) < batch_size:
         out.pop()
     return out
+
+
+def rank_slice(chunk: list[int], world_size: int, rank: int) -> list[int]:
+    """Rank ``rank``'s contiguous share of one global batch: ``batch_size`` each for a full
+    one, sizes differing by at most one for a short last one (pure)."""
+    base, extra = divmod(len(chunk), world_size)
+    start = rank * base + min(rank, extra)
+    return chunk[start : start + base + (1 if rank < extra else 0)]
+
+
+def rank_batches(
+    order: list[int], position: int, batch_size: int, world_size: int, rank: int, drop_last: bool
+) -> list[tuple[list[int], int]]:
+    """From global ``position`` on: (this rank's batch, its global batch's size) per step.
+
+    ValueError when the epoch's short last global batch holds fewer samples than ranks (a rank
+    would get an empty batch and DDP would hang)."""
+    rest = order[position:]
+    size = batch_size * world_size
+    out = []
+    for start in range(0, len(rest), size):
+        chunk = rest[start : start + size]
+        if len(chunk) < size and drop_last:
+            break
+        if len(chunk) < world_size:
+            raise ValueError(
+                f"the epoch's last global batch holds {len(chunk)} samples for {world_size} "
+                f"ranks (from position {position + start} of {len(order)}); pass drop_last=True "
+                "to ResumableLoader, or a batch size that leaves one sample per rank"
+            )
+        out.append((rank_slice(chunk, world_size, rank), len(chunk)))
+    return out
+
+
+def _world() -> tuple[int, int]:
+    """(world size, rank) of torch.distributed, (1, 0) without it."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
 
 
 class _BatchesFrom(Sampler[list[int]]):
@@ -67,7 +116,9 @@ class ResumableLoader:
         self.seed = seed
         self.drop_last = drop_last
         self.epoch = 0
-        self.batches_taken = 0
+        self.batches_taken = 0  # global batches (steps) taken in this epoch
+        self.position = 0  # samples of this epoch's order the whole gang has taken
+        self._sizes: list[int] = []  # each remaining global batch's size (see ``__iter__``)
         self.iterating = False  # inside an epoch: it holds the position (see ``positions``)
         # DataLoader draws a base seed for its workers from a generator at every iter();
         # from the global one that draw would shift the training RNG on resume mid-epoch.
@@ -76,27 +127,33 @@ class ResumableLoader:
             dataset, batch_sampler=_BatchesFrom(self), generator=self._generator, **loader_kwargs
         )
 
-    def remaining_batches(self) -> list[list[int]]:
+    def _plan(self) -> list[tuple[list[int], int]]:
         order = epoch_order(len(self.dataset), self.seed, self.epoch, self.shuffle)
-        return batches(order, self.batch_size, self.drop_last)[self.batches_taken :]
+        world_size, rank = _world()
+        return rank_batches(order, self.position, self.batch_size, world_size, rank, self.drop_last)
+
+    def remaining_batches(self) -> list[list[int]]:
+        """This rank's batches of the rest of the epoch."""
+        return [mine for mine, _ in self._plan()]
 
     def __len__(self) -> int:
-        """Batches in a whole epoch."""
-        order_len = len(self.dataset)
-        full, rest = divmod(order_len, self.batch_size)
+        """Steps (global batches) in a whole epoch."""
+        full, rest = divmod(len(self.dataset), self.batch_size * _world()[0])
         return full + (1 if rest and not self.drop_last else 0)
 
     def __iter__(self) -> Iterator[Any]:
         self._generator.manual_seed(self.seed * 1_000_003 + self.epoch)
+        self._sizes = [size for _, size in self._plan()]
         self.iterating = True
         try:
-            for batch in self._loader:
+            for taken, batch in enumerate(self._loader):
                 self.batches_taken += 1
+                self.position += self._sizes[taken]
                 yield batch
         finally:
             self.iterating = False
         self.epoch += 1
-        self.batches_taken = 0
+        self.batches_taken = self.position = 0
 
     def epochs(self, total: int) -> Iterator[int]:
         """``for epoch in loader.epochs(n)``: from the restored epoch up to ``n - 1``.
@@ -108,10 +165,17 @@ class ResumableLoader:
             current = self.epoch
             yield current
             if self.epoch == current:
-                self.epoch, self.batches_taken = current + 1, 0
+                self.epoch, self.batches_taken, self.position = current + 1, 0, 0
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "batches_taken": self.batches_taken, "seed": self.seed}
+        """``position`` is global (samples the whole gang took this epoch); ``batches_taken``
+        counts steps, for people reading a checkpoint."""
+        return {
+            "epoch": self.epoch,
+            "batches_taken": self.batches_taken,
+            "seed": self.seed,
+            "position": self.position,
+        }
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if state["seed"] != self.seed:
@@ -121,3 +185,11 @@ class ResumableLoader:
             )
         self.epoch = int(state["epoch"])
         self.batches_taken = int(state["batches_taken"])
+        # a checkpoint of an earlier spotrun counted single-process batches only
+        position = int(state.get("position", self.batches_taken * self.batch_size))
+        if not 0 <= position <= len(self.dataset):
+            raise ValueError(
+                f"the checkpoint's loader position {position} is outside this dataset of "
+                f"{len(self.dataset)} samples: resume with the dataset that wrote it"
+            )
+        self.position = position

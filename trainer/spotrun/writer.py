@@ -81,6 +81,47 @@ def _write_direct(path: Path, image: memoryview, size: int) -> manifest.FileEntr
     return manifest.FileEntry(path=path.name, size=size, crc32c=checksum.to_hex(crc))
 
 
+def write_payload(
+    folder: Path, rel: str, tensor_file: memoryview, tensor_size: int, structure: bytes
+) -> list[manifest.FileEntry]:
+    """Write one payload (tensors, state.json) under ``folder/rel`` by temp name and rename
+    (so a rewrite replaces a stale file whole); entries name ``rel/<file>``, synced."""
+    target = folder / rel if rel else folder
+    target.mkdir(parents=True, exist_ok=True)
+    token = writer_token(secrets.token_hex(3))
+    entries = []
+    for name in layout.PAYLOAD:
+        tmp = target / f"{layout.TMP_PREFIX}{name}-{token}"
+        try:
+            if name == layout.TENSORS:
+                entry = _write_direct(tmp, tensor_file, tensor_size)
+            else:
+                entry = _write_file(tmp, [memoryview(structure)])
+            os.replace(tmp, target / name)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        path = f"{rel}/{name}" if rel else name
+        entries.append(manifest.FileEntry(path=path, size=entry.size, crc32c=entry.crc32c))
+    fsync_dir(target)
+    return entries
+
+
+def write_marker(folder: Path, name: str, blob: bytes) -> None:
+    """A commit marker (MANIFEST.json, PART-node-N.json) written whole: temp, fsync, rename."""
+    tmp = folder / f"{layout.TMP_PREFIX}{name}-{writer_token(secrets.token_hex(3))}"
+    try:
+        with open(tmp, "xb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, folder / name)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(folder)
+
+
 def write(
     store: LocalStore,
     *,
