@@ -8,9 +8,9 @@ from dataclasses import replace
 
 from spotrun import contract
 
+from . import gang, gangstatus, zones
 from . import models as m
-from . import zones
-from .builders import desired_pod, pod_name
+from .builders import Rank, desired_pod, gang_service, pod_name
 from .outcomes import on_claim
 from .plan import Planner
 from .podstate import Obj, condition, interruption_taint, parse_ts
@@ -35,15 +35,28 @@ def start_attempt(p: Planner, gpus_available: bool) -> None:
     st.attempt = max(st.attempt, 1)
     st.notBefore = None
     on_demand = st.onDemand or not spec.spot.enabled
-    name = pod_name(job.name, st.attempt)
-    p.plan.create = desired_pod(
-        replace(job, status=st),
-        st.attempt,
-        on_demand=on_demand,
-        gpus_available=gpus_available,
-        prefer=zones.prefer(p, name),
-    )
-    st.activePod = name
+    nodes = spec.nodes.max if gang.is_gang(spec) else 1
+    if nodes > 1:
+        name = gangstatus.describe(job.name, st.attempt, nodes)
+        gangstatus.begin(p, nodes)
+    else:
+        name = pod_name(job.name, st.attempt)
+    prefer = zones.prefer(p, name)
+    pods = [
+        desired_pod(
+            replace(job, status=st),
+            st.attempt,
+            on_demand=on_demand,
+            gpus_available=gpus_available,
+            prefer=prefer,
+            rank=Rank(r, nodes) if nodes > 1 else None,
+        )
+        for r in range(nodes)
+    ]
+    p.plan.create, p.plan.create_rest = pods[0], pods[1:]
+    if nodes > 1:
+        p.plan.service = gang_service(job)
+    st.activePod = pods[0]["metadata"]["name"]
     if st.phase not in ("Restarting", "Running") or resumed:
         st.phase = "Pending"
     if resumed:
@@ -70,6 +83,12 @@ def start_attempt(p: Planner, gpus_available: bool) -> None:
         )
     else:
         p.event(m.REASON_CREATED, f"attempt {st.attempt} ({name}) created on {where} nodes")
+    if nodes > 1:
+        p.event(
+            m.REASON_GANG,
+            f"attempt {st.attempt} is a gang of {nodes} pods, one per node, "
+            f"{spec.procsPerNode} process(es) each: world size {nodes * spec.procsPerNode}",
+        )
 
 
 def observe_running(p: Planner, pod: Obj, node: Obj | None) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from spotrun import contract
 from spotrun.podenv import PREVIOUS_SKEW_SECONDS, PodEnv, name_of
 
-from . import injection
+from . import gang, injection
 from .affinity import REQUIRED, merged
 from .models import GROUP, KIND, VERSION, JobSpec, JobStatus
 from .models import SIDECAR as SIDECAR  # re-exported: names the operator reserves
@@ -118,11 +118,35 @@ def trainer_index(spec: JobSpec) -> int:
     )
 
 
-def pod_env(job: Job, attempt: int, device: str) -> PodEnv:
+@dataclass(frozen=True)
+class Rank:
+    """Which pod of an attempt: ``rank`` of ``nodes`` (a single pod: rank 0 of 1)."""
+
+    rank: int = 0
+    nodes: int = 1
+
+    def sidecar_port(self, spec: JobSpec) -> int:
+        """Ranks of a gang may share a network (the process node): one port each."""
+        return spec.checkpoint.sidecarPort + self.rank
+
+
+SINGLE = Rank()
+
+
+def _gang_fields(spec: JobSpec, where: Rank) -> dict[str, Any]:
+    """PodEnv's nnodes, node_rank and procs_per_node: set on a gang's pods and where a pod
+    runs several processes; a default job's pod gets none of them."""
+    if where.nodes == 1 and spec.procsPerNode == 1:
+        return {}
+    return {"nnodes": where.nodes, "node_rank": where.rank, "procs_per_node": spec.procsPerNode}
+
+
+def pod_env(job: Job, attempt: int, device: str, where: Rank = SINGLE) -> PodEnv:
     """What the operator tells every container of the pod (``spotrun.podenv``)."""
     ckpt = job.spec.checkpoint
     best = ckpt.keepBest
     return PodEnv(
+        **_gang_fields(job.spec, where),
         job=job.name,
         namespace=job.namespace,
         attempt=attempt,
@@ -132,7 +156,7 @@ def pod_env(job: Job, attempt: int, device: str) -> PodEnv:
         keep=ckpt.keep,
         keep_best_metric=best.metric if best else None,
         keep_best_mode=best.mode if best else None,
-        sidecar_port=ckpt.sidecarPort,
+        sidecar_port=where.sidecar_port(job.spec),
         interval_steps=ckpt.intervalSteps,
         interval_seconds=ckpt.intervalSeconds,
         storage_uri=ckpt.storage.uri,  # None on a PVC: nothing of S3 applies
@@ -159,11 +183,13 @@ def env_list(env: PodEnv) -> list[dict[str, Any]]:
     return [{"name": name, "value": value} for name, value in env.to_env().items()]
 
 
-def contract_env(job: Job, attempt: int, device: str) -> list[dict[str, Any]]:
+def contract_env(
+    job: Job, attempt: int, device: str, where: Rank = SINGLE
+) -> list[dict[str, Any]]:
     """The env contract of DESIGN.md, shared by the trainer and the sidecar: ``pod_env`` and,
     with S3, boto3's own endpoint and the credentials from the Secret."""
     storage = job.spec.checkpoint.storage
-    env = env_list(pod_env(job, attempt, device))
+    env = env_list(pod_env(job, attempt, device, where))
     if storage.uri is None:
         return env
     if storage.endpoint:
@@ -192,9 +218,12 @@ def desired_pod(
     on_demand: bool,
     gpus_available: bool,
     prefer: list[dict[str, Any]] | None = None,
+    rank: Rank | None = None,
 ) -> dict[str, Any]:
     """The Pod of ``attempt``: the user's template plus the sidecar, volume, env and placement.
-    ``prefer``: preferred node-affinity terms added to the template's own (zones.py)."""
+    ``prefer``: preferred node-affinity terms added to the template's own (zones.py);
+    ``rank``: which pod of a gang (gang.py; None: the attempt's single pod)."""
+    where = rank or SINGLE
     spec = job.spec
     template = copy.deepcopy(spec.template)
     pod_spec: dict[str, Any] = template["spec"]
@@ -202,11 +231,17 @@ def desired_pod(
     index = trainer_index(spec)
     use_gpu = spec.gpu.count > 0 and (gpus_available or spec.gpu.fallback == "none")
     device = "cuda" if use_gpu else "cpu"
-    env = contract_env(job, attempt, device)
+    env = contract_env(job, attempt, device, where)
     s3 = spec.checkpoint.storage.uri is not None
 
     trainer = pod_spec["containers"][index]
     trainer_env = env + (env_list(PodEnv(upload="sidecar")) if s3 else [])
+    if rank is not None or spec.procsPerNode > 1:
+        port = gang.master_port(trainer)
+        rendezvous = gang.torchrun_env(
+            job.name, attempt, where.rank, where.nodes, spec.procsPerNode, port
+        )
+        trainer_env += [{"name": k, "value": v} for k, v in rendezvous.items()]
     trainer["env"] = _merge_env(trainer.get("env") or [], trainer_env)
     trainer.setdefault("terminationMessagePolicy", "FallbackToLogsOnError")  # last log lines
     trainer.setdefault("volumeMounts", []).append(checkpoint_mount(job))
@@ -218,7 +253,7 @@ def desired_pod(
         for kind in ("limits", "requests"):  # a quantity is a string (the client rejects 1)
             resources.setdefault(kind, {})[spec.gpu.resourceName] = str(spec.gpu.count)
 
-    pod_spec["initContainers"] = [_sidecar(job, trainer, env)] + (
+    pod_spec["initContainers"] = [_sidecar(job, trainer, env, where.sidecar_port(spec))] + (
         pod_spec.get("initContainers") or []
     )
     pod_spec.setdefault("volumes", []).append(checkpoint_volume(spec))
@@ -236,14 +271,36 @@ def desired_pod(
         ours = on_demand_affinity()
     required = ours["nodeAffinity"][REQUIRED]["nodeSelectorTerms"]
     pod_spec["affinity"] = merged(pod_spec.get("affinity"), required, prefer or [])
+    name = pod_name(job.name, attempt)
+    ranked: dict[str, str] = {}
+    if rank is not None:
+        name = gang.pod_name(job.name, attempt, rank.rank)
+        ranked = {gang.LABEL_RANK: str(rank.rank)}
+        pod_spec["hostname"] = gang.hostname(job.name, attempt, rank.rank)
+        pod_spec["subdomain"] = gang.service_name(job.name)
+        term = gang.anti_affinity(job.name, attempt, LABEL_JOB, LABEL_ATTEMPT)
+        pod_spec["affinity"] = gang.add_anti_affinity(pod_spec["affinity"], term)
 
     labels = {
         **(meta.get("labels") or {}),
         LABEL_JOB: job.name,
         LABEL_ATTEMPT: str(attempt),
         LABEL_CAPACITY: "on-demand" if on_demand or not spec.spot.enabled else "spot",
+        **ranked,
     }
-    owner = {
+    return pod_manifest(
+        name,
+        job.namespace,
+        labels,
+        pod_spec,
+        annotations=_annotations(spec, meta.get("annotations") or {}),
+        finalizers=[FINALIZER],
+        ownerReferences=[_owner(job)],
+    )
+
+
+def _owner(job: Job) -> dict[str, Any]:
+    return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
         "name": job.name,
@@ -251,15 +308,30 @@ def desired_pod(
         "controller": True,
         "blockOwnerDeletion": True,
     }
-    return pod_manifest(
-        pod_name(job.name, attempt),
-        job.namespace,
-        labels,
-        pod_spec,
-        annotations=_annotations(spec, meta.get("annotations") or {}),
-        finalizers=[FINALIZER],
-        ownerReferences=[owner],
-    )
+
+
+def gang_service(job: Job) -> dict[str, Any]:
+    """The headless Service whose name is the gang pods' subdomain, so that
+    ``<hostname>.<service>`` resolves to a pod (ready or not: rendezvous comes first);
+    owned by the job (deleted with it), shared by all its attempts."""
+    trainer = job.spec.template["spec"]["containers"][trainer_index(job.spec)]
+    port = gang.master_port(trainer)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": gang.service_name(job.name),
+            "namespace": job.namespace,
+            "labels": {LABEL_JOB: job.name},
+            "ownerReferences": [_owner(job)],
+        },
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": {LABEL_JOB: job.name},
+            "ports": [{"name": gang.PORT_NAME, "port": port, "targetPort": port}],
+        },
+    }
 
 
 def _annotations(spec: JobSpec, own: dict[str, str]) -> dict[str, str]:
@@ -327,14 +399,15 @@ def _storage_expectations(job: Job, trainer: dict[str, Any]) -> list[dict[str, A
     return copy.deepcopy(out)
 
 
-def _sidecar(job: Job, trainer: dict[str, Any], env: list[dict[str, Any]]) -> dict[str, Any]:
+def _sidecar(
+    job: Job, trainer: dict[str, Any], env: list[dict[str, Any]], port: int
+) -> dict[str, Any]:
     """The native sidecar. With S3 it restores (the trainer starts beside it and waits for the
     restore itself, up to SPOTRUN_READY_TIMEOUT) and uploads; on a PVC the volume is
     the durable store, so it runs in report mode: no S3 variables, nothing to restore
     (/startupz answers as soon as it listens), only /status and the termination message of
     the newest checkpoint there."""
     ckpt = job.spec.checkpoint
-    port = ckpt.sidecarPort
     report = ckpt.storage.pvc is not None
     if report:  # contract_env holds no S3 variables then
         env = [*env, *env_list(PodEnv(sidecar_mode="report"))]

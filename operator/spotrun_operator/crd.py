@@ -122,6 +122,7 @@ def crd() -> dict[str, Any]:
         ("Progress", "string", ".status.progress", "Training progress"),
         ("Checkpoint", "integer", ".status.lastCheckpoint.step", "Step of the last checkpoint"),
         ("Preemptions", "integer", ".status.preemptions", "Attempts ended by the platform"),
+        ("Nodes", "string", ".status.gang.nodes", "Gang pods running / wanted (nodes.max > 1)"),
         ("Age", "date", ".metadata.creationTimestamp", "Time since creation"),
     ]
     return {

@@ -22,8 +22,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from . import gang, gangplan, gangstatus, templates, warmstart, zones
 from . import models as m
-from . import templates, warmstart, zones
 from .attempts import PROGRESS_SECONDS, observe_live, observe_running, start_attempt
 from .attempts import storage_message as storage_message
 from .builders import FINALIZER, LABEL_CAPACITY, Job, pod_name, trainer_index
@@ -129,10 +129,16 @@ def _plan(p: Planner, pods: list[Obj], nodes: dict[str, Obj], gpus: bool, live: 
                 m.REASON_DEADLINE,
                 f"running longer than activeDeadlineSeconds={spec.activeDeadlineSeconds}",
             )
-            if current and any(x["metadata"]["name"] == current for x in pods):
-                out.delete.append(current)
-                out.release.append(current)
+            ours = _attempt_names(p, pods) if gang.is_gang(spec) else [current]
+            for name in ours:
+                if name and any(x["metadata"]["name"] == name for x in pods):
+                    out.delete.append(name)
+                    out.release.append(name)
             return out
+
+    if gang.is_gang(spec):
+        _plan_gang(p, pods, nodes, gpus, trainer_name, live)
+        return out
 
     by_name = {x["metadata"]["name"]: x for x in pods}
     pod = by_name.get(current) if current else None
@@ -177,6 +183,58 @@ def _plan(p: Planner, pods: list[Obj], nodes: dict[str, Obj], gpus: bool, live: 
         return out
     start_attempt(p, gpus)
     return out
+
+
+def _attempt_names(p: Planner, pods: list[Obj]) -> list[str]:
+    return [x["metadata"]["name"] for x in gangplan.attempt_pods(p, pods).values() if x]
+
+
+def _plan_gang(
+    p: Planner, pods: list[Obj], nodes: dict[str, Obj], gpus: bool, trainer: str, live: Any
+) -> None:
+    """A gang attempt (gangplan.py): start it once every old pod is over; watch it; decide its
+    end when the first rank shows it; stop the others; record the end once all are over."""
+    st, out = p.st, p.plan
+    if not gangplan.created(p):
+        if gangplan.old_pods_left(p, pods):
+            out.requeue(UNDECIDED_RECHECK_SECONDS)  # the next gang needs the old one's nodes
+            return
+        start_attempt(p, gpus)
+        return
+    mine = gangplan.attempt_pods(p, pods)
+    g = st.gang
+    assert g is not None
+    if g.ending is None:
+        gangplan.observe(p, mine)
+        if st.attempt != g.attempt:
+            return  # the pending timeout moved on to the next attempt
+        g.ending = gangplan.decide(p, mine, nodes, trainer)
+        if g.ending is not None:
+            gangplan.announce(p, g.ending, mine)
+    else:
+        gangstatus.observe(p, mine)
+    lead = mine.get(0)
+    if lead is not None:
+        zones.observe(p, lead, nodes.get(lead.get("spec", {}).get("nodeName") or ""))
+    if g.ending is None:
+        if lead is not None:
+            observe_live(p, lead, as_report(live))
+        if any(gangplan.over(x, p.now) for x in mine.values()):
+            out.requeue(UNDECIDED_RECHECK_SECONDS)  # a rank ended: the others are waited for
+        return
+    gangplan.stop(p, mine)
+    if not all(gangplan.over(x, p.now) for x in mine.values()):
+        out.requeue(gangplan.RECHECK_SECONDS)
+        return
+    ended = gangplan.final(g.ending, mine, trainer)
+    gangstatus.ended(p, ended.outcome.value, ended.why)
+    if g.ending.ranks and (hit := mine.get(g.ending.ranks[0])) is not None:
+        st.placement = None  # the place reclaimed is the preempted rank's (zones.py)
+        zones.observe(p, hit, nodes.get(hit.get("spec", {}).get("nodeName") or ""))
+    _record(p, ended, gangplan.capacity(mine, st.onDemand))
+    out.release.extend(x["metadata"]["name"] for x in mine.values() if x is not None)
+    _savings(st, p.spec)
+    _replace_at_once(p, gpus)
 
 
 def _record(p: Planner, ended: Ended, capacity: str) -> None:

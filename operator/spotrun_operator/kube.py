@@ -197,6 +197,17 @@ class Kube:
                 raise refused from None
             raise
 
+    def create_service(self, namespace: str, body: dict[str, Any]) -> bool:
+        """Create; False when a Service of that name exists already."""
+        try:
+            service: Any = body
+            _done(self.core.create_namespaced_service(namespace, service, _preload_content=False))
+            return True
+        except ApiException as err:
+            if err.status == 409:
+                return False
+            raise
+
     def delete_pod(self, namespace: str, name: str) -> None:
         """Graceful delete: the pod's own terminationGracePeriodSeconds applies."""
         try:

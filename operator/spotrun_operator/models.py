@@ -57,6 +57,8 @@ REASON_STORAGE_UNREACHABLE = "StorageUnreachable"
 REASON_STORAGE_REACHABLE = "StorageReachable"
 REASON_AVOIDING_ZONE = "AvoidingZone"  # the next attempt prefers other zones / node pools
 REASON_NODE_LABEL = "NodeLabelIgnored"  # a node's zone / pool label is no label value
+REASON_GANG = "Gang"  # a gang attempt's size, and which rank ended it
+REASON_GANG_STOPPING = "GangStopping"  # one rank ended: the others are stopped
 MAX_AVOIDED = 16  # status.avoiding keeps the newest this many places
 
 # Names the operator gives what it adds to a job's pods: a template may not use them.
@@ -136,6 +138,15 @@ TRAINER_RULE = rule(
     "spec.trainerContainer must name one of spec.template.spec.containers; set it to the "
     "trainer's name or leave it out (the first container)",
     ".trainerContainer",
+)
+
+
+PORTS_RULE = rule(
+    "(has(self.checkpoint.sidecarPort) ? self.checkpoint.sidecarPort : 8471) + "
+    "(has(self.nodes) && has(self.nodes.max) ? self.nodes.max : 1) <= 65536",
+    "spec.checkpoint.sidecarPort + spec.nodes.max - 1 must be a port (<= 65535): each rank of "
+    "a gang has its sidecar on sidecarPort + rank; lower sidecarPort",
+    ".checkpoint.sidecarPort",
 )
 
 
@@ -393,6 +404,48 @@ class GpuSpec(_Model):
     )
 
 
+NODES_RULE = rule(
+    "!has(self.min) || self.min <= self.max",
+    "spec.nodes.min must not exceed spec.nodes.max; lower min or raise max",
+)
+MAX_NODES = 1000
+
+
+class NodesSpec(_Model):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"x-kubernetes-validations": [NODES_RULE]}
+    )
+    max: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_NODES,
+        description="Nodes (pods) of an attempt. 1: one pod <job>-<attempt>, as without this "
+        "field. More: a gang of pods <job>-<attempt>-<rank>, one per node (required pod "
+        "anti-affinity on kubernetes.io/hostname), created together, with torchrun's static "
+        "rendezvous in their env (PET_NNODES, PET_NODE_RANK, PET_NPROC_PER_NODE, "
+        "PET_MASTER_ADDR, PET_MASTER_PORT, MASTER_ADDR, MASTER_PORT) and a headless Service "
+        "named after the job; a preempted or failed pod ends the whole attempt.",
+    )
+    min: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_NODES,
+        description="The fewest nodes an attempt may run on (default: max). Not acted on yet: "
+        "every attempt asks for max nodes.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NodesSpec:
+        """``NODES_RULE`` in Python, for a job stored before the CRD had it."""
+        if self.min is not None and self.min > self.max:
+            raise ValueError(NODES_RULE["message"])
+        return self
+
+    @property
+    def least(self) -> int:
+        return self.max if self.min is None else self.min
+
+
 class CostSpec(_Model):
     spotHourly: float | None = Field(
         default=None, ge=0, description="Price of a spot node per hour (any currency)."
@@ -494,7 +547,7 @@ class JobSpec(_Model):
     model_config = ConfigDict(
         extra="forbid",
         populate_by_name=True,
-        json_schema_extra={"x-kubernetes-validations": [TRAINER_RULE]},
+        json_schema_extra={"x-kubernetes-validations": [TRAINER_RULE, PORTS_RULE]},
     )
     template: dict[str, Any] = Field(
         description=TEMPLATE_SCHEMA["description"], json_schema_extra=TEMPLATE_SCHEMA
@@ -539,6 +592,18 @@ class JobSpec(_Model):
         default=True,
         description="Run the trainer's command under `spotrun exec --` so SIGTERM reaches it.",
     )
+    nodes: NodesSpec = Field(
+        default_factory=NodesSpec,
+        json_schema_extra={"default": {}},
+        description="How many nodes (pods) each attempt runs on: a gang when max > 1.",
+    )
+    procsPerNode: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="Processes (ranks) per pod: torchrun's --nproc-per-node (PET_NPROC_PER_NODE "
+        "and SPOTRUN_NPROC_PER_NODE, set when nodes.max > 1 or procsPerNode > 1).",
+    )
     disruption: DisruptionSpec = Field(
         default_factory=DisruptionSpec,
         json_schema_extra={"default": {}},
@@ -566,6 +631,8 @@ class JobSpec(_Model):
                     f"requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[{i}]: "
                     f"{NO_REQUIREMENTS}"
                 )
+        if self.checkpoint.sidecarPort + self.nodes.max > 65536:
+            raise ValueError(PORTS_RULE["message"])
         names = [c.get("name") for c in pod.get("containers") or [] if isinstance(c, dict)]
         if self.trainerContainer is not None and self.trainerContainer not in names:
             raise ValueError(TRAINER_RULE["message"])
@@ -637,6 +704,65 @@ class AvoidedPlace(Placement):
     )
 
 
+class RankPod(_Model):
+    """One pod of a gang: its rank, name, node and phase."""
+
+    rank: int = Field(description="Its node rank (SPOTRUN_NODE_RANK, PET_NODE_RANK).")
+    pod: str = Field(description="The pod, <job>-<attempt>-<rank>.")
+    node: str | None = Field(default=None, description="The node it runs on, once scheduled.")
+    phase: str | None = Field(default=None, description="Its phase (absent: not seen).")
+
+
+class GangEnding(_Model):
+    """How the current gang attempt ends, decided when its first rank ended (or was
+    preempted): the operator then stops the other ranks, whose own ends do not change it."""
+
+    outcome: Literal["Succeeded", "Preempted", "Failed", "Suspended", "TemplateChanged"] = Field(
+        description="The attempt's outcome once every pod has ended."
+    )
+    why: str = Field(max_length=1024, description="What ended it, naming the rank(s).")
+    message: str = Field(
+        default="", max_length=1024, description="The failed rank's last words, if any."
+    )
+    exitCode: int | None = Field(default=None, description="The deciding rank's exit code.")
+    ranks: list[int] = Field(
+        default_factory=list,
+        description="The rank(s) that decided it.",
+        json_schema_extra={"items": {"type": "integer", "description": "A node rank."}},
+    )
+
+
+class GangStatus(_Model):
+    """The current (or last) attempt's gang."""
+
+    attempt: int = Field(description="The attempt.")
+    nodes: str = Field(description="Nodes running / wanted, e.g. 1/2 (printer column Nodes).")
+    nodesWanted: int = Field(description="Pods (nodes) of the attempt.")
+    nodesRunning: int = Field(description="Its pods in phase Running.")
+    worldSize: int = Field(description="nodesWanted x procsPerNode: torchrun's world size.")
+    pods: list[RankPod] = Field(default_factory=list, description="Each rank's pod.")
+    ending: GangEnding | None = Field(
+        default=None, description="Set when the attempt's end is decided (its pods then stop)."
+    )
+
+
+class GangAttempt(_Model):
+    """How an earlier (or the current) attempt of a gang ran."""
+
+    attempt: int = Field(description="The attempt.")
+    nodes: int = Field(description="Its pods (nodes).")
+    worldSize: int = Field(description="Its world size (nodes x procsPerNode).")
+    outcome: str | None = Field(
+        default=None, description="Succeeded, Preempted, Failed, ... (absent: running)."
+    )
+    detail: str | None = Field(
+        default=None, max_length=1024, description="Which rank ended it, and how."
+    )
+
+
+MAX_GANG_HISTORY = 20
+
+
 Phase = Literal["Pending", "Running", "Restarting", "Suspended", "Succeeded", "Failed"]
 
 
@@ -701,6 +827,15 @@ class JobStatus(_Model):
         description="Zones / node pools reclaimed within spec.spot.avoidReclaimedSeconds, "
         "newest last: the next attempts prefer nodes outside them (preferred node "
         "affinity; a more recent preemption weighs more). Event AvoidingZone says it.",
+    )
+    gang: GangStatus | None = Field(
+        default=None, description="The current (or last) attempt's gang (spec.nodes.max > 1)."
+    )
+    gangHistory: list[GangAttempt] | None = Field(
+        default=None,
+        max_length=MAX_GANG_HISTORY,
+        description=f"The world size and end of each gang attempt, newest last (at most "
+        f"{MAX_GANG_HISTORY}).",
     )
     spotSeconds: float = Field(default=0, description="Pod seconds on spot nodes.")
     onDemandSeconds: float = Field(default=0, description="Pod seconds on on-demand nodes.")

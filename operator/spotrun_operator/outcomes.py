@@ -3,6 +3,7 @@ Event, the next attempt (after backoff) or the job's end."""
 
 from __future__ import annotations
 
+from . import gangstatus
 from . import models as m
 from .builders import pod_name
 from .endings import Ended, Outcome
@@ -35,6 +36,10 @@ def record(p: Planner, ended: Ended, capacity: str) -> None:
 
 
 def _name(p: Planner) -> str:
+    g = p.st.gang
+    if g is not None and g.attempt == p.st.attempt:
+        pods = gangstatus.describe(p.job.name, p.st.attempt, g.nodesWanted)
+        return f"attempt {p.st.attempt} ({pods}; world size {g.worldSize})"
     return f"attempt {p.st.attempt} ({pod_name(p.job.name, p.st.attempt)})"
 
 

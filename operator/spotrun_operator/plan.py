@@ -25,7 +25,9 @@ class Event(NamedTuple):
 @dataclass
 class Plan:
     status: m.JobStatus
-    create: dict[str, Any] | None = None
+    create: dict[str, Any] | None = None  # the attempt's pod (a gang's rank 0)
+    create_rest: list[dict[str, Any]] = field(default_factory=list)  # a gang's other ranks
+    service: dict[str, Any] | None = None  # a gang's headless Service, created before its pods
     delete: list[str] = field(default_factory=list)
     release: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from spotrun.contract import SidecarReport
 
-from . import cleanup, decisions, live, overlap, refusals
+from . import cleanup, decisions, gang, live, overlap, refusals
 from .builders import Job, pod_name
 from .kube import Kube, Refused
 from .metrics import Metrics
@@ -141,17 +141,22 @@ def _create(kube: Kube, body: dict[str, Any], job: Job, plan: decisions.Plan) ->
         overlap.apply(plan, job, overlap.holder(body, kube.list_jobs()), now)
     if plan.create is None:
         return None
-    try:
-        created = kube.create_pod(job.namespace, plan.create)
-    except Refused as err:
-        log.warning("%s/%s: %s", job.namespace, job.name, err)
-        refusals.refused(plan, job, err.code, err.status, now)
-        return None
+    if plan.service is not None and kube.create_service(job.namespace, plan.service):
+        log.info("created service %s/%s", job.namespace, plan.service["metadata"]["name"])
+    made = False
+    for pod in [plan.create, *plan.create_rest]:  # a gang's rank 0 first
+        try:
+            created = kube.create_pod(job.namespace, pod)
+        except Refused as err:
+            log.warning("%s/%s: %s", job.namespace, job.name, err)
+            plan.create = pod  # the refused one is named
+            refusals.refused(plan, job, err.code, err.status, now)
+            return None
+        if created:
+            made = True
+            log.info("created pod %s/%s", job.namespace, pod["metadata"]["name"])
     refusals.accepted(plan.status, job, now)
-    if not created:
-        return None
-    log.info("created pod %s/%s", job.namespace, plan.create["metadata"]["name"])
-    return time.time()
+    return time.time() if made else None
 
 
 def _nodes(
@@ -164,11 +169,23 @@ def _nodes(
         return {n["metadata"]["name"]: n for n in every}, gpus_available(
             every, job.spec.gpu.resourceName
         )
-    current = pod_name(job.name, job.status.attempt)
-    pod = next((p for p in pods if p["metadata"]["name"] == current), None)
-    node_name = (pod or {}).get("spec", {}).get("nodeName")
-    node = kube.get_node(node_name) if node_name else None
-    return ({node_name: node} if node_name and node is not None else {}), False
+    current = _current_names(job)
+    out: dict[str, dict[str, Any]] = {}
+    for pod in pods:
+        node_name = pod.get("spec", {}).get("nodeName")
+        if pod["metadata"]["name"] not in current or not node_name or node_name in out:
+            continue
+        if (node := kube.get_node(node_name)) is not None:
+            out[node_name] = node
+    return out, False
+
+
+def _current_names(job: Job) -> set[str]:
+    """The current attempt's pod names: the single pod, or every rank of a gang."""
+    g = job.status.gang
+    if gang.is_gang(job.spec) and g is not None and g.attempt == job.status.attempt:
+        return set(gang.pod_names(job.name, job.status.attempt, g.nodesWanted))
+    return {pod_name(job.name, job.status.attempt)}
 
 
 def _live_report(
@@ -176,7 +193,7 @@ def _live_report(
 ) -> SidecarReport | None:
     """What the current attempt's sidecar last reported at /status, from the cache that
     ``reports`` refreshes in its own threads: this pass never calls into a pod."""
-    current = pod_name(job.name, job.status.attempt)
+    current = job.status.activePod or pod_name(job.name, job.status.attempt)  # a gang's rank 0
     pod = next((p for p in pods if p["metadata"]["name"] == current), None)
     url = live.sidecar_url(pod, job.spec.checkpoint.sidecarPort) if pod is not None else None
     if reports is None:

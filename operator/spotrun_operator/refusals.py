@@ -24,7 +24,7 @@ FIRST_BACKOFF = 5.0
 MAX_BACKOFF = 300.0
 # Events of a pod about to be created; they are not told when the pod is refused or withheld.
 START_REASONS = frozenset(
-    {m.REASON_CREATED, m.REASON_RESTORING, m.REASON_RESUMED, m.REASON_CPU_FALLBACK}
+    {m.REASON_CREATED, m.REASON_RESTORING, m.REASON_RESUMED, m.REASON_CPU_FALLBACK, m.REASON_GANG}
 )
 MESSAGE_CHARS = 600
 
@@ -114,6 +114,8 @@ def withhold(plan: Plan, until: datetime) -> None:
     """The pod the plan would create is not created (yet): the status does not name it, its
     start Events are not told, and the next try comes no earlier than ``until``."""
     plan.create = None
+    plan.create_rest = []
+    plan.status.gang = None  # a gang not created is no gang yet
     plan.status.activePod = None
     plan.status.notBefore = ts(until)
     plan.events = [e for e in plan.events if e[1] not in START_REASONS]

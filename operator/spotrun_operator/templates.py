@@ -87,12 +87,13 @@ def stamp(plan: Plan, generation: int, template: dict[str, Any]) -> None:
     status (``templateGeneration``: the generation the current attempt runs)."""
     if plan.create is None:
         return
-    meta = plan.create["metadata"]
-    meta["annotations"] = {
-        **(meta.get("annotations") or {}),
-        ANNOTATION_HASH: template_hash(template),
-        ANNOTATION_GENERATION: str(generation),
-    }
+    for pod in [plan.create, *plan.create_rest]:
+        meta = pod["metadata"]
+        meta["annotations"] = {
+            **(meta.get("annotations") or {}),
+            ANNOTATION_HASH: template_hash(template),
+            ANNOTATION_GENERATION: str(generation),
+        }
     plan.status.templateGeneration = generation
 
 

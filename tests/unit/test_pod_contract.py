@@ -23,7 +23,7 @@ from spotrun.env import Settings
 from spotrun.podenv import PodEnv, PodEnvError
 from spotrun.retention import KeepBest
 from spotrun.sidecar import SidecarConfig
-from spotrun_operator.builders import SIDECAR, desired_pod
+from spotrun_operator.builders import SIDECAR, Rank, desired_pod
 from tests.unit.operator.test_decisions import job
 
 pytestmark = pytest.mark.unit
@@ -44,7 +44,8 @@ EVERY_FIELD = {
 
 
 def _pods() -> list[dict[str, Any]]:
-    """A job on S3 and one on a claim, each with every checkpoint field, a saved step, GPUs."""
+    """A job on S3 and one on a claim, each with every checkpoint field, a saved step, GPUs;
+    and rank 1 of a gang (2 nodes x 2 processes) on S3."""
     s3 = {
         **EVERY_FIELD,
         "storage": {
@@ -61,6 +62,9 @@ def _pods() -> list[dict[str, Any]]:
     for checkpoint in (s3, pvc):
         spec = {"checkpoint": checkpoint, "gpu": {"count": 1}, "terminationGracePeriodSeconds": 45}
         out.append(desired_pod(job(status, **spec), 3, on_demand=False, gpus_available=True))
+    spec = {"checkpoint": s3, "nodes": {"max": 2}, "procsPerNode": 2}
+    rank = Rank(1, 2)
+    out.append(desired_pod(job(status, **spec), 3, on_demand=False, gpus_available=True, rank=rank))
     return out
 
 
@@ -104,14 +108,9 @@ class Recording(Mapping[str, str]):
         return len(self.values)
 
 
-# Issue 14 in progress: the gang variables are in the contract; the operator sets them only on
-# the pods of a multi-node attempt, which _pods() does not build yet (the gang lane adds one).
-GANG_ONLY = {"SPOTRUN_NNODES", "SPOTRUN_NODE_RANK", "SPOTRUN_NPROC_PER_NODE"}
-
-
 def test_the_operator_sets_exactly_the_models_operator_variables() -> None:
     rendered = _rendered()
-    model = set(podenv.variables("operator")) - GANG_ONLY
+    model = set(podenv.variables("operator"))
     assert rendered - model == set(), "set by the operator, unknown to PodEnv"
     assert model - rendered == set(), "in PodEnv as operator-set, never set by the operator"
     assert rendered & set(podenv.variables("user")) == set()
@@ -127,7 +126,7 @@ def test_every_variable_the_operator_sets_is_read_by_from_env() -> None:
 
 
 def test_what_the_operator_writes_is_what_the_pod_reads() -> None:
-    s3_pod, pvc_pod = _pods()
+    s3_pod, pvc_pod, gang_pod = _pods()
     sidecar = next(c for c in s3_pod["spec"]["initContainers"] if c["name"] == SIDECAR)
     trainer = s3_pod["spec"]["containers"][0]
     config = SidecarConfig.from_env(PodEnv.from_env(_env(sidecar)))
@@ -143,6 +142,11 @@ def test_what_the_operator_writes_is_what_the_pod_reads() -> None:
     assert config.previous_until == datetime(2026, 1, 1, 12, 0, 40, tzinfo=timezone.utc)
     pvc_sidecar = next(c for c in pvc_pod["spec"]["initContainers"] if c["name"] == SIDECAR)
     assert SidecarConfig.from_env(PodEnv.from_env(_env(pvc_sidecar))).mode == "report"
+    # a gang's rank 1: its node rank, the gang's size, and a sidecar port of its own
+    for container in _containers(gang_pod):
+        seen = PodEnv.from_env(_env(container))
+        assert (seen.nnodes, seen.node_rank, seen.procs_per_node) == (2, 1, 2)
+        assert seen.sidecar_port == 18791
 
 
 def test_to_env_and_from_env_are_inverse() -> None:
@@ -255,8 +259,7 @@ def test_every_field_of_the_model_is_used_by_pod_side_code() -> None:
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.Attribute) and _is_pod_env(node.value)
     }
-    gang = {"nnodes", "node_rank", "procs_per_node"}  # issue 14 in progress: see GANG_ONLY
-    unused = {f.name for f in fields(PodEnv)} - used - {"keep_best_metric", "keep_best_mode"} - gang
+    unused = {f.name for f in fields(PodEnv)} - used - {"keep_best_metric", "keep_best_mode"}
     assert unused == set(), "fields of PodEnv nothing on the pod's side uses"
     assert "keep_best" in used  # the two keepBest variables are used through this property
 

@@ -68,6 +68,9 @@ holds them when it watches all namespaces, a Role in each watched namespace othe
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch, create, delete, patch]  # patch: the outcome finalizer
+- apiGroups: [""]
+  resources: [services]
+  verbs: [create]  # a multi-node job's headless Service (owned by the job)
 # --- kopf: Events for handler outcomes (spotrun posts its own decisions too).
 - apiGroups: ["", events.k8s.io]
   resources: [events]

@@ -46,6 +46,6 @@ def test_no_constructs_a_structural_schema_forbids():
 def test_printer_columns_and_short_name():
     version = crd.crd()["spec"]["versions"][0]
     names = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert names == ["Phase", "Progress", "Checkpoint", "Preemptions", "Age"]
+    assert names == ["Phase", "Progress", "Checkpoint", "Preemptions", "Nodes", "Age"]
     assert crd.crd()["spec"]["names"]["shortNames"] == ["rtj"]
     assert version["subresources"] == {"status": {}}
