@@ -13,6 +13,8 @@ HACK_DIR="$(dirname "$KIND_DIR")"
 source "$HACK_DIR/versions.env"
 # shellcheck source=versions.env
 source "$KIND_DIR/versions.env"
+# shellcheck source=images.env
+source "$KIND_DIR/images.env"
 
 CACHE="${SPOTRUN_CACHE:-$HOME/.cache/spotrun}"
 # shellcheck disable=SC2034  # used by the scripts that source this file

@@ -77,6 +77,7 @@ def test_privileged_containers_boot_systemd(docker_engine: dict[str, str]) -> No
         ("kubernetes-node", "KUBERNETES_VERSION", ["kubeadm", "version", "-o", "short"], "{v}"),
         ("kubernetes-node", "KUBERNETES_VERSION", ["kube-proxy", "--version"], "Kubernetes {v}"),
         ("coredns", "COREDNS_VERSION", ["coredns", "-version"], "CoreDNS-{v1}\n"),
+        ("registry", "DISTRIBUTION_VERSION", ["registry", "--version"], "/v3 {v}\n"),
     ],
 )
 def test_built_parts_report_the_pinned_version(
