@@ -195,3 +195,16 @@ def test_the_report_says_whether_the_part_is_up_and_node_0_committed(tmp_path: P
     other.part_step = 300
     assert sidecar.gang_fields(other) == {"nodeRank": 1, "nnodes": 2, "partStep": 300}
     assert other.done_step == 300 and other.durable_step is None
+
+
+def test_purge_takes_a_never_committed_gang_folder_whole() -> None:
+    """The parts and rank files a gang left without a manifest go with the job's purge."""
+    from spotrun import purge
+
+    leftovers = [
+        f"checkpoints/{layout.step_dirname(STEP)}/{p}"
+        for p in [*layout.expected_paths(4), layout.part_name(0), layout.part_name(1)]
+    ]
+    other = ["notes/readme.txt"]
+    plan = purge.plan([*leftovers, *other], {}, "ns/job", "s3://b/p")
+    assert plan.refusal is None and sorted(plan.delete) == sorted(leftovers)

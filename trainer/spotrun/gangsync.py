@@ -70,6 +70,7 @@ class GangSyncer(Syncer):
         self.uploaded: set[int] = set()  # steps whose part of this node is in S3
         self.refused: set[str] = set()  # local folders not uploaded nor committed (logged)
         self._waiting: tuple[int, str] | None = None  # (step, reason) node 0 waits on
+        self._unfinished: dict[int, str] = {}  # steps node 0 waited on, and why
         self._next_check = 0.0
         self._delay = FIRST_CHECK
 
@@ -240,6 +241,7 @@ class GangSyncer(Syncer):
             if reason != self._waiting[1]:
                 log.info("spotrun sidecar: not committing %s yet: %s", name, reason)
             self._waiting = (manifest.step, reason)
+            self._unfinished[manifest.step] = reason
             self.pending = f"step {manifest.step} not committed: {reason}"
             self._next_check = time.monotonic() + self._delay
             self._delay = min(self._delay * 2, MAX_CHECK)
@@ -264,14 +266,15 @@ class GangSyncer(Syncer):
         return parts
 
     def _committed(self, step: int, said: bool) -> None:
-        waited = self._waiting
-        if waited is not None and waited[0] < step and waited[1]:
-            log.error(
-                "spotrun sidecar: step %d was never committed (%s); step %d is",
-                waited[0],
-                waited[1],
-                step,
-            )
+        for older, reason in sorted(self._unfinished.items()):
+            if older < step:
+                log.error(
+                    "spotrun sidecar: step %d was never committed (%s); step %d is",
+                    older,
+                    reason,
+                    step,
+                )
+        self._unfinished.clear()
         self._waiting, self.pending = None, None
         self.durable_step, self.durable_at = step, time.time()
         if said:

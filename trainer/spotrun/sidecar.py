@@ -376,7 +376,8 @@ def _sync_until_stopped(
         if verdict == "gone":
             return False, "the trainer exited without saving a final checkpoint"
         if time.monotonic() >= cap:
-            why = syncer.problem or syncer.pending or "final upload unfinished"
+            why = "; ".join(w for w in (syncer.pending, syncer.problem) if w)
+            why = why or "final upload unfinished"
             return False, f"grace deadline reached: {why}"
         time.sleep(min(config.poll_seconds, max(cap - time.monotonic(), 0.0)))
 
