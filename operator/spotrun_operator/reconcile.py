@@ -55,6 +55,20 @@ def parse(body: dict[str, Any], sidecar_image: str | None = None) -> Job:
     )
 
 
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch that turns ``old`` into ``new``: a key ``new`` lacks is set to
+    null, in nested objects too (a merge patch keeps what it does not name: a gang's decided
+    ``ending`` would outlive its attempt)."""
+    out: dict[str, Any] = {k: None for k in old if k not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            out[key] = merge_patch(before, value)
+        else:
+            out[key] = value
+    return out
+
+
 def gpus_available(nodes: list[dict[str, Any]], resource: str) -> bool:
     return any(
         str((n.get("status") or {}).get("allocatable", {}).get(resource, "0")) not in ("0", "")
@@ -95,8 +109,9 @@ def reconcile_once(
     new_status = plan.status.model_dump(mode="json", exclude_none=True)
     old_status = body.get("status") or {}
     if new_status != old_status:
-        removed = {k: None for k in old_status if k not in new_status}
-        body = kube.patch_status(namespace, name, job.resource_version, {**new_status, **removed})
+        body = kube.patch_status(
+            namespace, name, job.resource_version, merge_patch(old_status, new_status)
+        )
         metrics.recorded(
             key,
             plan.status.preemptions - job.status.preemptions,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..kubeapi import Kube, KubeError
-from . import volumes
+from . import podhosts, volumes
 from .container import Process
 from .envvars import ConfigError, Fetch, container_env, expand
 from .nodes import now
@@ -183,6 +183,9 @@ class PodWorker(threading.Thread):
         mounts.append(
             volumes.Mount(term, spec.get("terminationMessagePath", "/dev/termination-log"), False)
         )
+        hosts = self._hosts_file()
+        if hosts is not None:
+            mounts.append(volumes.Mount(hosts, "/etc/hosts", True))
         log_path = self.log_dir / run.name / f"{run.restart_count}.log"
         run.log_path = str(log_path)
         workdir = spec.get("workingDir") or self.ctx.workdir
@@ -195,6 +198,17 @@ class PodWorker(threading.Thread):
         run.started = run.startup is None
         run.ready = run.started and run.readiness is None
         return True
+
+    def _hosts_file(self) -> Path | None:
+        """The pod-DNS stand-in (podhosts.py) for a pod with hostname and subdomain."""
+        if not podhosts.names(self.pod):
+            return None
+        try:
+            listed = self.ctx.kube.get(f"/api/v1/namespaces/{self.namespace}/pods")
+        except KubeError as err:
+            log.warning("%s/%s: no pod list for /etc/hosts: %s", self.namespace, self.pod_name, err)
+            listed = {"items": [self.pod]}
+        return podhosts.write(self.pod, list(listed.get("items") or []), self.pod_dir)
 
     def _reap(self, run: ContainerRun) -> bool:
         """Record the exit of ``run``'s process; True if it just ended."""

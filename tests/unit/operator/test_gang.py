@@ -14,6 +14,7 @@ from spotrun_operator import builders, gang
 from spotrun_operator.builders import Job
 from spotrun_operator.decisions import Plan, plan
 from spotrun_operator.models import JobSpec, JobStatus
+from spotrun_operator.reconcile import merge_patch
 
 pytestmark = pytest.mark.unit
 
@@ -325,3 +326,24 @@ def test_bad_gang_specs_are_refused_naming_the_field(spec: dict[str, Any], says:
     good = {**body, "nodes": {"max": 2, "min": 1}, "procsPerNode": 2,
             "checkpoint": {"storage": {"uri": "s3://bkt/a"}}}
     assert JobSpec.model_validate(good).nodes.least == 1
+
+
+def test_the_status_patch_clears_nested_fields_the_new_status_lacks():
+    old = {"attempt": 1, "gang": {"attempt": 1, "ending": {"outcome": "Preempted"}}, "x": 1}
+    new = {"attempt": 2, "gang": {"attempt": 2}}
+    assert merge_patch(old, new) == {"attempt": 2, "gang": {"attempt": 2, "ending": None},
+                                     "x": None}
+
+
+def test_the_process_nodes_hosts_file_names_every_gang_pod_of_the_namespace_at_loopback():
+    from localcluster.node import podhosts
+
+    first = plan(job(**GANG), [], {}, False, NOW)
+    pods = [{**p, "metadata": {**p["metadata"], "namespace": "ns"}} for p in created(first)]
+    plain = {"metadata": {"name": "other", "namespace": "ns"}, "spec": {}}
+    text = podhosts.hosts_text("127.0.0.1 localhost\n", [*pods, plain])
+    lines = text.splitlines()
+    assert lines[0] == "127.0.0.1 localhost"
+    assert "127.0.0.1 a-1-0.a a-1-0.a.ns.svc a-1-0.a.ns.svc.cluster.local" in lines
+    assert any(line.startswith("127.0.0.1 a-1-1.a ") for line in lines)
+    assert "other" not in text and podhosts.names(plain) == []
