@@ -92,7 +92,7 @@ def start_attempt(p: Planner, gpus_available: bool) -> None:
 
 
 def observe_running(p: Planner, pod: Obj, node: Obj | None) -> None:
-    st, spec, out = p.st, p.spec, p.plan
+    spec, out = p.spec, p.plan
     meta, status = pod["metadata"], pod.get("status", {})
     deleting = bool(meta.get("deletionTimestamp"))
     name = meta["name"]
@@ -111,16 +111,7 @@ def observe_running(p: Planner, pod: Obj, node: Obj | None) -> None:
             warning=True,
         )
     if status.get("phase") == "Running":
-        if st.phase != "Running":
-            st.phase = "Running"
-        p.cond(
-            m.COND_RUNNING,
-            True,
-            m.REASON_STARTED,
-            f"{name} runs on node {pod['spec'].get('nodeName')}",
-        )
-        if any(c.type == m.COND_PREEMPTED for c in st.conditions):
-            p.cond(m.COND_PREEMPTED, False, m.REASON_STARTED, "")
+        mark_running(p, f"{name} runs on node {pod['spec'].get('nodeName')}")
         return
     scheduled = condition(pod, POD_SCHEDULED)
     if scheduled and scheduled.get("status") == "False":
@@ -131,6 +122,16 @@ def observe_running(p: Planner, pod: Obj, node: Obj | None) -> None:
             f"{name} cannot be scheduled: {scheduled.get('message', '')}",
         )
         _pending_timeout(p, pod, deleting)
+
+
+def mark_running(p: Planner, message: str) -> None:
+    """The attempt runs (all its pods): phase Running, condition Running, not Preempted."""
+    st = p.st
+    if st.phase != "Running":
+        st.phase = "Running"
+    p.cond(m.COND_RUNNING, True, m.REASON_STARTED, message)
+    if any(c.type == m.COND_PREEMPTED for c in st.conditions):
+        p.cond(m.COND_PREEMPTED, False, m.REASON_STARTED, "")
 
 
 def _pending_timeout(p: Planner, pod: Obj, deleting: bool) -> None:

@@ -27,6 +27,7 @@ from datetime import datetime
 
 from . import gang, gangstatus, templates
 from . import models as m
+from .attempts import mark_running
 from .builders import LABEL_CAPACITY
 from .endings import KILL_SETTLE_SECONDS, Ended, Outcome, classify_end, platform_signs
 from .plan import Planner
@@ -221,21 +222,12 @@ def announce(p: Planner, ending: m.GangEnding, pods: dict[int, Obj | None]) -> N
 
 def observe(p: Planner, pods: dict[int, Obj | None]) -> None:
     """Running only when every pod runs; unschedulable pods and the pending timeout."""
-    st, g = p.st, p.st.gang
+    g = p.st.gang
     assert g is not None
     running = gangstatus.observe(p, pods)
     if running == g.nodesWanted:
-        if st.phase != "Running":
-            st.phase = "Running"
         where = ", ".join(f"{e.rank}: {e.node}" for e in g.pods)
-        p.cond(
-            m.COND_RUNNING,
-            True,
-            m.REASON_STARTED,
-            f"all {g.nodesWanted} pods run (rank: node): {where}",
-        )
-        if any(c.type == m.COND_PREEMPTED for c in st.conditions):
-            p.cond(m.COND_PREEMPTED, False, m.REASON_STARTED, "")
+        mark_running(p, f"all {g.nodesWanted} pods run (rank: node): {where}")
         return
     stuck = [
         x for x in pods.values()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -186,9 +186,16 @@ class Kube:
     def create_pod(self, namespace: str, body: dict[str, Any]) -> bool:
         """Create; False when a pod of that name exists already (a retried create); Refused
         when the API refuses the pod (invalid, forbidden by admission or quota)."""
+        pod: Any = body
+        return self._create(
+            lambda: self.core.create_namespaced_pod(namespace, pod, _preload_content=False)
+        )
+
+    @staticmethod
+    def _create(call: Callable[[], Any]) -> bool:
+        """Run a create call: True, False on 409 (it exists), Refused on a refusal."""
         try:
-            pod: Any = body
-            _done(self.core.create_namespaced_pod(namespace, pod, _preload_content=False))
+            _done(call())
             return True
         except ApiException as err:
             if err.status == 409:
@@ -198,15 +205,11 @@ class Kube:
             raise
 
     def create_service(self, namespace: str, body: dict[str, Any]) -> bool:
-        """Create; False when a Service of that name exists already."""
-        try:
-            service: Any = body
-            _done(self.core.create_namespaced_service(namespace, service, _preload_content=False))
-            return True
-        except ApiException as err:
-            if err.status == 409:
-                return False
-            raise
+        """Create; False when a Service of that name exists already; Refused when the API
+        refuses it (invalid, forbidden)."""
+        service: Any = body
+        return self._create(lambda: self.core.create_namespaced_service(
+            namespace, service, _preload_content=False))
 
     def delete_pod(self, namespace: str, name: str) -> None:
         """Graceful delete: the pod's own terminationGracePeriodSeconds applies."""

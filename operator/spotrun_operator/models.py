@@ -59,6 +59,7 @@ REASON_AVOIDING_ZONE = "AvoidingZone"  # the next attempt prefers other zones / 
 REASON_NODE_LABEL = "NodeLabelIgnored"  # a node's zone / pool label is no label value
 REASON_GANG = "Gang"  # a gang attempt's size, and which rank ended it
 REASON_GANG_STOPPING = "GangStopping"  # one rank ended: the others are stopped
+REASON_SERVICE_REFUSED = "ServiceRefused"  # the API refused a gang's headless Service
 MAX_AVOIDED = 16  # status.avoiding keeps the newest this many places
 
 # Names the operator gives what it adds to a job's pods: a template may not use them.

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from spotrun.contract import SidecarReport
 
 from . import cleanup, decisions, gang, live, overlap, refusals
+from . import models as m
 from .builders import Job, pod_name
 from .kube import Kube, Refused
 from .metrics import Metrics
@@ -156,8 +157,8 @@ def _create(kube: Kube, body: dict[str, Any], job: Job, plan: decisions.Plan) ->
         overlap.apply(plan, job, overlap.holder(body, kube.list_jobs()), now)
     if plan.create is None:
         return None
-    if plan.service is not None and kube.create_service(job.namespace, plan.service):
-        log.info("created service %s/%s", job.namespace, plan.service["metadata"]["name"])
+    if plan.service is not None:
+        _create_service(kube, job, plan)
     made = False
     for pod in [plan.create, *plan.create_rest]:  # a gang's rank 0 first
         try:
@@ -172,6 +173,26 @@ def _create(kube: Kube, body: dict[str, Any], job: Job, plan: decisions.Plan) ->
             log.info("created pod %s/%s", job.namespace, pod["metadata"]["name"])
     refusals.accepted(plan.status, job, now)
     return time.time() if made else None
+
+
+def _create_service(kube: Kube, job: Job, plan: decisions.Plan) -> None:
+    """A gang's headless Service. Refused: said (Warning Event); the pods are created anyway
+    and their rendezvous fails without it, a failure of the attempt that names no service."""
+    assert plan.service is not None
+    name = plan.service["metadata"]["name"]
+    try:
+        if kube.create_service(job.namespace, plan.service):
+            log.info("created service %s/%s", job.namespace, name)
+    except Refused as err:
+        log.warning("%s/%s: service %s: %s", job.namespace, job.name, name, err)
+        reason = str(err.status.get("message") or err)[:600]
+        plan.tell(
+            m.REASON_SERVICE_REFUSED,
+            f"headless service {name} refused by the API ({err.code}): {reason}; the gang's "
+            f"pods cannot resolve MASTER_ADDR without it: fix the cause (a quota on services, "
+            f"an admission policy) or let the operator create services (RBAC)",
+            warning=True,
+        )
 
 
 def _nodes(
