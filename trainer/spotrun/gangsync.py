@@ -71,6 +71,7 @@ class GangSyncer(Syncer):
         self.refused: set[str] = set()  # local folders not uploaded nor committed (logged)
         self._waiting: tuple[int, str] | None = None  # (step, reason) node 0 waits on
         self._unfinished: dict[int, str] = {}  # steps node 0 waited on, and why
+        self._warned: set[str] = set()  # unusable PARTs in S3 already logged
         self._next_check = 0.0
         self._delay = FIRST_CHECK
 
@@ -235,7 +236,8 @@ class GangSyncer(Syncer):
             self._waiting, self._next_check, self._delay = (manifest.step, ""), 0.0, FIRST_CHECK
         if time.monotonic() < self._next_check:
             return False
-        parts, listed = self._remote_parts(name), self.remote.listing(name)
+        listed = self.remote.listing(name)
+        parts = self._remote_parts(name, listed)
         reason = gangparts.commit_wait(manifest, parts, listed)
         if reason is not None:
             if reason != self._waiting[1]:
@@ -250,11 +252,13 @@ class GangSyncer(Syncer):
         self._committed(manifest.step, said=True)
         return True
 
-    def _remote_parts(self, name: str) -> dict[int, Part]:
+    def _remote_parts(self, name: str, listed: dict[str, int]) -> dict[int, Part]:
         """The PARTs in S3 for the nodes of this gang (another's leftovers ignored); one that
-        cannot be parsed counts as absent (and is logged): it may yet be overwritten."""
+        cannot be parsed counts as absent (and is logged once): it may yet be overwritten."""
         parts = {}
         for node in range(self.role.nnodes):
+            if layout.part_name(node) not in listed:
+                continue
             where = self.remote.file_uri(name, layout.part_name(node))
             try:
                 blob = self.remote.read(name, layout.part_name(node), limit=layout.MANIFEST_LIMIT)
@@ -262,7 +266,9 @@ class GangSyncer(Syncer):
             except FileNotFoundError:
                 continue
             except (PartError, OversizeError) as e:
-                log.warning("spotrun sidecar: %s", e)
+                if str(e) not in self._warned:
+                    self._warned.add(str(e))
+                    log.warning("spotrun sidecar: %s", e)
         return parts
 
     def _committed(self, step: int, said: bool) -> None:
@@ -275,6 +281,7 @@ class GangSyncer(Syncer):
                     step,
                 )
         self._unfinished.clear()
+        self._warned.clear()
         self._waiting, self.pending = None, None
         self.durable_step, self.durable_at = step, time.time()
         if said:
