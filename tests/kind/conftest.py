@@ -1,4 +1,4 @@
-"""The kind tier's shared fixture: a Docker engine for the whole session."""
+"""The kind tier's shared fixtures: a Docker engine and a kind cluster for the whole session."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.kind.kindenv import KIND_DIR
+from tests.kind.kindenv import KIND_DIR, KindCluster, exports, run
 
 
 def _engine(command: str) -> subprocess.CompletedProcess[str]:
@@ -35,3 +35,15 @@ def docker_engine() -> Iterator[dict[str, str]]:
         if not was_up:
             down = _engine("down")
             assert down.returncode == 0, f"hack/kind/docker-engine down failed:\n{down.stderr}"
+
+
+@pytest.fixture(scope="session")
+def kind_cluster(docker_engine: dict[str, str]) -> Iterator[KindCluster]:
+    """hack/kind/up (1 control plane + 1 worker), removed by hack/kind/down at the end."""
+    up = run(KIND_DIR / "up", env=docker_engine, timeout=3600)
+    try:
+        assert up.returncode == 0, f"hack/kind/up failed:\n{up.stderr[-4000:]}"
+        yield KindCluster({**docker_engine, **exports(up.stdout.strip().splitlines()[-1])})
+    finally:
+        down = run(KIND_DIR / "down", env=docker_engine)
+        assert down.returncode == 0, f"hack/kind/down failed:\n{down.stderr}"

@@ -1,8 +1,11 @@
-"""Where the kind tier's tests find hack/kind, the cache and the pinned versions."""
+"""Where the kind tier's tests find hack/kind, the cache and the pinned versions; a cluster
+as hack/kind/up brings it up."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -11,11 +14,60 @@ CACHE = Path(os.environ.get("SPOTRUN_CACHE", Path.home() / ".cache" / "spotrun")
 
 
 def versions() -> dict[str, str]:
-    """hack/versions.env and hack/kind/versions.env as one dict (KEY=value lines)."""
+    """hack/versions.env, hack/kind/versions.env and images.env as one dict (KEY=value lines)."""
     pairs = {}
-    for env_file in (KIND_DIR.parent / "versions.env", KIND_DIR / "versions.env"):
+    for env_file in (
+        KIND_DIR.parent / "versions.env",
+        KIND_DIR / "versions.env",
+        KIND_DIR / "images.env",
+    ):
         for line in env_file.read_text().splitlines():
             if "=" in line and not line.startswith("#"):
                 key, value = line.split("=", 1)
                 pairs[key] = value
     return pairs
+
+
+NAME = os.environ.get("SPOTRUN_KIND_CLUSTER", "spotrun")
+VERSIONS = versions()
+KUBECTL = CACHE / "bin" / f"kubernetes-{VERSIONS['KUBERNETES_VERSION']}" / "kubectl"
+KIND = CACHE / "bin" / f"kind-{VERSIONS['KIND_VERSION']}" / "kind"
+HELM = CACHE / "bin" / f"helm-{VERSIONS['HELM_VERSION']}" / "helm"
+
+
+def run(
+    *args: str | Path,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    timeout: int = 600,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in args],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=stdin,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def exports(line: str) -> dict[str, str]:
+    """`export A=1 B=2` (what hack/kind/up prints last) as a dict."""
+    assert line.startswith("export "), line
+    return dict(pair.split("=", 1) for pair in line.removeprefix("export ").split())
+
+
+@dataclass(frozen=True)
+class KindCluster:
+    env: dict[str, str]  # os.environ + KUBECONFIG + DOCKER_HOST
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        done = run(KUBECTL, *args, env=self.env, stdin=stdin)
+        assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
+        return done.stdout
+
+    def docker(self, *args: str, timeout: int = 600) -> str:
+        done = run("docker", *args, env=self.env, timeout=timeout)
+        assert done.returncode == 0, f"docker {' '.join(args)}: {done.stderr}"
+        return done.stdout

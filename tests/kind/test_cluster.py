@@ -8,75 +8,16 @@ image built here, and removes the cluster (and stops the Docker engine if it sta
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from tests.kind.kindenv import CACHE, KIND_DIR, REPO, versions
+from tests.kind.kindenv import KIND, KIND_DIR, KUBECTL, NAME, REPO, VERSIONS, KindCluster
+from tests.kind.kindenv import run as _run
 
 # Cold, the module's first setup builds the node image's parts (CoreDNS alone: ~15 min on 2
 # busy cores), so the tier's 900 s default is too short here.
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(3600)]
-
-NAME = os.environ.get("SPOTRUN_KIND_CLUSTER", "spotrun")
-
-VERSIONS = versions()
-KUBECTL = CACHE / "bin" / f"kubernetes-{VERSIONS['KUBERNETES_VERSION']}" / "kubectl"
-KIND = CACHE / "bin" / f"kind-{VERSIONS['KIND_VERSION']}" / "kind"
-
-
-def _run(
-    *args: str | Path,
-    env: dict[str, str] | None = None,
-    stdin: str | None = None,
-    timeout: int = 600,
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(a) for a in args],
-        capture_output=True,
-        text=True,
-        env=env,
-        input=stdin,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def _exports(line: str) -> dict[str, str]:
-    """`export A=1 B=2` (what hack/kind/up prints last) as a dict."""
-    assert line.startswith("export "), line
-    return dict(pair.split("=", 1) for pair in line.removeprefix("export ").split())
-
-
-@dataclass(frozen=True)
-class KindCluster:
-    env: dict[str, str]  # os.environ + KUBECONFIG + DOCKER_HOST
-
-    def kubectl(self, *args: str, stdin: str | None = None) -> str:
-        done = _run(KUBECTL, *args, env=self.env, stdin=stdin)
-        assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
-        return done.stdout
-
-    def docker(self, *args: str, timeout: int = 600) -> str:
-        done = _run("docker", *args, env=self.env, timeout=timeout)
-        assert done.returncode == 0, f"docker {' '.join(args)}: {done.stderr}"
-        return done.stdout
-
-
-@pytest.fixture(scope="module")
-def kind_cluster(docker_engine: dict[str, str]) -> Iterator[KindCluster]:
-    up = _run(KIND_DIR / "up", env=docker_engine, timeout=3600)
-    try:
-        assert up.returncode == 0, f"hack/kind/up failed:\n{up.stderr[-4000:]}"
-        yield KindCluster({**docker_engine, **_exports(up.stdout.strip().splitlines()[-1])})
-    finally:
-        down = _run(KIND_DIR / "down", env=docker_engine)
-        assert down.returncode == 0, f"hack/kind/down failed:\n{down.stderr}"
 
 
 def test_every_node_is_ready_with_our_kubelet_and_coredns_runs(kind_cluster: KindCluster) -> None:
