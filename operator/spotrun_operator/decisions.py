@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from . import gang, gangplan, gangstatus, templates, warmstart, zones
+from . import gangplan, gangstatus, templates, warmstart, zones
 from . import models as m
 from .attempts import PROGRESS_SECONDS, observe_live, observe_running, start_attempt
 from .attempts import storage_message as storage_message
@@ -129,14 +129,14 @@ def _plan(p: Planner, pods: list[Obj], nodes: dict[str, Obj], gpus: bool, live: 
                 m.REASON_DEADLINE,
                 f"running longer than activeDeadlineSeconds={spec.activeDeadlineSeconds}",
             )
-            ours = _attempt_names(p, pods) if gang.is_gang(spec) else [current]
+            ours = _attempt_names(p, pods) if gangplan.gang_attempt(p) else [current]
             for name in ours:
                 if name and any(x["metadata"]["name"] == name for x in pods):
                     out.delete.append(name)
                     out.release.append(name)
             return out
 
-    if gang.is_gang(spec):
+    if gangplan.gang_attempt(p):
         _plan_gang(p, pods, nodes, gpus, trainer_name, live)
         return out
 

@@ -48,6 +48,15 @@ from .reports import sidecar_report
 RECHECK_SECONDS = 2.0  # a gang whose end is decided: how often its stopping pods are looked at
 
 
+def gang_attempt(p: Planner) -> bool:
+    """Whether the current attempt is (or the next one will be) a gang. An attempt in flight
+    stays what it was made as: an edit of spec.nodes applies from the next attempt."""
+    st = p.st
+    if st.activePod is not None and st.attempt > 0:
+        return st.gang is not None and st.gang.attempt == st.attempt
+    return gang.is_gang(p.spec)
+
+
 def attempt_pods(p: Planner, pods: list[Obj]) -> dict[int, Obj | None]:
     """The current attempt's pod of each rank (None: missing)."""
     g = p.st.gang

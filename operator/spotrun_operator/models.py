@@ -425,7 +425,8 @@ class NodesSpec(_Model):
         "anti-affinity on kubernetes.io/hostname), created together, with torchrun's static "
         "rendezvous in their env (PET_NNODES, PET_NODE_RANK, PET_NPROC_PER_NODE, "
         "PET_MASTER_ADDR, PET_MASTER_PORT, MASTER_ADDR, MASTER_PORT) and a headless Service "
-        "named after the job; a preempted or failed pod ends the whole attempt.",
+        "named after the job; a preempted or failed pod ends the whole attempt. An edit "
+        "applies from the next attempt.",
     )
     min: int | None = Field(
         default=None,

@@ -347,3 +347,15 @@ def test_the_process_nodes_hosts_file_names_every_gang_pod_of_the_namespace_at_l
     assert "127.0.0.1 a-1-0.a a-1-0.a.ns.svc a-1-0.a.ns.svc.cluster.local" in lines
     assert any(line.startswith("127.0.0.1 a-1-1.a ") for line in lines)
     assert "other" not in text and podhosts.names(plain) == []
+
+
+def test_an_edit_of_spec_nodes_applies_from_the_next_attempt():
+    j, pods = started_gang()
+    single = plan(job(j.status.model_dump()), pods, NODES, False, NOW)  # nodes.max back to 1
+    assert single.create is None and single.status.phase == "Running"
+    assert single.status.gang is not None and single.status.gang.nodes == "2/2"
+    first = plan(job(), [], {}, False, NOW)  # a single pod in flight, then nodes.max: 2
+    pod = running(first.create or {}, "n0")
+    grown = plan(job(first.status.model_dump(), **GANG), [pod], NODES, False, NOW)
+    assert grown.create is None and grown.status.gang is None
+    assert grown.status.activePod == "a-1"
