@@ -23,6 +23,12 @@ it) saves nothing. Neither saves inside a parameter update (``optimizer.step()``
 hand-written update in ``with ckpt.updating():``) or after one that no ``step()`` followed:
 that would pair new weights with the old step; they log that they refused and why.
 
+Under torch.distributed with 2+ ranks the Checkpointer is one rank of a gang (``gang``): each
+``step()`` all-reduces the stop flag, so every rank saves the same step when any rank got the
+signal, and every rank writes its part of one checkpoint (``gangsave``; ``shards=`` for state
+that differs per rank); restore agrees on the newest checkpoint every rank loads (``gangread``).
+A gang cannot save without all its ranks: the watchdog and an escaping exception save nothing.
+
 A save that cannot be written at the end of a run (the final one, the one on SIGTERM) is
 logged with its cause and the newest durable step, and the run still ends normally: the
 training finished, and the exit note tells the sidecar which step is durable. A full disk makes

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from . import codec, components, jsonsafe, layout, reader, rng, tensorfile
+from . import codec, components, layout, reader, rng
 from .gangcomm import GangComm
 from .gangworld import World
 from .integrity import CorruptCheckpointError, Loaded, read_checked, read_manifest
@@ -128,20 +128,7 @@ def check_world(record: Manifest, world: World, where: str) -> None:
 
 def decode_rank(loaded: Loaded, rank: int) -> dict[str, Any]:
     """Rank ``rank``'s part: its RNG streams, its progress, its shards (``shards``)."""
-    folder = layout.rank_dirname(rank)
-    try:
-        tensors = tensorfile.load(loaded.files[f"{folder}/{layout.TENSORS}"])
-        structure = jsonsafe.loads(loaded.files[f"{folder}/{layout.STRUCTURE}"])
-        state = codec.decode(structure, tensors, None)
-        return check_rank_state(state, loaded.step)
-    except (
-        tensorfile.TensorFileError,
-        jsonsafe.JsonError,
-        codec.StateDecodeError,
-        components.StateError,
-        rng.RngStateError,
-    ) as e:
-        raise CorruptCheckpointError(f"{loaded.name}/{folder}: cannot be decoded: {e}") from None
+    return reader.decode_payload(loaded, layout.rank_dirname(rank), check_rank_state)
 
 
 def check_rank_state(state: Any, step: int) -> dict[str, Any]:

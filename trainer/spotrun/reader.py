@@ -10,6 +10,7 @@ The sidecar, which never imports torch, checks the integrity part only (``integr
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -53,10 +54,22 @@ def decode_state(loaded: Loaded, device: torch.device | None = None) -> dict[str
     """The nested state saved in a checkpoint, checked for what restore needs; tensors are
     views of the read bytes, those saved on an accelerator moved to ``device`` (default: CUDA
     when present)."""
+    return decode_payload(loaded, "", components.check_state, device)
+
+
+def decode_payload(
+    loaded: Loaded,
+    folder: str,
+    check: Callable[[Any, int], dict[str, Any]],
+    device: torch.device | None = None,
+) -> dict[str, Any]:
+    """The payload in ``folder`` ('' for the top level, ``rank-NNNNN`` for a gang rank's part)
+    decoded and passed through ``check`` (with the step); CorruptCheckpointError otherwise."""
+    prefix = f"{folder}/" if folder else ""
     try:
-        tensors = tensorfile.load(loaded.files[layout.TENSORS])
-        structure = jsonsafe.loads(loaded.files[layout.STRUCTURE])
-        state = components.check_state(codec.decode(structure, tensors, device), loaded.step)
+        tensors = tensorfile.load(loaded.files[prefix + layout.TENSORS])
+        structure = jsonsafe.loads(loaded.files[prefix + layout.STRUCTURE])
+        return check(codec.decode(structure, tensors, device), loaded.step)
     except (
         tensorfile.TensorFileError,
         jsonsafe.JsonError,
@@ -64,8 +77,8 @@ def decode_state(loaded: Loaded, device: torch.device | None = None) -> dict[str
         components.StateError,
         rng.RngStateError,
     ) as e:
-        raise CorruptCheckpointError(f"{loaded.name}: payload cannot be decoded: {e}") from None
-    return state
+        where = f"{loaded.name}/{folder}" if folder else loaded.name
+        raise CorruptCheckpointError(f"{where}: payload cannot be decoded: {e}") from None
 
 
 def tensors_of(loaded: Loaded) -> dict[str, torch.Tensor]:
