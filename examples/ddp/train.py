@@ -72,7 +72,10 @@ def main() -> None:
     train, test = digits.datasets()
     images, labels = train.tensors
     ids = torch.arange(len(labels))
-    model = DistributedDataParallel(digits.DigitsCNN())
+    # find_unused_parameters: DDP then keeps the gradient buckets it starts with (else it
+    # rebuilds them after its first step, which a resumed run takes at another step): the sums
+    # run in the same order before and after a restart, so the resume is bit for bit
+    model = DistributedDataParallel(digits.DigitsCNN(), find_unused_parameters=True)
     torch.manual_seed(args.seed * 1000 + rank)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     loader = spotrun.ResumableLoader(
