@@ -429,6 +429,8 @@ class Checkpointer:
                     self._uploader.syncer.problem or "still uploading",
                 )
             self._uploader.stop()
+        if self._gang is not None and self._gang.world.local_rank != 0:
+            return  # one exit note per node (pod): its local rank 0's
         reason = "closed" if self._unsaved is None else f"closed; step {self._unsaved} not saved"
         try:
             marker.write(self.store.root, self.durable_step, reason)
