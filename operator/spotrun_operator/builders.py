@@ -239,7 +239,8 @@ def desired_pod(
     if rank is not None or spec.procsPerNode > 1:
         port = gang.master_port(trainer)
         rendezvous = gang.torchrun_env(
-            job.name, attempt, where.rank, where.nodes, spec.procsPerNode, port
+            job.name, attempt, where.rank, where.nodes, spec.procsPerNode, port,
+            spec.terminationGracePeriodSeconds,
         )
         trainer_env += [{"name": k, "value": v} for k, v in rendezvous.items()]
     trainer["env"] = _merge_env(trainer.get("env") or [], trainer_env)

@@ -82,10 +82,12 @@ def master_port(trainer: dict[str, Any]) -> int:
 
 
 def torchrun_env(
-    job: str, attempt: int, rank: int, nodes: int, procs: int, port: int
+    job: str, attempt: int, rank: int, nodes: int, procs: int, port: int, grace: int
 ) -> dict[str, str]:
     """torchrun's static rendezvous for rank ``rank`` of ``nodes`` pods of ``procs`` each.
-    One pod (``nodes == 1``) is its own master at 127.0.0.1."""
+    One pod (``nodes == 1``) is its own master at 127.0.0.1. On SIGTERM torchrun gives its
+    workers ``TORCH_ELASTIC_SHUTDOWN_TIMEOUT`` seconds (default 30) before SIGKILL: set to
+    the pod's grace period, so that a save using the whole notice is not cut at 30 s."""
     addr = master_addr(job, attempt) if nodes > 1 else "127.0.0.1"
     return {
         "PET_NNODES": str(nodes),
@@ -95,6 +97,7 @@ def torchrun_env(
         "PET_MASTER_PORT": str(port),
         "MASTER_ADDR": addr,
         "MASTER_PORT": str(port),
+        "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(grace),
     }
 
 

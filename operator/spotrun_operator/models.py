@@ -424,7 +424,9 @@ class NodesSpec(_Model):
         "field. More: a gang of pods <job>-<attempt>-<rank>, one per node (required pod "
         "anti-affinity on kubernetes.io/hostname), created together, with torchrun's static "
         "rendezvous in their env (PET_NNODES, PET_NODE_RANK, PET_NPROC_PER_NODE, "
-        "PET_MASTER_ADDR, PET_MASTER_PORT, MASTER_ADDR, MASTER_PORT) and a headless Service "
+        "PET_MASTER_ADDR, PET_MASTER_PORT, MASTER_ADDR, MASTER_PORT; "
+        "TORCH_ELASTIC_SHUTDOWN_TIMEOUT = terminationGracePeriodSeconds, so that torchrun "
+        "does not SIGKILL a saving worker after its own 30 s) and a headless Service "
         "named after the job; a preempted or failed pod ends the whole attempt. An edit "
         "applies from the next attempt.",
     )

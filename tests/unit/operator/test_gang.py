@@ -142,6 +142,9 @@ def test_a_gang_attempt_creates_every_rank_one_per_node_with_static_rendezvous()
         assert env["PET_NPROC_PER_NODE"] == "2"
         assert env["PET_MASTER_ADDR"] == env["MASTER_ADDR"] == "a-1-0.a"
         assert env["PET_MASTER_PORT"] == env["MASTER_PORT"] == "29500"
+        # torchrun's SIGKILL of its workers waits the pod's grace period, not its own 30 s
+        grace = spec["terminationGracePeriodSeconds"]
+        assert env["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"] == str(grace)
         seen = PodEnv.from_env(env)
         assert (seen.nnodes, seen.node_rank, seen.procs_per_node) == (2, rank, 2)
         sidecar = spec["initContainers"][0]
