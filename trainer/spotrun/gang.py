@@ -45,8 +45,18 @@ class Gang:
     @classmethod
     def start(cls, shards: dict[str, Stateful] | None) -> Gang | None:
         """A Gang when torch.distributed runs more than one rank, else None (``shards``
-        then raise: there is nothing to shard over)."""
+        then raise: there is nothing to shard over). A process the operator made one rank of
+        a gang (SPOTRUN_NNODES / SPOTRUN_NPROC_PER_NODE) or torchrun started as one of several
+        is refused without a running process group: alone, it would train on its own and
+        write no part of the gang's checkpoints."""
+        world = gangworld.from_env(os.environ)  # plain `python` in a gang pod: refused here
         if not distributed.active() or distributed.world_size() < 2:
+            if world.is_gang:
+                raise gangworld.GangEnvError(
+                    f"this process is rank {world.rank} of {world.world_size} (torchrun's env) "
+                    "but torch.distributed is not running: call init_process_group before "
+                    "creating the Checkpointer"
+                )
             if shards:
                 raise ValueError(
                     "shards= holds per-rank state, but torch.distributed is not running with "
@@ -54,7 +64,6 @@ class Gang:
                     "the Checkpointer, or pass that state as optimizer=/extras="
                 )
             return None
-        world = gangworld.from_env(os.environ)
         actual = (distributed.rank(), distributed.world_size())
         if (world.rank, world.world_size) != actual:
             raise gangworld.GangEnvError(
