@@ -177,18 +177,17 @@ def decide(
 
 
 def final(ending: m.GangEnding, pods: dict[int, Obj | None], trainer: str) -> Ended:
-    """The attempt's ``Ended``: the decided outcome, the newest checkpoint any rank's sidecar
-    reported at its end, and the seconds of all its pods (each pod holds a node)."""
-    best: tuple[m.CheckpointRef, dict[str, float]] | None = None
-    seconds = 0.0
-    for pod in pods.values():
-        if pod is None:
-            continue
-        seconds += run_seconds(pod, container_status(pod, trainer))
-        report = sidecar_report(pod)
-        if report is not None and (best is None or (report[0].step or -1) > (best[0].step or -1)):
-            best = report
-    checkpoint, metrics = best if best is not None else (None, {})
+    """The attempt's ``Ended``: the decided outcome, the checkpoint rank 0's sidecar reported
+    at its end (node 0 alone commits a gang checkpoint; another node's ``finalSaved`` says only
+    that its part is uploaded), and the seconds of all its pods (each pod holds a node)."""
+    seconds = sum(
+        run_seconds(pod, container_status(pod, trainer))
+        for pod in pods.values()
+        if pod is not None
+    )
+    lead = pods.get(0)
+    report = sidecar_report(lead) if lead is not None else None
+    checkpoint, metrics = report if report is not None else (None, {})
     return Ended(
         Outcome(ending.outcome),
         ending.why,
@@ -220,7 +219,8 @@ def announce(p: Planner, ending: m.GangEnding, pods: dict[int, Obj | None]) -> N
     if ending.outcome == "Succeeded":
         return
     others = [str(r) for r, x in pods.items() if not over(x, p.now) and r not in ending.ranks]
-    stopping = f"stopping rank(s) {', '.join(others)} gracefully (they save too)" if others else ""
+    saves = "they save too" if ending.outcome != "Failed" else "no save: not without every rank"
+    stopping = f"stopping rank(s) {', '.join(others)} gracefully ({saves})" if others else ""
     p.event(
         m.REASON_GANG_STOPPING,
         f"attempt {p.st.attempt}: {ending.outcome.lower()}: {ending.why}"

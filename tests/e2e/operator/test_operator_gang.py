@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from e2e_support import read_pod, wait_for
 from operator_support import (
-    events_of,
+    events_once,
     rtj_body,
     running_on,
     s3_checkpoint,
@@ -80,7 +80,7 @@ def test_two_pods_on_two_nodes_rendezvous_and_a_preempted_node_restarts_the_whol
     # rank 0 was stopped gracefully: its worker saw SIGTERM, and the pod is gone
     log = process_node.log(namespace, "gang-1-0", "trainer")
     assert "rank=0 stopping on SIGTERM" in log, log
-    events = events_of(core, namespace, "gang")
+    events = events_once(core, namespace, "gang", {"Preempted": 1})
     preempted = [m for r, m in events if r == "Preempted"]
     assert len(preempted) == 1 and f"rank 1 (gang-1-1 on node {nodes[1]})" in preempted[0], events
     history = after["gangHistory"]
@@ -105,7 +105,7 @@ def test_a_rank_sigkilled_is_a_failure_and_the_whole_gang_restarts(
     after = wait_for(lambda: (st := status_of(custom, namespace, "kill")).get("attempt") == 2
                      and st, "attempt 2 after the failure", timeout=240)
     assert (after["failures"], after["preemptions"]) == (1, 0)
-    events = events_of(core, namespace, "kill")
+    events = events_once(core, namespace, "kill", {"AttemptFailed": 1})
     failed = [m for r, m in events if r == "AttemptFailed"]
     assert len(failed) == 1 and "rank 1 (kill-1-1" in failed[0], events
     assert "rank=0 stopping on SIGTERM" in process_node.log(namespace, "kill-1-0", "trainer")

@@ -233,6 +233,11 @@ def test_a_preempted_rank_stops_the_others_and_the_attempt_is_a_preemption_namin
     st = after.status
     assert (st.phase, st.preemptions, st.failures, st.attempt) == ("Restarting", 1, 0, 2)
     assert st.lastCheckpoint is not None and st.lastCheckpoint.step == 120
+    # only node 0 commits a gang checkpoint: rank 1's part of a newer step is not the checkpoint
+    newer_part = [done[0], ended(hit, "Failed", 143, finished=NOW, step=140)]
+    part_only = plan(job(out.status.model_dump(), **GANG), newer_part, NODES, False, NOW)
+    assert part_only.status.lastCheckpoint is not None
+    assert part_only.status.lastCheckpoint.step == 120
     assert sorted(after.release) == ["a-1-0", "a-1-1"]
     assert any(r == "Preempted" and "rank 1" in m for _, r, m in after.events)
     assert st.gangHistory is not None
@@ -279,10 +284,10 @@ def test_a_rank_that_fails_is_a_failure_of_the_attempt_once_settled():
 
 def test_a_rank_that_exits_0_first_is_waited_for_and_success_needs_every_rank():
     j, (zero, one) = started_gang()
-    first = [ended(zero, "Succeeded", 0, finished=NOW), one]
+    first = [ended(zero, "Succeeded", 0, finished=NOW, step=300), one]  # node 0 commits
     wait = plan(j, first, NODES, False, NOW)
     assert wait.delete == [] and wait.status.phase == "Running"
-    both = [first[0], ended(one, "Succeeded", 0, finished=NOW, step=300)]
+    both = [first[0], ended(one, "Succeeded", 0, finished=NOW)]
     done = plan(j, both, NODES, False, NOW)
     assert done.status.phase == "Succeeded" and done.status.lastCheckpoint is not None
     assert done.status.lastCheckpoint.step == 300
