@@ -172,6 +172,31 @@ def test_a_part_that_never_arrives_is_never_committed_and_restore_falls_back(
     assert layout.step_dirname(200) not in remote.names()  # the leftover older than both
 
 
+def test_node_0_commits_an_older_complete_step_while_the_newest_waits(
+    s3: S3Endpoint, s3_bucket: str, tmp_path: Path
+) -> None:
+    """Node 1 uploads slower than the trainer saves: its part of step 100 is up when step 200
+    is written everywhere. Node 0 commits 100 meanwhile, not waiting on 200 alone (which,
+    with node 1 always moving on to its newest part, could never commit anything)."""
+    roots = [tmp_path / "node-0", tmp_path / "node-1"]
+    node0, node1 = _syncers(s3, s3_bucket, roots)
+    remote = _remote(s3, s3_bucket)
+    save(roots, 100)
+    assert node1.sync_once() is True  # node 1's part of 100 is in S3
+    save(roots, 200)  # before node 0 looked; node 1 has not uploaded 200 yet
+
+    wait_for(lambda: (node0.sync_once() or True) and node0.durable_step == 100, timeout=30,
+             what="node 0 to commit step 100 while 200 waits")
+    assert _committed(remote) == [100]
+    wait_for(lambda: node0.sync_once() is False and node0.pending, timeout=30,
+             what="node 0 to say step 200 waits")
+    assert node0.pending is not None and "step 200" in node0.pending
+
+    assert node1.sync_once() is True
+    wait_for(node0.sync_once, timeout=30, what="step 200's commit")
+    assert _committed(remote) == [200, 100]
+
+
 def test_a_hostile_part_is_never_uploaded(
     s3: S3Endpoint, s3_bucket: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

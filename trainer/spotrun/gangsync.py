@@ -74,6 +74,7 @@ class GangSyncer(Syncer):
         self._warned: set[str] = set()  # unusable PARTs in S3 already logged
         self._next_check = 0.0
         self._delay = FIRST_CHECK
+        self._looked = False  # whether the last _try_commit listed S3 (not held by backoff)
 
     @property
     def done_step(self) -> int | None:
@@ -200,7 +201,11 @@ class GangSyncer(Syncer):
 
     def _commit_newest(self) -> bool:
         """Commit the newest local checkpoint with a MANIFEST (and node 0's PART) newer than
-        the durable one, once every part is in S3. True when none is left to commit."""
+        the durable one, once every part is in S3. While it waits, an older one whose parts
+        are all in S3 already is committed: a node that uploads slower than the trainer saves
+        moves on to its newest part, so waiting on the newest alone could never commit
+        anything. True when none is left to commit."""
+        waiting = False
         for folder in self._folders():
             if self.durable_step is not None and folder.step <= self.durable_step:
                 break
@@ -211,7 +216,17 @@ class GangSyncer(Syncer):
             part = self._local_part(name, folder.step)
             if manifest is None or part is None or not self._upload_part(name, part):
                 continue
-            return self._try_commit(name, manifest)
+            if waiting:  # an older step: committed only if nothing is missing now
+                if self._settle(name, manifest) is None:
+                    return False  # the newer one still waits
+                continue
+            if self._try_commit(name, manifest):
+                return True
+            if not self._looked:  # its backoff: S3 was not listed this pass
+                return False
+            waiting = True
+        if waiting:
+            return False
         self.pending = None
         return True
 
@@ -229,16 +244,13 @@ class GangSyncer(Syncer):
         return manifest
 
     def _try_commit(self, name: str, manifest: Manifest) -> bool:
-        if self.remote.has_manifest(name):  # committed by an earlier attempt
-            self._committed(manifest.step, said=False)
-            return True
+        self._looked = False
         if self._waiting is None or self._waiting[0] != manifest.step:
             self._waiting, self._next_check, self._delay = (manifest.step, ""), 0.0, FIRST_CHECK
         if time.monotonic() < self._next_check:
             return False
-        listed = self.remote.listing(name)
-        parts = self._remote_parts(name, listed)
-        reason = gangparts.commit_wait(manifest, parts, listed)
+        self._looked = True
+        reason = self._settle(name, manifest)
         if reason is not None:
             if reason != self._waiting[1]:
                 log.info("spotrun sidecar: not committing %s yet: %s", name, reason)
@@ -248,9 +260,20 @@ class GangSyncer(Syncer):
             self._next_check = time.monotonic() + self._delay
             self._delay = min(self._delay * 2, MAX_CHECK)
             return False
-        self.remote.put_bytes(name, layout.MANIFEST, manifest.to_json())
-        self._committed(manifest.step, said=True)
         return True
+
+    def _settle(self, name: str, manifest: Manifest) -> str | None:
+        """Commit ``name`` when every node's part is in S3 (or find it committed by an
+        earlier attempt); else why not yet."""
+        if self.remote.has_manifest(name):
+            self._committed(manifest.step, said=False)
+            return None
+        listed = self.remote.listing(name)
+        reason = gangparts.commit_wait(manifest, self._remote_parts(name, listed), listed)
+        if reason is None:
+            self.remote.put_bytes(name, layout.MANIFEST, manifest.to_json())
+            self._committed(manifest.step, said=True)
+        return reason
 
     def _remote_parts(self, name: str, listed: dict[str, int]) -> dict[int, Part]:
         """The PARTs in S3 for the nodes of this gang (another's leftovers ignored); one that
