@@ -5,6 +5,7 @@ values.yaml lacks. A value added without its docs, or a README left stale, fails
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -15,8 +16,22 @@ import pytest
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "charts"))
-import values_doc  # noqa: E402
+
+
+def _load_values_doc() -> Any:
+    """charts/values_doc.py, loaded by path: charts/ on sys.path made charts/spotrun a
+    namespace package ``spotrun`` for every process started afterwards with the session's
+    sys.path (a spawned rank of tests/integration/test_gang_shards.py: "cannot import name
+    'Checkpointer' from 'spotrun' (unknown location)" on a fresh-clone make test)."""
+    spec = importlib.util.spec_from_file_location("values_doc", REPO / "charts/values_doc.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["values_doc"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+values_doc = _load_values_doc()
 
 VALUES = """\
 # A file comment, not a value.
