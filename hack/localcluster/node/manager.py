@@ -69,8 +69,25 @@ class NodeManager:
             kind="strategic",
         )
         self._renew(entry)
+        self._wait_schedulable(name)
         log.info("node %s (%s) registered", name, capacity_type)
         return name
+
+    def _wait_schedulable(self, name: str, timeout: float = 60.0) -> None:
+        """Until the node lifecycle controller has lifted ``node.kubernetes.io/not-ready``.
+
+        The API server's TaintNodesByCondition admission puts that NoSchedule taint on every
+        new Node; until the controller sees Ready and removes it, the scheduler passes the node
+        over (a pod created meanwhile lands on an older node: a test asking for the new one
+        fails by chance)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            taints = self.kube.get(f"/api/v1/nodes/{name}")["spec"].get("taints") or []
+            if not any(t.get("key") == nodes.NOT_READY_TAINT_KEY for t in taints):
+                return
+            time.sleep(0.1)
+        log.warning("node %s still has the %s taint after %.0f s", name,
+                    nodes.NOT_READY_TAINT_KEY, timeout)
 
     def _renew(self, entry: NodeEntry) -> None:
         path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{entry.name}"

@@ -18,6 +18,10 @@ SPOT_TAINT: Obj = {
     "value": "spot",
     "effect": "NoSchedule",
 }
+# The NoSchedule taint the API server puts on a new Node until the node lifecycle controller
+# has seen it Ready.
+NOT_READY_TAINT_KEY = "node.kubernetes.io/not-ready"
+
 # What a spot interruption puts on the node (Karpenter's disruption taint).
 INTERRUPTION_TAINT: Obj = {"key": "karpenter.sh/disrupted", "effect": "NoSchedule"}
 PROCESS_NODE_LABEL = "spotrun.dev/process-node"
