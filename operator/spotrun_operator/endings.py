@@ -42,6 +42,13 @@ kubelet killed the trainer on a healthy node (a failing probe) — a failure, co
 ``backoffLimit``. OOMKilled is a failure unless the platform's signs say otherwise (an
 eviction), and a node's state never explains it (the runtime reported it, so the node was up).
 
+A trainer the operator runs under torchrun (a gang's pod, or ``procsPerNode > 1``: its
+container carries ``PET_NNODES``) leaves exit 1, not 143, when SIGTERM ends it: torchrun
+forwards the signal to its workers, waits for them (they save and exit 0), then re-raises its
+``SignalException`` (torch/distributed/launcher/api.py, ``launch_agent``), an uncaught
+exception. For such a trainer exit 1 is read like 143: its node's state explains it, and it is
+decided only once the node has had time to be seen as silent (below).
+
 A kubelet kill is decided only once the node has had time to be seen as silent: a VM
 switched off without graceful node shutdown may SIGTERM its containers while its kubelet still
 reports their exit, and the node controller marks the node unreachable only after its grace
@@ -124,6 +131,21 @@ def node_signs(pod: Obj, node: Obj | None) -> list[str]:
     return [f"node {name} tainted {taint}"] if taint else []
 
 
+TORCHRUN_ENV = "PET_NNODES"  # gang.torchrun_env: the operator made the trainer a torchrun
+TORCHRUN_SIGNAL_EXIT = 1  # torchrun's exit when SIGTERM stopped it (module docstring)
+
+
+def signal_exits(pod: Obj, trainer_name: str) -> frozenset[int]:
+    """The trainer's exit codes that a signal may have caused: 143 and 137, and 1 for a
+    trainer the operator runs under torchrun (it sets ``PET_NNODES`` in its env)."""
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        if isinstance(c, dict) and c.get("name") == trainer_name:
+            names = {e.get("name") for e in c.get("env") or [] if isinstance(e, dict)}
+            if TORCHRUN_ENV in names:
+                return r.KILL_EXITS | {TORCHRUN_SIGNAL_EXIT}
+    return r.KILL_EXITS
+
+
 def classify_end(
     pod: Obj,
     node: Obj | None,
@@ -152,7 +174,8 @@ def classify_end(
     checkpoint, metrics = report if report is not None else (None, {})
     seconds = run_seconds(pod, trainer)
     signs = platform_signs(pod)
-    if not oom and (code is None or code in r.KILL_EXITS):
+    by_signal = not oom and (code is None or code in signal_exits(pod, trainer_name))
+    if by_signal:
         signs += node_signs(pod, node)
     if signs and template_changed and not suspended and signs == ["pod deleted"]:
         why = "stopped for a changed spec.template"
@@ -163,7 +186,7 @@ def classify_end(
         return Ended(outcome, why, code, "", checkpoint, seconds, metrics)
     if phase == "Succeeded":
         return Ended(Outcome.SUCCEEDED, "exit 0", 0, "", checkpoint, seconds, metrics)
-    if not oom and code in r.KILL_EXITS and not _settled(term, now):
+    if by_signal and code is not None and not _settled(term, now):
         return None
     why, message = _failure(pod, trainer_name, code, oom, term)
     return Ended(Outcome.FAILED, why, code, message, checkpoint, seconds, metrics)

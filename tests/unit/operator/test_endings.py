@@ -18,6 +18,10 @@ from spotrun_operator.decisions import plan
 from spotrun_operator.endings import KILL_SETTLE_SECONDS, Outcome, classify_end
 from spotrun_operator.podstate import node_health, parse_ts
 from tests.unit.operator.test_decisions import job
+from tests.unit.operator.test_gang import GANG, NODES, NOW, deleted, started_gang
+from tests.unit.operator.test_gang import ended as gang_ended
+from tests.unit.operator.test_gang import job as job_of_gang
+from tests.unit.operator.test_gang import node as gang_node
 
 pytestmark = pytest.mark.unit
 
@@ -221,3 +225,66 @@ def test_an_oom_kill_or_an_exit_1_is_decided_at_once():
     assert classify(case, now=finished(case)).outcome is Outcome.FAILED
     term(case).update(exitCode=1, reason="Error")
     assert classify(case, now=finished(case)).outcome is Outcome.FAILED
+
+
+def _under_torchrun(case: dict[str, Any], code: int) -> dict[str, Any]:
+    """The fixture's pod as one the operator runs under torchrun (PET_NNODES in the trainer's
+    env, gang.torchrun_env), its trainer ended with ``code``."""
+    case = copy.deepcopy(case)
+    case["pod"]["spec"]["containers"] = [
+        {"name": "trainer", "env": [{"name": "PET_NNODES", "value": "2"}]}
+    ]
+    term(case).update(exitCode=code, reason="Error")
+    return case
+
+
+@pytest.mark.parametrize(
+    ("node_of", "why"),
+    [
+        ("taint-manager-unreachable", "node spot-7 unreachable"),
+        ("graceful-node-shutdown", "node spot-7 not ready"),
+        ("podgc-node-deleted", "node spot-7 gone"),
+    ],
+)
+def test_torchrun_stopped_by_sigterm_exits_1_and_its_node_makes_that_a_preemption(node_of, why):
+    """torchrun re-raises the SIGTERM it forwarded to its workers: exit 1, not 143. On a node
+    gone, silent or shutting down that is a preemption; a plain trainer's exit 1 stays its own
+    failure."""
+    case = _under_torchrun(load("liveness-probe-kill"), 1)
+    case["node"] = load(node_of)["node"]
+    ended = classify(case)
+    assert ended.outcome is Outcome.PREEMPTED and why in ended.why, ended
+    plain = load("liveness-probe-kill")
+    plain["node"] = case["node"]
+    term(plain).update(exitCode=1, reason="Error")
+    assert classify(plain).outcome is Outcome.FAILED
+
+
+def test_torchruns_exit_1_on_a_healthy_node_is_a_failure_once_a_dead_node_would_show():
+    case = _under_torchrun(load("liveness-probe-kill"), 1)
+    early = finished(case) + timedelta(seconds=KILL_SETTLE_SECONDS - 1)
+    assert classify(case, now=early) is None
+    ended = classify(case, now=early + timedelta(seconds=1))
+    assert ended.outcome is Outcome.FAILED and ended.why == "exit code 1", ended
+    assert "killed by the kubelet" not in ended.message
+
+
+def test_a_gang_rank_whose_torchrun_exits_1_as_its_node_dies_is_a_preemption_not_a_failure():
+    """A spot VM switched off without graceful node shutdown: the kubelet still reports rank
+    1's torchrun ending with exit 1 on SIGTERM, and the node turns unreachable only later. The
+    gang's end waits for that, and it is a preemption, not charged to backoffLimit."""
+    j, (zero, one) = started_gang(backoffLimit=0)
+    exited = [zero, gang_ended(one, "Failed", 1, finished=NOW - timedelta(seconds=10))]
+    wait = plan(j, exited, NODES, False, NOW)
+    assert wait.delete == [] and wait.status.gang is not None and wait.status.gang.ending is None
+    silent = {**NODES, "n1": gang_node(
+        "n1", taints=[{"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}])}
+    out = plan(j, exited, silent, False, NOW + timedelta(seconds=45))
+    assert out.delete == ["a-1-0"]
+    assert out.status.gang is not None and out.status.gang.ending is not None
+    assert (out.status.gang.ending.outcome, out.status.gang.ending.ranks) == ("Preempted", [1])
+    assert "node n1 unreachable" in out.status.gang.ending.why
+    done = [deleted(gang_ended(zero, "Failed", 1, finished=NOW, step=40)), exited[1]]
+    later = job_of_gang(out.status.model_dump(), backoffLimit=0, **GANG)
+    st = plan(later, done, silent, False, NOW + timedelta(seconds=50)).status
+    assert (st.preemptions, st.failures, st.attempt, st.phase) == (1, 0, 2, "Restarting")
