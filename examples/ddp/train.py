@@ -1,5 +1,5 @@
-"""The digits CNN (examples/digits) under DDP: gloo on CPU, launched by torchrun, one checkpoint
-per gang.
+"""The digits CNN (examples/digits) under DDP: gloo on CPU (NCCL with one GPU per process where
+``SPOTRUN_DEVICE`` or the machine says cuda), launched by torchrun, one checkpoint per gang.
 
     torchrun --nnodes 2 --nproc-per-node 2 --node-rank $NODE --master-addr $HEAD \
         --master-port 29500 examples/ddp/train.py --epochs 10
@@ -61,7 +61,13 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
-    dist.init_process_group("gloo")  # torchrun's env: MASTER_ADDR/PORT, RANK, WORLD_SIZE
+    device = spotrun.device()  # SPOTRUN_DEVICE: cpu where the job's gpu.fallback is cpu
+    if device.type == "cuda":  # one GPU per process: gpu.count = procsPerNode
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    # torchrun's env: MASTER_ADDR/PORT, RANK, WORLD_SIZE; gloo on CPU
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     rank = dist.get_rank()
     random.seed(args.seed + rank)  # each rank its own streams (dropout), saved per rank
     np.random.seed(args.seed + rank)
@@ -75,7 +81,11 @@ def main() -> None:
     # find_unused_parameters: DDP then keeps the gradient buckets it starts with (else it
     # rebuilds them after its first step, which a resumed run takes at another step): the sums
     # run in the same order before and after a restart, so the resume is bit for bit
-    model = DistributedDataParallel(digits.DigitsCNN(), find_unused_parameters=True)
+    model = DistributedDataParallel(
+        digits.DigitsCNN().to(device),
+        device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=True,
+    )
     torch.manual_seed(args.seed * 1000 + rank)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     loader = spotrun.ResumableLoader(
@@ -95,7 +105,8 @@ def main() -> None:
             trace.write(json.dumps({"restored": restored}) + "\n")
         for epoch in loader.epochs(args.epochs):
             for batch_images, batch_labels, batch_ids in loader:
-                loss = nn.functional.cross_entropy(model(batch_images), batch_labels)
+                output = model(batch_images.to(device))
+                loss = nn.functional.cross_entropy(output, batch_labels.to(device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -105,7 +116,7 @@ def main() -> None:
                     trace.flush()
                 ckpt.step(metrics={"loss": loss.item()})
                 time.sleep(args.step_delay)
-            accuracy = digits.evaluate(model, test, torch.device("cpu"))
+            accuracy = digits.evaluate(model, test, device)
             ckpt.record(accuracy=accuracy)
             if rank == 0:
                 logging.info("epoch %d: step %d, accuracy %.3f", epoch, ckpt.global_step, accuracy)
