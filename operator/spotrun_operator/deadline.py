@@ -1,0 +1,108 @@
+"""Deadline-aware placement (issue 15, Build 4): spot while the job can still finish on
+on-demand in time, on-demand only when it must, and back to spot once it is ahead again.
+
+The rule is *uniform progress* (Wu et al., "Can't Be Late", NSDI '24): a job that must do
+``total`` steps between ``start`` and ``deadline`` is on track at time ``t`` when it has done at
+least ``total * (t - start) / (deadline - start)`` steps (the line). ``choose`` decides the
+capacity of the attempt to run now:
+
+1. **must**: on-demand when only on-demand can still finish in time: the remaining steps at
+   the measured rate plus one restart (``restart_seconds``: a new pod, its restore) leave no more
+   than ``margin_seconds`` before the deadline. Nothing else is considered then.
+2. **behind, spot short**: on-demand when spot capacity is short now (the attempt waits for it,
+   or was just preempted and none is free) and the job is behind the line: waiting would put it
+   further behind. Ahead of the line, it waits for spot: the slack pays for the wait.
+3. **back to spot**: a job on on-demand returns to spot where there is capacity while its slack
+   covers two more restarts beyond the margin (leaving costs one restart, and a preemption soon
+   after costs another): spot trains as fast, so behind the line is no reason to stay. While
+   spot is short it stays on on-demand.
+4. otherwise spot.
+
+Every ``Choice`` says why, and ``projected_finish`` (on-demand from now, the safe bound) is what
+the status shows. Pure: times are seconds since the epoch, the caller reads them off the clock
+and the trainer's progress.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Capacity = Literal["spot", "on-demand"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the operator knows when it decides (seconds since the epoch, steps)."""
+
+    now: float
+    start: float
+    deadline: float
+    total_steps: int
+    done_steps: int
+    step_seconds: float  # the trainer's measured seconds per step
+    restart_seconds: float  # a new attempt's pod start and restore
+    margin_seconds: float = 0.0  # kept free before the deadline
+
+    def __post_init__(self) -> None:
+        if not self.deadline > self.start:
+            raise ValueError(f"deadline {self.deadline} is not after start {self.start}")
+        if self.total_steps < 1 or self.done_steps < 0:
+            raise ValueError(f"steps must be total >= 1, done >= 0: {self}")
+        if self.step_seconds <= 0 or self.restart_seconds < 0 or self.margin_seconds < 0:
+            raise ValueError(f"step_seconds must be > 0, the others >= 0: {self}")
+
+    @property
+    def remaining_seconds(self) -> float:
+        """Training time the remaining steps take."""
+        return max(0, self.total_steps - self.done_steps) * self.step_seconds
+
+    def line(self, at: float) -> float:
+        """The steps uniform progress asks for at time ``at``."""
+        share = (at - self.start) / (self.deadline - self.start)
+        return self.total_steps * min(1.0, max(0.0, share))
+
+    def slack(self) -> float:
+        """Seconds to spare if the job went to on-demand now (one restart) and stayed there."""
+        return self.deadline - self.now - self.restart_seconds - self.remaining_seconds
+
+
+@dataclass(frozen=True)
+class Choice:
+    capacity: Capacity
+    reason: str
+    projected_finish: float  # on-demand from now: one restart, then the remaining steps
+    slack_seconds: float
+
+
+def choose(p: Progress, current: Capacity | None, spot_short: bool) -> Choice:
+    """The capacity of the attempt to run now (module docstring).
+
+    ``current``: what the running attempt runs on (None: none runs); ``spot_short``: spot
+    capacity is short now (the attempt waits for it, or the last one was just preempted)."""
+    slack = p.slack()
+    finish = p.now + p.restart_seconds + p.remaining_seconds
+
+    def said(capacity: Capacity, reason: str) -> Choice:
+        return Choice(capacity, reason, finish, slack)
+
+    if p.done_steps >= p.total_steps:
+        return said(current or "spot", "the job has done its steps")
+    line = p.line(p.now)
+    where = f"step {p.done_steps} of {p.total_steps}, the line says {line:.0f}"
+    if slack <= p.margin_seconds:
+        return said(
+            "on-demand",
+            f"must: on-demand finishes {-slack:.0f}s after the deadline at the earliest"
+            if slack < 0 else f"must: on-demand from now leaves {slack:.0f}s before the deadline",
+        )
+    if current == "on-demand":
+        if not spot_short and slack > p.margin_seconds + 2 * p.restart_seconds:
+            return said("spot", f"back to spot: {slack:.0f}s of slack covers two restarts "
+                        f"({where})")
+        return said("on-demand", f"staying on on-demand ({where}, {slack:.0f}s of slack)")
+    if spot_short and p.done_steps < line:
+        return said("on-demand", f"behind while spot is short ({where})")
+    if spot_short:
+        return said("spot", f"ahead ({where}): waiting for spot, {slack:.0f}s of slack")
+    return said("spot", f"on track ({where}), {slack:.0f}s of slack")
