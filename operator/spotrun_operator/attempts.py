@@ -35,10 +35,13 @@ def start_attempt(p: Planner, gpus_available: bool) -> None:
     st.attempt = max(st.attempt, 1)
     st.notBefore = None
     on_demand = st.onDemand or not spec.spot.enabled
-    nodes = spec.nodes.max if gang.is_gang(spec) else 1
-    if nodes > 1:
+    ganged = gang.is_gang(spec)  # a gang job's attempt may be a gang of 1 (nodes.min)
+    nodes = gang.attempt_nodes(spec, st.gangNodes) if ganged else 1
+    st.gangNodes = None
+    why = ""
+    if ganged:
         name = gangstatus.describe(job.name, st.attempt, nodes)
-        gangstatus.begin(p, nodes)
+        why = gangstatus.begin(p, nodes)
     else:
         name = pod_name(job.name, st.attempt)
     prefer = zones.prefer(p, name)
@@ -49,12 +52,12 @@ def start_attempt(p: Planner, gpus_available: bool) -> None:
             on_demand=on_demand,
             gpus_available=gpus_available,
             prefer=prefer,
-            rank=Rank(r, nodes) if nodes > 1 else None,
+            rank=Rank(r, nodes) if ganged else None,
         )
         for r in range(nodes)
     ]
     p.plan.create, p.plan.create_rest = pods[0], pods[1:]
-    if nodes > 1:
+    if ganged:
         p.plan.service = gang_service(job)
     st.activePod = pods[0]["metadata"]["name"]
     if st.phase not in ("Restarting", "Running") or resumed:
@@ -83,11 +86,12 @@ def start_attempt(p: Planner, gpus_available: bool) -> None:
         )
     else:
         p.event(m.REASON_CREATED, f"attempt {st.attempt} ({name}) created on {where} nodes")
-    if nodes > 1:
+    if ganged:
         p.event(
             m.REASON_GANG,
-            f"attempt {st.attempt} is a gang of {nodes} pods, one per node, "
-            f"{spec.procsPerNode} process(es) each: world size {nodes * spec.procsPerNode}",
+            f"attempt {st.attempt} is a gang of {nodes} pod(s), one per node, "
+            f"{spec.procsPerNode} process(es) each: world size {nodes * spec.procsPerNode} "
+            f"({why})",
         )
 
 

@@ -21,6 +21,7 @@ except that ``procsPerNode > 1`` sets the torchrun variables for one node.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -31,11 +32,19 @@ DEFAULT_MASTER_PORT = 29500
 PORT_NAME = "rendezvous"
 HOSTNAME_KEY = "kubernetes.io/hostname"
 MAX_LABEL = 63  # a DNS label: a pod's hostname, a Service's name
+HASH_DIGITS = 6  # a Service name that is not the job's own ends in this much of its hash
 
 
 def is_gang(spec: JobSpec) -> bool:
     """Whether an attempt of this job is a gang of ranked pods."""
     return spec.nodes.max > 1
+
+
+def attempt_nodes(spec: JobSpec, asked: int | None) -> int:
+    """The pods of a gang job's next attempt: what the last one could place (``asked``:
+    status.gangNodes, gangplan.fewer_nodes), kept within today's nodes.min..max; else max."""
+    most = spec.nodes.max
+    return most if asked is None else min(max(asked, spec.nodes.least), most)
 
 
 def pod_name(job: str, attempt: int, rank: int) -> str:
@@ -56,9 +65,32 @@ def _label(text: str, tail: str = "") -> str:
 
 def service_name(job: str) -> str:
     """The job's headless Service: the job's name as a DNS-1035 label (a leading digit gets
-    the prefix ``rtj-``)."""
+    the prefix ``rtj-``). A name that had to change to fit (jobs ``a.b`` and ``a-b`` would
+    both give ``a-b``) ends in ``-`` and 6 hex digits of the job name's hash."""
     name = job if job[:1].isalpha() else f"rtj-{job}"
-    return _label(name)
+    plain = _label(name)
+    if plain == job:
+        return plain
+    return _label(name, "-" + hashlib.sha256(job.encode()).hexdigest()[:HASH_DIGITS])
+
+
+def service_conflict(service: dict[str, Any] | None, job: str, uid: str) -> str | None:
+    """Why the Service a create found in the way (409) is not the job's own (None: it is,
+    or it is gone again): it must carry an ownerReference to the job's uid."""
+    if service is None:
+        return None
+    owners = (service.get("metadata") or {}).get("ownerReferences") or []
+    if any(isinstance(o, dict) and o.get("uid") == uid for o in owners):
+        return None
+    name = (service.get("metadata") or {}).get("name")
+    held = ", ".join(
+        f"{o.get('kind')} {o.get('name')}" for o in owners if isinstance(o, dict)
+    ) or "no owner"
+    return (
+        f"Service {name} exists and is not this job's (owned by {held}): the gang's pods "
+        f"resolve MASTER_ADDR <rank0>.{name} through it, so their rendezvous fails; delete or "
+        f"rename that Service, or rename job {job}"
+    )
 
 
 def hostname(job: str, attempt: int, rank: int) -> str:

@@ -9,7 +9,8 @@ Its end is decided once, into ``status.gang.ending``, when the first rank shows 
 - **Suspended** (``spec.suspend``), **TemplateChanged** (``spec.template`` edited).
 - **Failed**: a pod ended with an error nothing interrupted, counted against
   ``backoffLimit``, decided only ``KILL_SETTLE_SECONDS`` after its exit (a peer whose node
-  died makes the others fail with a connection error before that node is seen as gone).
+  died makes the others fail with a connection error before that node is seen as gone);
+  the rank named is the one that ended first (``first_ended``).
 - **Succeeded**: every pod exited 0. A rank that exits 0 while others still run is waited
   for; its exit 0 is NOT success when another rank of the attempt was preempted.
 
@@ -17,13 +18,21 @@ Once decided, the other pods are deleted (their grace period applies: they save 
 every pod of the attempt is over (ended, gone, or past its deletion deadline) the end is
 recorded with the newest checkpoint any rank's sidecar reported and the pods' seconds
 summed, and the next attempt starts the whole gang again. An attempt starts only when every
-pod of the earlier ones is over. Warm start is off for gangs: the next gang would need every
+pod of the earlier ones is over.
+
+Fewer nodes (``spec.nodes.min < max``): every attempt asks for ``max`` pods; when only some
+of them (at least ``min``) are scheduled for ``nodes.shrinkAfterSeconds``, the attempt ends
+as ``Shrunk`` (no preemption, no failure: none of its ranks trained, a gang trains only once
+every rank joined) and the next one is a gang of as many pods as were scheduled
+(``status.gangNodes``), restoring the checkpoint whatever world size saved it. The attempt
+after that asks for ``max`` again. Fewer than ``min`` scheduled: ``spot.pendingTimeoutSeconds``
+applies (on-demand), as without ``min``. Warm start is off for gangs: the next gang would need every
 node of the old one free, which it is not while the old pods save.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 from . import gang, gangstatus, templates
 from . import models as m
@@ -121,6 +130,21 @@ def _finished_at(pod: Obj, trainer: str) -> datetime | None:
     return parse_ts(text) if isinstance(text, str) else None
 
 
+def first_ended(finished: dict[int, datetime | None]) -> int:
+    """The rank that ended first (its trainer's finishedAt; an unknown time counts as last,
+    a tie goes to the lower rank): the others' errors are most often its consequence."""
+    last = datetime.max.replace(tzinfo=timezone.utc)
+    return min(finished, key=lambda r: (finished[r] or last, r))
+
+
+def fewer_nodes(least: int, wanted: int, placed: int) -> int | None:
+    """``spec.nodes.min < max``: the nodes the next attempt runs on when only ``placed`` of
+    the ``wanted`` pods could be scheduled: ``placed``, when it is at least ``least``
+    (spec.nodes.min) and short of ``wanted``; None: no smaller gang (wait for the whole one,
+    or the pending timeout moves it to on-demand)."""
+    return placed if least <= placed < wanted else None
+
+
 def decide(
     p: Planner, pods: dict[int, Obj | None], nodes: dict[str, Obj], trainer: str
 ) -> m.GangEnding | None:
@@ -156,8 +180,10 @@ def decide(
         return m.GangEnding(outcome="TemplateChanged", why="stopped for a changed spec.template")
     failed = {r: e for r, e in ends.items() if e.outcome is Outcome.FAILED}
     if failed:
-        rank, end = min(failed.items())
-        pod = pods[rank]
+        rank = first_ended(
+            {r: _finished_at(x, trainer) for r in failed if (x := pods[r]) is not None}
+        )
+        end, pod = failed[rank], pods[rank]
         assert pod is not None
         finished = _finished_at(pod, trainer)
         if finished is not None and (now - finished).total_seconds() < KILL_SETTLE_SECONDS:
@@ -246,14 +272,66 @@ def observe(p: Planner, pods: dict[int, Obj | None]) -> None:
         return
     first = stuck[0]
     message = (condition(first, POD_SCHEDULED) or {}).get("message", "")
+    why = f"{first['metadata']['name']}: {message}"
     p.cond(
         m.COND_RUNNING,
         False,
         m.REASON_UNSCHEDULABLE,
-        f"{running} of {g.nodesWanted} pods run; {len(stuck)} cannot be scheduled "
-        f"({first['metadata']['name']}: {message})",
+        f"{running} of {g.nodesWanted} pods run; {len(stuck)} cannot be scheduled ({why})",
     )
-    _pending_timeout(p, pods, stuck)
+    placed = sum(1 for x in pods.values() if x is not None and _placed(x))
+    smaller = fewer_nodes(p.spec.nodes.least, g.nodesWanted, placed)
+    if smaller is not None:
+        _shrink(p, pods, stuck, smaller, why)
+    else:
+        _pending_timeout(p, pods, stuck)
+
+
+def _placed(pod: Obj) -> bool:
+    """A pod the scheduler bound to a node, and not being deleted."""
+    return bool((pod.get("spec") or {}).get("nodeName")) and not pod["metadata"].get(
+        "deletionTimestamp"
+    )
+
+
+def _waited(p: Planner, stuck: list[Obj], timeout: int) -> float | None:
+    """Seconds the stuck pods have waited once that is ``timeout`` or more; None before (a
+    recheck is planned for then) or when their creation time is unknown."""
+    times = [parse_ts(x["metadata"].get("creationTimestamp")) for x in stuck]
+    known = [t for t in times if t is not None]
+    if not known:
+        return None
+    waited = (p.now - min(known)).total_seconds()
+    if waited < timeout:
+        p.plan.requeue(timeout - waited)
+        return None
+    return waited
+
+
+def _shrink(
+    p: Planner, pods: dict[int, Obj | None], stuck: list[Obj], nodes: int, why: str
+) -> None:
+    """``spec.nodes.min < max`` and only ``nodes`` pods (>= min) could be scheduled for
+    ``nodes.shrinkAfterSeconds``: this attempt's pods are deleted (none has trained: a gang
+    trains only once every rank joined) and the next attempt is a gang of ``nodes`` pods."""
+    st, spec = p.st, p.spec
+    waited = _waited(p, stuck, spec.nodes.shrinkAfterSeconds)
+    if waited is None:
+        return
+    wanted = len(pods)
+    st.gangNodes = nodes
+    p.event(
+        m.REASON_GANG_SHRUNK,
+        f"attempt {st.attempt}: only {nodes} of {wanted} pods could be scheduled in "
+        f"{waited:.0f}s ({why}): attempt {st.attempt + 1} runs on {nodes} node(s) "
+        f"(spec.nodes.min {spec.nodes.least}), world size {nodes * spec.procsPerNode}, from the "
+        f"newest checkpoint whatever world size saved it; the next restart asks for "
+        f"{spec.nodes.max} again",
+        warning=True,
+    )
+    gangstatus.ended(p, "Shrunk", f"{nodes} of {wanted} pods could be scheduled in {waited:.0f}s")
+    stop(p, pods)
+    p.advance(0)
 
 
 def _pending_timeout(p: Planner, pods: dict[int, Obj | None], stuck: list[Obj]) -> None:
@@ -263,13 +341,8 @@ def _pending_timeout(p: Planner, pods: dict[int, Obj | None], stuck: list[Obj]) 
     timeout = spec.spot.pendingTimeoutSeconds
     if timeout is None or not spec.spot.enabled or st.onDemand:
         return
-    times = [parse_ts(x["metadata"].get("creationTimestamp")) for x in stuck]
-    known = [t for t in times if t is not None]
-    if not known:
-        return
-    waited = (p.now - min(known)).total_seconds()
-    if waited < timeout:
-        p.plan.requeue(timeout - waited)
+    waited = _waited(p, stuck, timeout)
+    if waited is None:
         return
     st.onDemand = True
     p.event(

@@ -20,10 +20,26 @@ def describe(job: str, attempt: int, nodes: int) -> str:
     return f"{names[0]} .. {names[-1]}, {nodes} pods"
 
 
-def begin(p: Planner, nodes: int) -> None:
-    """Attempt ``p.st.attempt`` is created as a gang of ``nodes`` pods."""
+def sized(most: int, nodes: int, last: m.GangAttempt | None) -> str:
+    """Why an attempt has ``nodes`` pods (``most``: spec.nodes.max; ``last``: the attempt
+    before, if it was a gang)."""
+    if nodes < most:
+        where = f" of attempt {last.attempt}" if last is not None else ""
+        return (
+            f"{nodes} of spec.nodes.max {most}: only {nodes} pod(s){where} could be scheduled"
+        )
+    if last is not None and last.nodes < nodes:
+        return f"spec.nodes.max {most}: grown back from {last.nodes} (attempt {last.attempt})"
+    return f"spec.nodes.max {most}"
+
+
+def begin(p: Planner, nodes: int) -> str:
+    """Attempt ``p.st.attempt`` is created as a gang of ``nodes`` pods; returns why that many
+    (``sized``)."""
     st, job = p.st, p.job
     world = nodes * p.spec.procsPerNode
+    earlier = [h for h in st.gangHistory or [] if h.attempt < st.attempt]
+    why = sized(p.spec.nodes.max, nodes, earlier[-1] if earlier else None)
     st.gang = m.GangStatus(
         attempt=st.attempt,
         nodes=f"0/{nodes}",
@@ -36,8 +52,9 @@ def begin(p: Planner, nodes: int) -> None:
         ],
     )
     history = [h for h in st.gangHistory or [] if h.attempt != st.attempt]
-    history.append(m.GangAttempt(attempt=st.attempt, nodes=nodes, worldSize=world))
+    history.append(m.GangAttempt(attempt=st.attempt, nodes=nodes, worldSize=world, why=why))
     st.gangHistory = history[-m.MAX_GANG_HISTORY :]
+    return why
 
 
 def observe(p: Planner, pods: dict[int, Obj | None]) -> int:

@@ -211,6 +211,16 @@ class Kube:
         return self._create(lambda: self.core.create_namespaced_service(
             namespace, service, _preload_content=False))
 
+    def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(
+                _json(self.core.read_namespaced_service(name, namespace, _preload_content=False))
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
     def delete_pod(self, namespace: str, name: str) -> None:
         """Graceful delete: the pod's own terminationGracePeriodSeconds applies."""
         try:

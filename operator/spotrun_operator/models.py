@@ -60,6 +60,8 @@ REASON_NODE_LABEL = "NodeLabelIgnored"  # a node's zone / pool label is no label
 REASON_GANG = "Gang"  # a gang attempt's size, and which rank ended it
 REASON_GANG_STOPPING = "GangStopping"  # one rank ended: the others are stopped
 REASON_SERVICE_REFUSED = "ServiceRefused"  # the API refused a gang's headless Service
+REASON_SERVICE_CONFLICT = "ServiceConflict"  # a gang's Service name is taken by another owner
+REASON_GANG_SHRUNK = "GangShrunk"  # nodes.min < max: the next attempt runs on fewer nodes
 MAX_AVOIDED = 16  # status.avoiding keeps the newest this many places
 
 # Names the operator gives what it adds to a job's pods: a template may not use them.
@@ -148,6 +150,28 @@ PORTS_RULE = rule(
     "spec.checkpoint.sidecarPort + spec.nodes.max - 1 must be a port (<= 65535): each rank of "
     "a gang has its sidecar on sidecarPort + rank; lower sidecarPort",
     ".checkpoint.sidecarPort",
+)
+
+
+MULTI_RANK = (
+    "((has(self.nodes) && has(self.nodes.max) && self.nodes.max > 1) || "
+    "(has(self.procsPerNode) && self.procsPerNode > 1))"
+)
+GANG_INTERVAL_RULE = rule(
+    f"!has(self.checkpoint.intervalSeconds) || !{MULTI_RANK}",
+    "spec.checkpoint.intervalSeconds cannot be used with several ranks (nodes.max > 1 or "
+    "procsPerNode > 1): each rank's clock would pick another step to save, and the trainer "
+    "refuses it; use spec.checkpoint.intervalSteps",
+    ".checkpoint.intervalSeconds",
+)
+GANG_PVC_RULE = rule(
+    "!has(self.checkpoint.storage.pvc) || "
+    "!(has(self.nodes) && has(self.nodes.max) && self.nodes.max > 1)",
+    "spec.checkpoint.storage.pvc cannot be used with nodes.max > 1: every pod of a gang would "
+    "mount the claim (a ReadWriteOnce claim holds them all to one node, where one pod per node "
+    "never places: the gang would pend forever) and a claim shared across nodes is not "
+    "supported; keep a gang's checkpoints in S3 (checkpoint.storage.uri)",
+    ".checkpoint.storage.pvc",
 )
 
 
@@ -261,7 +285,10 @@ class CheckpointSpec(_Model):
         default=None, ge=1, description="Save every N steps (passed to the trainer)."
     )
     intervalSeconds: int | None = Field(
-        default=None, ge=1, description="Save every N seconds (passed to the trainer)."
+        default=None,
+        ge=1,
+        description="Save every N seconds (passed to the trainer); a job of one rank only "
+        "(with several, each rank's clock would pick another step: use intervalSteps).",
     )
     keep: int = Field(default=3, ge=1, le=1000, description="Keep the newest N checkpoints.")
     keepBest: KeepBest | None = Field(
@@ -434,8 +461,19 @@ class NodesSpec(_Model):
         default=None,
         ge=1,
         le=MAX_NODES,
-        description="The fewest nodes an attempt may run on (default: max). Not acted on yet: "
-        "every attempt asks for max nodes.",
+        description="The fewest nodes an attempt may run on (default: max). Every attempt "
+        "asks for max nodes; with min < max, when only some of its pods can be scheduled "
+        "(at least min) for shrinkAfterSeconds, it is replaced by an attempt of as many nodes "
+        "as were scheduled, which restores the newest checkpoint saved at the other world "
+        "size (the data order continues globally). The next restart asks for max again. "
+        "Fewer than min scheduled: the attempt waits (spot.pendingTimeoutSeconds applies).",
+    )
+    shrinkAfterSeconds: int = Field(
+        default=60,
+        ge=1,
+        le=86400,
+        description="With min < max: how long an attempt waits for all its pods to be "
+        "scheduled before it is replaced by one on the nodes that could be had (see min).",
     )
 
     @model_validator(mode="after")
@@ -551,7 +589,11 @@ class JobSpec(_Model):
     model_config = ConfigDict(
         extra="forbid",
         populate_by_name=True,
-        json_schema_extra={"x-kubernetes-validations": [TRAINER_RULE, PORTS_RULE]},
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                TRAINER_RULE, PORTS_RULE, GANG_INTERVAL_RULE, GANG_PVC_RULE
+            ]
+        },
     )
     template: dict[str, Any] = Field(
         description=TEMPLATE_SCHEMA["description"], json_schema_extra=TEMPLATE_SCHEMA
@@ -637,6 +679,11 @@ class JobSpec(_Model):
                 )
         if self.checkpoint.sidecarPort + self.nodes.max > 65536:
             raise ValueError(PORTS_RULE["message"])
+        ranks = self.nodes.max > 1 or self.procsPerNode > 1
+        if self.checkpoint.intervalSeconds is not None and ranks:
+            raise ValueError(GANG_INTERVAL_RULE["message"])
+        if self.checkpoint.storage.pvc is not None and self.nodes.max > 1:
+            raise ValueError(GANG_PVC_RULE["message"])
         names = [c.get("name") for c in pod.get("containers") or [] if isinstance(c, dict)]
         if self.trainerContainer is not None and self.trainerContainer not in names:
             raise ValueError(TRAINER_RULE["message"])
@@ -756,8 +803,16 @@ class GangAttempt(_Model):
     attempt: int = Field(description="The attempt.")
     nodes: int = Field(description="Its pods (nodes).")
     worldSize: int = Field(description="Its world size (nodes x procsPerNode).")
+    why: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Why it has that many nodes: spec.nodes.max, fewer (only so many could be "
+        "scheduled, spec.nodes.min < max) or grown back to max after a smaller attempt.",
+    )
     outcome: str | None = Field(
-        default=None, description="Succeeded, Preempted, Failed, ... (absent: running)."
+        default=None,
+        description="Succeeded, Preempted, Failed, Shrunk (fewer pods could be scheduled: "
+        "the next attempt runs on fewer nodes), PendingTimeout, ... (absent: running).",
     )
     detail: str | None = Field(
         default=None, max_length=1024, description="Which rank ended it, and how."
@@ -834,6 +889,12 @@ class JobStatus(_Model):
     )
     gang: GangStatus | None = Field(
         default=None, description="The current (or last) attempt's gang (spec.nodes.max > 1)."
+    )
+    gangNodes: int | None = Field(
+        default=None,
+        description="The nodes the next gang attempt asks for: set when only that many of the "
+        "last attempt's pods could be scheduled (spec.nodes.min < max); absent: "
+        "spec.nodes.max. Cleared when that attempt is made.",
     )
     gangHistory: list[GangAttempt] | None = Field(
         default=None,

@@ -183,6 +183,11 @@ def _create_service(kube: Kube, job: Job, plan: decisions.Plan) -> None:
     try:
         if kube.create_service(job.namespace, plan.service):
             log.info("created service %s/%s", job.namespace, name)
+            return
+        held = kube.get_service(job.namespace, name)
+        if (conflict := gang.service_conflict(held, job.name, job.uid)) is not None:
+            log.warning("%s/%s: %s", job.namespace, job.name, conflict)
+            plan.tell(m.REASON_SERVICE_CONFLICT, conflict, warning=True)
     except Refused as err:
         log.warning("%s/%s: service %s: %s", job.namespace, job.name, name, err)
         reason = str(err.status.get("message") or err)[:600]
@@ -218,8 +223,8 @@ def _nodes(
 
 def _current_names(job: Job) -> set[str]:
     """The current attempt's pod names: the single pod, or every rank of a gang."""
-    g = job.status.gang
-    if gang.is_gang(job.spec) and g is not None and g.attempt == job.status.attempt:
+    g = job.status.gang  # what the attempt was made as, whatever spec.nodes says now
+    if g is not None and g.attempt == job.status.attempt:
         return set(gang.pod_names(job.name, job.status.attempt, g.nodesWanted))
     return {pod_name(job.name, job.status.attempt)}
 

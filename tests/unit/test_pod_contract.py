@@ -62,7 +62,8 @@ def _pods() -> list[dict[str, Any]]:
     for checkpoint in (s3, pvc):
         spec = {"checkpoint": checkpoint, "gpu": {"count": 1}, "terminationGracePeriodSeconds": 45}
         out.append(desired_pod(job(status, **spec), 3, on_demand=False, gpus_available=True))
-    spec = {"checkpoint": s3, "nodes": {"max": 2}, "procsPerNode": 2}
+    ranked = {k: v for k, v in s3.items() if k != "intervalSeconds"}  # one rank's only
+    spec = {"checkpoint": ranked, "nodes": {"max": 2}, "procsPerNode": 2}
     rank = Rank(1, 2)
     out.append(desired_pod(job(status, **spec), 3, on_demand=False, gpus_available=True, rank=rank))
     return out

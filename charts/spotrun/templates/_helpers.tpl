@@ -70,7 +70,7 @@ holds them when it watches all namespaces, a Role in each watched namespace othe
   verbs: [get, list, watch, create, delete, patch]  # patch: the outcome finalizer
 - apiGroups: [""]
   resources: [services]
-  verbs: [create]  # a multi-node job's headless Service (owned by the job)
+  verbs: [create, get]  # a multi-node job's headless Service (owned by the job); get: whose it is on a 409
 # --- kopf: Events for handler outcomes (spotrun posts its own decisions too).
 - apiGroups: ["", events.k8s.io]
   resources: [events]
