@@ -53,6 +53,12 @@ COMMANDS: dict[str, By | NotHere] = {
     "--from-literal=AWS_ACCESS_KEY_ID=... --from-literal=AWS_SECRET_ACCESS_KEY=...":
         By(QUICKSTART, ("README",)),
     "kubectl apply -f manifests/examples/job.yaml": By(QUICKSTART, ("README",)),
+    "kubectl apply -f manifests/examples/s3-secret.yaml -f manifests/examples/multinode.yaml":
+        By("tests/e2e/operator/test_operator_multinode.py::"
+           "test_the_multinode_example_runs_as_written", ("multinode.yaml", "submit")),
+    "kubectl get rtj digits-ddp -w": By(
+        "tests/e2e/operator/test_operator_multinode.py::"
+        "test_the_multinode_example_runs_as_written", ("digits-ddp", "finish")),
     "kubectl get rtj -w": By(QUICKSTART, ("README",)),
     "kubectl describe rtj digits": By(QUICKSTART, ("README",)),
     "make demo": By(
