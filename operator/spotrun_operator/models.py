@@ -465,8 +465,10 @@ class NodesSpec(_Model):
         "asks for max nodes; with min < max, when only some of its pods can be scheduled "
         "(at least min) for shrinkAfterSeconds, it is replaced by an attempt of as many nodes "
         "as were scheduled, which restores the newest checkpoint saved at the other world "
-        "size (the data order continues globally). The next restart asks for max again. "
-        "Fewer than min scheduled: the attempt waits (spot.pendingTimeoutSeconds applies).",
+        "size (the data order continues globally; a checkpoint sharded with shards= restores "
+        "only at its own world size: keep min = max for such a job). The next restart asks "
+        "for max again. Fewer than min scheduled: the attempt waits (spot.pendingTimeoutSeconds "
+        "applies).",
     )
     shrinkAfterSeconds: int = Field(
         default=60,
