@@ -471,11 +471,13 @@ class NodesSpec(_Model):
         "applies).",
     )
     shrinkAfterSeconds: int = Field(
-        default=60,
+        default=300,
         ge=1,
         le=86400,
         description="With min < max: how long an attempt waits for all its pods to be "
-        "scheduled before it is replaced by one on the nodes that could be had (see min).",
+        "scheduled before it is replaced by one on the nodes that could be had (see min). "
+        "Leave a node autoscaler (Karpenter, cluster-autoscaler) the time to bring a node up: "
+        "its pods are unschedulable meanwhile.",
     )
 
     @model_validator(mode="after")
