@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.kind import images as img
 from tests.kind.kindenv import KIND_DIR, KindCluster, exports, run
 
 
@@ -39,11 +40,42 @@ def docker_engine() -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def kind_cluster(docker_engine: dict[str, str]) -> Iterator[KindCluster]:
-    """hack/kind/up (1 control plane + 1 worker), removed by hack/kind/down at the end."""
-    up = run(KIND_DIR / "up", env=docker_engine, timeout=3600)
+    """hack/kind/up --on-demand 1 --spot 1: <name>-worker is on-demand, <name>-worker2 spot
+    (tainted); removed by hack/kind/down at the end."""
+    up = run(KIND_DIR / "up", "--on-demand", "1", "--spot", "1", env=docker_engine, timeout=3600)
     try:
         assert up.returncode == 0, f"hack/kind/up failed:\n{up.stderr[-4000:]}"
         yield KindCluster({**docker_engine, **exports(up.stdout.strip().splitlines()[-1])})
     finally:
         down = run(KIND_DIR / "down", env=docker_engine)
         assert down.returncode == 0, f"hack/kind/down failed:\n{down.stderr}"
+
+
+@pytest.fixture(scope="session")
+def pushed(kind_cluster: KindCluster) -> Iterator[dict[str, str]]:
+    """{name: the reference pods use} for the operator, sidecar and trainer images, pushed to
+    hack/kind/registry (each node pulls what it runs)."""
+    built = img.build(kind_cluster.env, "operator", "sidecar", "trainer")
+    up = run(KIND_DIR / "registry", "up", env=kind_cluster.env, timeout=900)
+    assert up.returncode == 0, up.stderr
+    names = ("operator", "sidecar", "trainer")
+    push = run(
+        KIND_DIR / "registry",
+        "push",
+        *(built[n] for n in names),
+        env=kind_cluster.env,
+        timeout=3600,
+    )
+    assert push.returncode == 0, push.stderr[-3000:]
+    yield dict(zip(names, push.stdout.split(), strict=True))
+
+
+@pytest.fixture(scope="session")
+def kind_s3(kind_cluster: KindCluster) -> dict[str, str]:
+    """hack/kind/s3 up, then its env: AWS_ENDPOINT_URL_S3 (the host's), SPOTRUN_POD_S3_ENDPOINT
+    (the pods'), the credentials and SPOTRUN_TEST_BUCKET. hack/kind/down removes it."""
+    up = run(KIND_DIR / "s3", "up", env=kind_cluster.env)
+    assert up.returncode == 0, up.stderr
+    env = run(KIND_DIR / "s3", "env", env=kind_cluster.env)
+    assert env.returncode == 0, env.stderr
+    return exports(env.stdout.strip())

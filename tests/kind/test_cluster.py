@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.kind, pytest.mark.timeout(3600)]
 def test_every_node_is_ready_with_our_kubelet_and_coredns_runs(kind_cluster: KindCluster) -> None:
     nodes = json.loads(kind_cluster.kubectl("get", "nodes", "-o", "json"))["items"]
     names = sorted(n["metadata"]["name"] for n in nodes)
-    assert names == [f"{NAME}-control-plane", f"{NAME}-worker"]
+    assert names == [f"{NAME}-control-plane", f"{NAME}-worker", f"{NAME}-worker2"]
     for node in nodes:
         ready = [c for c in node["status"]["conditions"] if c["type"] == "Ready"]
         assert ready and ready[0]["status"] == "True", (node["metadata"]["name"], ready)

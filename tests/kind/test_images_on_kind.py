@@ -8,33 +8,14 @@ image, the registry), brings the cluster up and removes it (hack/kind/down) at t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
 from spotrun.version import __version__
-from tests.kind import images as img
-from tests.kind.kindenv import HELM, KIND_DIR, NAME, REPO, KindCluster, run
+from tests.kind import chart
+from tests.kind.kindenv import NAME, REPO, KindCluster
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(3600)]
-
-
-@pytest.fixture(scope="module")
-def pushed(kind_cluster: KindCluster) -> Iterator[dict[str, str]]:
-    """{name: the reference pods use} for the operator, sidecar and trainer images."""
-    built = img.build(kind_cluster.env, "operator", "sidecar", "trainer")
-    up = run(KIND_DIR / "registry", "up", env=kind_cluster.env, timeout=900)
-    assert up.returncode == 0, up.stderr
-    names = ("operator", "sidecar", "trainer")
-    push = run(
-        KIND_DIR / "registry",
-        "push",
-        *(built[n] for n in names),
-        env=kind_cluster.env,
-        timeout=3600,
-    )
-    assert push.returncode == 0, push.stderr[-3000:]
-    yield dict(zip(names, push.stdout.split(), strict=True))
 
 
 def _crictl_images(kind_cluster: KindCluster, node: str) -> str:
@@ -84,28 +65,8 @@ def test_the_trainer_image_is_pulled_by_the_node_that_runs_it_and_runs_there(
 def test_helm_installs_the_operator_image_non_root_with_a_read_only_root(
     pushed: dict[str, str], kind_cluster: KindCluster
 ) -> None:
-    repository, tag = pushed["operator"].rsplit(":", 1)
-    release, namespace = "spotrun", "spotrun-system"
-    install = run(
-        HELM,
-        "install",
-        release,
-        REPO / "charts" / "spotrun",
-        "--namespace",
-        namespace,
-        "--create-namespace",
-        "--set",
-        f"image.repository={repository}",
-        "--set",
-        f"image.tag={tag}",
-        "--set",
-        f"sidecar.image={pushed['sidecar']}",
-        "--wait",
-        "--timeout",
-        "10m",
-        env=kind_cluster.env,
-        timeout=900,
-    )
+    install = chart.install(kind_cluster, pushed)
+    namespace = chart.NAMESPACE
     try:
         assert install.returncode == 0, install.stderr
         pods = json.loads(kind_cluster.kubectl("-n", namespace, "get", "pods", "-o", "json"))[
@@ -130,14 +91,4 @@ def test_helm_installs_the_operator_image_non_root_with_a_read_only_root(
         log = kind_cluster.kubectl("-n", namespace, "logs", name)
         assert f"spotrun operator {__version__} starting" in log.splitlines()[0]
     finally:
-        run(
-            HELM,
-            "uninstall",
-            release,
-            "--namespace",
-            namespace,
-            "--wait",
-            env=kind_cluster.env,
-            timeout=300,
-        )
-        kind_cluster.kubectl("delete", "namespace", namespace, "--ignore-not-found")
+        chart.uninstall(kind_cluster)

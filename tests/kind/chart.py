@@ -1,0 +1,42 @@
+"""The operator on the kind cluster: `helm install` of charts/spotrun with the pushed operator
+image (explicit image.repository/tag, sidecar.image: never a coincidence of tags)."""
+
+from __future__ import annotations
+
+import subprocess
+
+from tests.kind.kindenv import HELM, REPO, KindCluster, run
+
+RELEASE, NAMESPACE = "spotrun", "spotrun-system"
+
+
+def install(cluster: KindCluster, pushed: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """helm install --wait; the caller asserts its exit code and calls uninstall."""
+    repository, tag = pushed["operator"].rsplit(":", 1)
+    return run(
+        HELM,
+        "install",
+        RELEASE,
+        REPO / "charts" / "spotrun",
+        "--namespace",
+        NAMESPACE,
+        "--create-namespace",
+        "--set",
+        f"image.repository={repository}",
+        "--set",
+        f"image.tag={tag}",
+        "--set",
+        f"sidecar.image={pushed['sidecar']}",
+        "--wait",
+        "--timeout",
+        "10m",
+        env=cluster.env,
+        timeout=900,
+    )
+
+
+def uninstall(cluster: KindCluster) -> None:
+    run(
+        HELM, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", env=cluster.env, timeout=300
+    )
+    cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found")

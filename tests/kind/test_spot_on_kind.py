@@ -1,0 +1,232 @@
+"""A ResumableTrainingJob on kind's real kubelets survives a spot interruption done as a cloud
+does it (hack/kind/preempt: interruption taint, notice, eviction with the grace period, the
+node's container stopped and its Node deleted; hack/kind/add-node: the capacity comes back).
+
+The operator is installed by `helm install` from the pushed operator image; the job is
+manifests/examples/job.yaml and s3-secret.yaml submitted with `kubectl apply -f`, with these
+values substituted: the trainer image (the pushed one), the checkpoint endpoint (the S3 server as
+pods reach it, hack/kind/s3) and bucket, the Secret's two credentials, and two that make the
+interruption land mid-training: --epochs 100 (the example's 20 epochs take ~20 s here, less
+than its 60 s notice) and SPOTRUN_SAVE_AT_ONCE=1 (save on SIGTERM instead of training on
+through the notice, as tests/e2e's digits job does).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+import pytest
+import yaml
+
+from localcluster.node import nodes
+from spotrun import layout
+from tests.kind import chart
+from tests.kind.kindenv import KIND_DIR, NAME, REPO, KindCluster, run
+
+pytestmark = [pytest.mark.kind, pytest.mark.timeout(3600)]
+
+EXAMPLES = REPO / "manifests" / "examples"
+EPOCHS = 100  # 45 steps each
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float) -> T:
+    deadline = time.monotonic() + timeout
+    while (found := probe()) is None or found is False:
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        time.sleep(2)
+    return found
+
+
+def test_workers_carry_the_process_nodes_labels_and_spot_taint(kind_cluster: KindCluster) -> None:
+    listed = json.loads(kind_cluster.kubectl("get", "nodes", "-o", "json"))["items"]
+    by_name = {n["metadata"]["name"]: n for n in listed}
+    for name, capacity_type, zone in (
+        (f"{NAME}-worker", nodes.ON_DEMAND, "local-a"),
+        (f"{NAME}-worker2", nodes.SPOT, "local-b"),
+    ):
+        node = by_name[name]
+        want = nodes.labels(name, capacity_type, zone)
+        want.pop(nodes.PROCESS_NODE_LABEL)  # a real kubelet, not a process node
+        labels = node["metadata"]["labels"]
+        assert {k: labels.get(k) for k in want} == want, name
+        taints = [
+            {k: t.get(k) for k in ("key", "value", "effect")}
+            for t in node["spec"].get("taints", [])
+        ]
+        assert taints == ([nodes.SPOT_TAINT] if capacity_type == nodes.SPOT else []), name
+
+
+@pytest.fixture
+def operator(kind_cluster: KindCluster, pushed: dict[str, str]) -> Iterator[None]:
+    install = chart.install(kind_cluster, pushed)
+    try:
+        assert install.returncode == 0, install.stderr
+        yield
+    finally:
+        chart.uninstall(kind_cluster)
+
+
+def example_manifests(pushed: dict[str, str], s3: dict[str, str], prefix: str) -> str:
+    """s3-secret.yaml + job.yaml with only the image, endpoint, bucket and credentials
+    substituted, as one multi-document YAML for `kubectl apply -f`."""
+    secret = yaml.safe_load((EXAMPLES / "s3-secret.yaml").read_text())
+    secret["stringData"] = {
+        "AWS_ACCESS_KEY_ID": s3["AWS_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": s3["AWS_SECRET_ACCESS_KEY"],
+    }
+    job = yaml.safe_load((EXAMPLES / "job.yaml").read_text())
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    container["image"] = pushed["trainer"]
+    assert container["command"][-2:] == ["--epochs", "20"], container["command"]
+    container["command"][-1] = str(EPOCHS)
+    container["env"] = [{"name": "SPOTRUN_SAVE_AT_ONCE", "value": "1"}]
+    storage = job["spec"]["checkpoint"]["storage"]
+    storage["uri"] = f"s3://{s3['SPOTRUN_TEST_BUCKET']}/{prefix}"
+    storage["endpoint"] = s3["SPOTRUN_POD_S3_ENDPOINT"]
+    return yaml.safe_dump_all([secret, job])
+
+
+def committed_steps(s3: dict[str, str], prefix: str) -> list[int]:
+    """Steps whose MANIFEST is in the bucket (the host's endpoint)."""
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3["AWS_ENDPOINT_URL_S3"],
+        aws_access_key_id=s3["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=s3["AWS_SECRET_ACCESS_KEY"],
+        region_name=s3["AWS_DEFAULT_REGION"],
+    )
+    listed = client.list_objects_v2(
+        Bucket=s3["SPOTRUN_TEST_BUCKET"], Prefix=f"{prefix}/{layout.CHECKPOINTS}/"
+    )
+    steps = []
+    for obj in listed.get("Contents", []):
+        parts = obj["Key"].split("/")
+        if parts[-1] == layout.MANIFEST and (step := layout.parse_step_dirname(parts[-2])):
+            steps.append(step)
+    return sorted(steps)
+
+
+def hack(cluster: KindCluster, script: str, *args: str) -> str:
+    done = run(KIND_DIR / script, *args, env=cluster.env, timeout=900)
+    assert done.returncode == 0, f"hack/kind/{script} {' '.join(args)}:\n{done.stderr}"
+    return done.stderr
+
+
+class Digits:
+    """The example job in its own namespace, and what the test reads of it."""
+
+    def __init__(self, cluster: KindCluster, s3: dict[str, str]) -> None:
+        self.cluster, self.s3 = cluster, s3
+        self.namespace, self.prefix = "digits-kind", f"digits-{secrets.token_hex(4)}"
+
+    def k(self, *args: str) -> str:
+        return self.cluster.kubectl("-n", self.namespace, *args)
+
+    def job(self) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(
+            self.k("get", "resumabletrainingjob", "digits", "-o", "json")
+        )
+        return found
+
+    def running_node(self, pod: str) -> str | None:
+        for p in json.loads(self.k("get", "pods", "-o", "json"))["items"]:
+            if p["metadata"]["name"] == pod and p["status"].get("phase") == "Running":
+                return str(p["spec"]["nodeName"])
+        return None
+
+    def events(self, reason: str) -> list[str]:
+        listed = json.loads(
+            self.k("get", "events", "--field-selector", "involvedObject.name=digits", "-o", "json")
+        )["items"]
+        return [e["message"] for e in listed if e["reason"] == reason]
+
+    def finished(self) -> dict[str, Any]:
+        return wait_for(
+            "the job to finish",
+            lambda: (j := self.job())["status"].get("phase") in ("Succeeded", "Failed") and j,
+            900,
+        )["status"]
+
+
+@pytest.fixture
+def digits(
+    kind_cluster: KindCluster,
+    pushed: dict[str, str],
+    kind_s3: dict[str, str],
+    operator: None,
+    tmp_path: Path,
+) -> Iterator[Digits]:
+    """The example submitted with kubectl apply -f; running on the spot worker with a periodic
+    checkpoint in S3 when the test starts."""
+    d = Digits(kind_cluster, kind_s3)
+    manifests = tmp_path / "digits.yaml"
+    manifests.write_text(example_manifests(pushed, kind_s3, d.prefix))
+    kind_cluster.kubectl("create", "namespace", d.namespace)
+    try:
+        d.k("apply", "-f", str(manifests))
+        node = wait_for("digits-1 to run", lambda: d.running_node("digits-1"), 900)
+        assert node == f"{NAME}-worker2", "the spot job runs on the spot worker"
+        wait_for("a periodic checkpoint in S3", lambda: committed_steps(kind_s3, d.prefix), 300)
+        yield d
+    finally:
+        # while the operator runs: its finalizer on the job must be lifted by it
+        kind_cluster.kubectl("delete", "namespace", d.namespace, "--timeout=300s")
+
+
+def test_the_digits_example_survives_a_spot_interruption_losing_no_step(
+    digits: Digits, kind_cluster: KindCluster
+) -> None:
+    node = f"{NAME}-worker2"
+    preempt = hack(kind_cluster, "preempt", node, "--notice", "5")
+    assert f"node {node} is gone (container stopped, Node deleted)" in preempt, preempt
+    assert node not in kind_cluster.kubectl("get", "nodes", "-o", "name")
+    hack(kind_cluster, "add-node", node)  # the cloud brings capacity back
+
+    drained = wait_for(
+        "the preemption and its final save to be recorded",
+        lambda: (
+            (j := digits.job()).get("status", {}).get("preemptions", 0) >= 1
+            and not j["status"].get("draining")
+            and j
+        ),
+        300,
+    )
+    saved = drained["status"]["lastCheckpoint"]
+    assert saved["finalSaved"] is True, saved
+
+    status = digits.finished()
+    assert status["phase"] == "Succeeded", status
+    assert (status["preemptions"], status["failures"], status["attempt"]) == (1, 0, 2)
+    assert status["lastCheckpoint"]["step"] == EPOCHS * 45
+    ended = digits.events("PreemptedAttemptEnded")
+    assert ended == [f"attempt 1 (digits-1) ended: its final save made it (step {saved['step']})"]
+    # attempt 2 restores exactly the step attempt 1 saved on SIGTERM: 0 steps lost
+    log = digits.k("logs", "digits-2", "-c", "trainer")
+    assert f"spotrun: restored step {saved['step']} " in log, log[-2000:]
+
+
+def test_an_abrupt_node_loss_resumes_from_the_newest_periodic_checkpoint(
+    digits: Digits, kind_cluster: KindCluster
+) -> None:
+    node = f"{NAME}-worker2"
+    preempt = hack(kind_cluster, "preempt", node, "--abrupt")
+    assert f"node {node} is gone (container killed, Node deleted)" in preempt, preempt
+    newest = committed_steps(digits.s3, digits.prefix)[-1]  # nothing runs there any more
+    hack(kind_cluster, "add-node", node)
+
+    status = digits.finished()
+    assert status["phase"] == "Succeeded", status
+    # a node lost is a preemption, not a failure charged to backoffLimit
+    assert (status["preemptions"], status["failures"], status["attempt"]) == (1, 0, 2)
+    log = digits.k("logs", "digits-2", "-c", "trainer")
+    assert f"spotrun: restored step {newest} " in log, log[-2000:]
+    ended = digits.events("PreemptedAttemptEnded") + digits.events("Preempted")
+    assert ended and not any("final save made it" in m for m in ended), ended
+    print(json.dumps({"status": status, "events": ended}, indent=1))
