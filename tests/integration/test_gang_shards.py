@@ -47,11 +47,9 @@ def _shard(zero: ZeroRedundancyOptimizer) -> dict[str, list[float]]:
     return {str(k): v["exp_avg"].flatten().tolist() for k, v in state.items()}
 
 
-def _train_and_save(rank: int, port: int, root: str) -> None:
-    model, zero = _setup(rank, port)
-    ckpt = Checkpointer(root, model=model, shards={"optimizer": zero.optim}, handle_signals=False)
-    ckpt.restore()
-    for _ in range(3):
+def train(model: nn.Module, zero: ZeroRedundancyOptimizer, ckpt: Checkpointer, steps: int) -> None:
+    """``steps`` steps of the gang, each ending in ``ckpt.step()``."""
+    for _ in range(steps):
         loss = model(torch.randn(4, 8)).square().mean()
         zero.zero_grad()
         loss.backward()
@@ -60,6 +58,13 @@ def _train_and_save(rank: int, port: int, root: str) -> None:
             dist.all_reduce(p.grad)
         zero.step()
         ckpt.step()
+
+
+def _train_and_save(rank: int, port: int, root: str) -> None:
+    model, zero = _setup(rank, port)
+    ckpt = Checkpointer(root, model=model, shards={"optimizer": zero.optim}, handle_signals=False)
+    ckpt.restore()
+    train(model, zero, ckpt, 3)
     ckpt.close()  # the final save, step 3
     Path(root, f"shard-{rank}.json").write_text(json.dumps(_shard(zero)))
     dist.destroy_process_group()

@@ -25,7 +25,7 @@ from spotrun.s3store import S3Store
 from spotrun.syncer import Syncer
 from tests.conftest import S3Endpoint
 from tests.integration.s3util import wait_for
-from tests.integration.test_gang_shards import _port, _shard
+from tests.integration.test_gang_shards import _port, _shard, train
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("s3_credentials")]
 
@@ -53,15 +53,7 @@ def _rank(rank: int, port: int, roots: list[str], restore: bool) -> None:
         out = "restored"
     else:
         assert ckpt.restore() == 0
-        for _ in range(STEPS):
-            loss = model(torch.randn(4, 8)).square().mean()
-            zero.zero_grad()
-            loss.backward()
-            for p in model.parameters():  # the gradients DDP would have averaged
-                assert p.grad is not None
-                dist.all_reduce(p.grad)
-            zero.step()
-            ckpt.step()
+        train(model, zero, ckpt, STEPS)
         out = "saved"
     ckpt.close()  # the final save (step STEPS) on the first run
     Path(root, f"{out}.json").write_text(json.dumps(_shard(zero)))
