@@ -205,7 +205,7 @@ def _plan_gang(
     g = st.gang
     assert g is not None
     if g.ending is None:
-        gangplan.observe(p, mine)
+        gangplan.observe(p, mine, nodes)
         if st.attempt != g.attempt:
             return  # the pending timeout moved on to the next attempt
         g.ending = gangplan.decide(p, mine, nodes, trainer)

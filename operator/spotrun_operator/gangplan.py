@@ -255,8 +255,10 @@ def announce(p: Planner, ending: m.GangEnding, pods: dict[int, Obj | None]) -> N
     )
 
 
-def observe(p: Planner, pods: dict[int, Obj | None]) -> None:
-    """Running only when every pod runs; unschedulable pods and the pending timeout."""
+def observe(p: Planner, pods: dict[int, Obj | None], nodes: dict[str, Obj]) -> None:
+    """Running only when every pod runs; unschedulable pods and the pending timeout. A pod
+    on a node that is being reclaimed does not count as placed: the gang does not shrink
+    onto it (``decide`` ends the attempt as preempted instead)."""
     g = p.st.gang
     assert g is not None
     running = gangstatus.observe(p, pods)
@@ -279,7 +281,10 @@ def observe(p: Planner, pods: dict[int, Obj | None]) -> None:
         m.REASON_UNSCHEDULABLE,
         f"{running} of {g.nodesWanted} pods run; {len(stuck)} cannot be scheduled ({why})",
     )
-    placed = sum(1 for x in pods.values() if x is not None and _placed(x))
+    placed = sum(
+        1 for x in pods.values()
+        if x is not None and _placed(x) and not running_signs(x, _node_of(x, nodes))
+    )
     smaller = fewer_nodes(p.spec.nodes.least, g.nodesWanted, placed)
     if smaller is not None:
         _shrink(p, pods, stuck, smaller, why)

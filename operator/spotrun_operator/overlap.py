@@ -125,7 +125,7 @@ def apply(plan: Plan, job: Job, other: dict[str, Any] | None, now: datetime) -> 
     )
     if held is None or held.status != "True" or held.message != message:
         plan.tell(m.REASON_STORAGE_OVERLAP, message, warning=True)
-    withhold(plan, now + timedelta(seconds=RECHECK_SECONDS))
+    withhold(plan, now + timedelta(seconds=RECHECK_SECONDS), job.spec.nodes.max)
     plan.requeue(RECHECK_SECONDS)
     set_condition(
         st, m.COND_STORAGE_CONFLICT, True, m.REASON_STORAGE_OVERLAP, message, now, job.generation

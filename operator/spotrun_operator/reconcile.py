@@ -13,6 +13,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from spotrun.contract import SidecarReport
@@ -184,7 +185,13 @@ def _create_service(kube: Kube, job: Job, plan: decisions.Plan) -> None:
         if kube.create_service(job.namespace, plan.service):
             log.info("created service %s/%s", job.namespace, name)
             return
-        held = kube.get_service(job.namespace, name)
+        try:
+            held = kube.get_service(job.namespace, name)
+        except ApiException as err:  # e.g. RBAC without services/get (an older install)
+            log.warning("%s/%s: service %s exists; its owner could not be read (%s %s): "
+                        "taken as this job's", job.namespace, job.name, name, err.status,
+                        err.reason)
+            return
         if (conflict := gang.service_conflict(held, job.name, job.uid)) is not None:
             log.warning("%s/%s: %s", job.namespace, job.name, conflict)
             plan.tell(m.REASON_SERVICE_CONFLICT, conflict, warning=True)

@@ -110,11 +110,15 @@ def explain(
     return f"pod {pod} refused by the API ({code} {status.get('reason', '')}): {text}; fix: {fix}"
 
 
-def withhold(plan: Plan, until: datetime) -> None:
+def withhold(plan: Plan, until: datetime, max_nodes: int) -> None:
     """The pod the plan would create is not created (yet): the status does not name it, its
-    start Events are not told, and the next try comes no earlier than ``until``."""
+    start Events are not told, and the next try comes no earlier than ``until``; a gang made
+    smaller than ``max_nodes`` (spec.nodes.max) keeps that size for the next try."""
     plan.create = None
     plan.create_rest = []
+    g = plan.status.gang
+    if g is not None and g.attempt == plan.status.attempt and g.nodesWanted < max_nodes:
+        plan.status.gangNodes = g.nodesWanted  # a shrunk gang: the next try keeps its size
     plan.status.gang = None  # a gang not created is no gang yet
     plan.status.activePod = None
     plan.status.notBefore = ts(until)
@@ -129,7 +133,7 @@ def refused(plan: Plan, job: Job, code: int, status: dict[str, Any], now: dateti
     st = plan.status
     st.podRefusals += 1
     wait = backoff(st.podRefusals)
-    withhold(plan, now + timedelta(seconds=wait))
+    withhold(plan, now + timedelta(seconds=wait), job.spec.nodes.max)
     plan.requeue(wait)
     message = (
         f"{explain(pod, job.namespace, code, status, created)}. Try {st.podRefusals}; the next in "

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from spotrun_operator import gang, gangplan
+from spotrun_operator import gang, gangplan, refusals
 from spotrun_operator.decisions import plan
 from tests.unit.operator.test_gang import (
     NODES,
@@ -19,6 +19,7 @@ from tests.unit.operator.test_gang import (
     ended,
     env_of,
     job,
+    node,
     running,
 )
 
@@ -129,3 +130,33 @@ def test_fewer_pods_placed_than_min_is_the_pending_timeout_to_on_demand_not_a_sh
     st = out.status
     assert st.onDemand and st.attempt == 2 and st.gangNodes is None
     assert not [r for _, r, _ in out.events if r == "GangShrunk"]
+
+
+def test_a_placed_pod_on_a_node_being_reclaimed_is_a_preemption_not_a_shrink():
+    """Rank 0 runs on a node tainted for interruption while rank 1 cannot be scheduled past
+    shrinkAfterSeconds: the attempt was preempted (counted, its zone avoided), not shrunk onto
+    a node that is going away."""
+    status, pods = half_placed(31, **ELASTIC)
+    taint = {"key": "aws-node-termination-handler/spot-itn", "effect": "NoSchedule"}
+    tainted = {**NODES, "n0": node("n0", taints=[taint])}
+    out = plan(job(status, **ELASTIC), pods, tainted, False, NOW)
+    assert not [r for _, r, _ in out.events if r == "GangShrunk"]
+    assert out.status.gangNodes is None
+    g = out.status.gang
+    assert g is not None and g.ending is not None and g.ending.outcome == "Preempted"
+    assert "node n0 tainted" in g.ending.why
+
+
+def test_a_shrunk_gang_whose_pods_are_refused_keeps_its_size_for_the_next_try():
+    """The API refuses attempt 2's pod (a quota, say): the retry asks for the 1 node the
+    shrink found, not nodes.max again (which would wait shrinkAfterSeconds once more)."""
+    status, pods = half_placed(31, **ELASTIC)
+    shrunk = plan(job(status, **ELASTIC), pods, NODES, False, NOW).status
+    nxt = plan(job(shrunk.model_dump(), **ELASTIC), [], {}, False, NOW)
+    assert [p["metadata"]["name"] for p in created(nxt)] == ["a-2-0"]
+    refusals.refused(nxt, job(shrunk.model_dump(), **ELASTIC), 403,
+                     {"message": "exceeded quota"}, NOW)
+    assert nxt.create is None and nxt.status.gangNodes == 1
+    retry = plan(job(nxt.status.model_dump(), **ELASTIC), [], {}, False,
+                 NOW + timedelta(minutes=10))
+    assert [p["metadata"]["name"] for p in created(retry)] == ["a-2-0"]

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from spotrun_operator import builders, gang, reconcile
@@ -66,6 +67,20 @@ def test_a_service_in_the_way_that_is_not_the_jobs_own_is_named_in_a_warning(
         owner = "ResumableTrainingJob other" if held and held["metadata"].get(
             "ownerReferences") else "no owner"
         assert f"owned by {owner}" in message
+
+
+class ForbiddenRead(ServiceKube):
+    """An install whose RBAC predates services/get: reading the Service is refused."""
+
+    def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        raise ApiException(status=403, reason="Forbidden")
+
+
+def test_a_service_whose_owner_cannot_be_read_does_not_stop_the_gang():
+    j = job(**GANG)
+    out = Plan(status=j.status, service=builders.gang_service(j))
+    reconcile._create_service(ForbiddenRead(None), j, out)  # type: ignore[arg-type]
+    assert not out.events  # taken as the job's own; the pods are created after it
 
 
 def test_attempt_failed_names_the_rank_that_ended_first_not_the_lowest():
