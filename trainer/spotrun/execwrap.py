@@ -23,15 +23,19 @@ def exit_code(returncode: int) -> int:
 
 
 def run(command: list[str]) -> int:
-    """Run ``command`` to completion, forwarding signals; return its shell-style exit code."""
-    try:
-        child = subprocess.Popen(command, start_new_session=True)
-    except OSError as e:
-        print(f"spotrun exec: cannot start {command[0]!r}: {e}", file=sys.stderr)
-        return 127
+    """Run ``command`` to completion, forwarding signals; return its shell-style exit code.
+
+    The handlers are in place before the child starts: a SIGTERM in between is held and
+    sent once the child exists (it used to end this process by default, leaving the child,
+    in a session of its own, running without it)."""
+    child: subprocess.Popen[bytes] | None = None
+    held: list[int] = []
 
     def forward(signum: int, frame: FrameType | None) -> None:
         del frame
+        if child is None:
+            held.append(signum)
+            return
         try:
             os.killpg(child.pid, signum)
         except ProcessLookupError:
@@ -39,6 +43,13 @@ def run(command: list[str]) -> int:
 
     previous = {s: signal.signal(s, forward) for s in FORWARDED}
     try:
+        try:
+            child = subprocess.Popen(command, start_new_session=True)
+        except OSError as e:
+            print(f"spotrun exec: cannot start {command[0]!r}: {e}", file=sys.stderr)
+            return 127
+        for signum in held:
+            forward(signum, None)
         return exit_code(child.wait())
     finally:
         for s, handler in previous.items():
