@@ -60,7 +60,7 @@ lint-hack: venv
 
 # kind (in progress, hack/README.md): the Docker engine, a debootstrapped base image and the
 # node image's binaries, cached in ~/.cache/spotrun. Not part of `make test` yet.
-.PHONY: kind-prereqs kind-engine-down kind-node-image kind-up kind-down kind-images
+.PHONY: kind-prereqs kind-engine-down kind-node-image kind-up kind-down kind-images test-kind
 kind-prereqs:
 	hack/kind/prereqs
 
@@ -82,6 +82,11 @@ kind-images:
 
 kind-engine-down:
 	hack/kind/docker-engine down
+
+# The kind tier (not in make test): builds what is missing, brings the cluster up
+# (--on-demand 1 --spot 1) and removes it at the end; the images stay in the engine as cache.
+test-kind: venv kind-prereqs
+	$(VENV)/bin/pytest -m kind tests/kind
 
 test: lint test-unit test-integration test-e2e
 

@@ -189,27 +189,16 @@ def test_the_digits_example_survives_a_spot_interruption_losing_no_step(
     assert node not in kind_cluster.kubectl("get", "nodes", "-o", "name")
     hack(kind_cluster, "add-node", node)  # the cloud brings capacity back
 
-    drained = wait_for(
-        "the preemption and its final save to be recorded",
-        lambda: (
-            (j := digits.job()).get("status", {}).get("preemptions", 0) >= 1
-            and not j["status"].get("draining")
-            and j
-        ),
-        300,
-    )
-    saved = drained["status"]["lastCheckpoint"]
-    assert saved["finalSaved"] is True, saved
-
     status = digits.finished()
     assert status["phase"] == "Succeeded", status
-    assert (status["preemptions"], status["failures"], status["attempt"]) == (1, 0, 2)
+    assert (status["preemptions"], status["failures"], status["attempt"]) == (1, 0, 2), status
     assert status["lastCheckpoint"]["step"] == EPOCHS * 45
     ended = digits.events("PreemptedAttemptEnded")
-    assert ended == [f"attempt 1 (digits-1) ended: its final save made it (step {saved['step']})"]
+    assert len(ended) == 1 and "ended: its final save made it (step " in ended[0], ended
+    saved = int(ended[0].rsplit("(step ", 1)[1].rstrip(")"))
     # attempt 2 restores exactly the step attempt 1 saved on SIGTERM: 0 steps lost
     log = digits.k("logs", "digits-2", "-c", "trainer")
-    assert f"spotrun: restored step {saved['step']} " in log, log[-2000:]
+    assert f"spotrun: restored step {saved} " in log, log[-2000:]
 
 
 def test_an_abrupt_node_loss_resumes_from_the_newest_periodic_checkpoint(
@@ -224,7 +213,7 @@ def test_an_abrupt_node_loss_resumes_from_the_newest_periodic_checkpoint(
     status = digits.finished()
     assert status["phase"] == "Succeeded", status
     # a node lost is a preemption, not a failure charged to backoffLimit
-    assert (status["preemptions"], status["failures"], status["attempt"]) == (1, 0, 2)
+    assert (status["preemptions"], status["failures"], status["attempt"]) == (1, 0, 2), status
     log = digits.k("logs", "digits-2", "-c", "trainer")
     assert f"spotrun: restored step {newest} " in log, log[-2000:]
     ended = digits.events("PreemptedAttemptEnded") + digits.events("Preempted")
