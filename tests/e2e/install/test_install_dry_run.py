@@ -41,7 +41,9 @@ def test_example_manifests_apply_cleanly(tools: Tools, namespace: str) -> None:
     tools.kubectl("wait", "--for=condition=Established", CRD, "--timeout=60s")
     out = tools.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(EXAMPLES))
     names = sorted(p.name for p in EXAMPLES.glob("*.yaml"))
-    assert names == ["fallback-on-demand.yaml", "gpu-spot.yaml", "job.yaml", "s3-secret.yaml"]
+    assert names == [
+        "fallback-on-demand.yaml", "gpu-spot.yaml", "job.yaml", "multinode.yaml", "s3-secret.yaml"
+    ]
     assert out.count("(server dry run)") == len(names), out
     assert "resumabletrainingjob.spotrun.dev/digits created (server dry run)" in out
 
