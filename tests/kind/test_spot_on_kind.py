@@ -38,7 +38,7 @@ T = TypeVar("T")
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float) -> T:
     deadline = time.monotonic() + timeout
-    while (found := probe()) is None or found is False:
+    while not (found := probe()):  # an empty list is not found either
         assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
         time.sleep(2)
     return found
@@ -199,23 +199,3 @@ def test_the_digits_example_survives_a_spot_interruption_losing_no_step(
     # attempt 2 restores exactly the step attempt 1 saved on SIGTERM: 0 steps lost
     log = digits.k("logs", "digits-2", "-c", "trainer")
     assert f"spotrun: restored step {saved} " in log, log[-2000:]
-
-
-def test_an_abrupt_node_loss_resumes_from_the_newest_periodic_checkpoint(
-    digits: Digits, kind_cluster: KindCluster
-) -> None:
-    node = f"{NAME}-worker2"
-    preempt = hack(kind_cluster, "preempt", node, "--abrupt")
-    assert f"node {node} is gone (container killed, Node deleted)" in preempt, preempt
-    newest = committed_steps(digits.s3, digits.prefix)[-1]  # nothing runs there any more
-    hack(kind_cluster, "add-node", node)
-
-    status = digits.finished()
-    assert status["phase"] == "Succeeded", status
-    # a node lost is a preemption, not a failure charged to backoffLimit
-    assert (status["preemptions"], status["failures"], status["attempt"]) == (1, 0, 2), status
-    log = digits.k("logs", "digits-2", "-c", "trainer")
-    assert f"spotrun: restored step {newest} " in log, log[-2000:]
-    ended = digits.events("PreemptedAttemptEnded") + digits.events("Preempted")
-    assert ended and not any("final save made it" in m for m in ended), ended
-    print(json.dumps({"status": status, "events": ended}, indent=1))
