@@ -25,6 +25,7 @@ import hashlib
 import re
 from typing import Any
 
+from . import owners
 from .models import JobSpec
 
 LABEL_RANK = "spotrun.dev/rank"
@@ -77,15 +78,10 @@ def service_name(job: str) -> str:
 def service_conflict(service: dict[str, Any] | None, job: str, uid: str) -> str | None:
     """Why the Service a create found in the way (409) is not the job's own (None: it is,
     or it is gone again): it must carry an ownerReference to the job's uid."""
-    if service is None:
+    held = owners.foreign_owner(service, uid)
+    if held is None:
         return None
-    owners = (service.get("metadata") or {}).get("ownerReferences") or []
-    if any(isinstance(o, dict) and o.get("uid") == uid for o in owners):
-        return None
-    name = (service.get("metadata") or {}).get("name")
-    held = ", ".join(
-        f"{o.get('kind')} {o.get('name')}" for o in owners if isinstance(o, dict)
-    ) or "no owner"
+    name = ((service or {}).get("metadata") or {}).get("name")
     return (
         f"Service {name} exists and is not this job's (owned by {held}): the gang's pods "
         f"resolve MASTER_ADDR <rank0>.{name} through it, so their rendezvous fails; delete or "

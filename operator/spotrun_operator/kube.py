@@ -61,6 +61,16 @@ def _json(response: Any) -> Any:
     return json.loads(response.data)
 
 
+def _read(call: Callable[[], Any]) -> dict[str, Any] | None:
+    """The object a read call returns; None when it does not exist (404)."""
+    try:
+        return dict(_json(call()))
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
 def _done(response: Any) -> None:
     """Read an answer not needed to its end: its connection then goes back to the pool (an
     unread one is dropped, and the next call opens another, a TLS handshake each time)."""
@@ -212,14 +222,12 @@ class Kube:
             namespace, service, _preload_content=False))
 
     def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return dict(
-                _json(self.core.read_namespaced_service(name, namespace, _preload_content=False))
-            )
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
+        return _read(lambda: self.core.read_namespaced_service(
+            name, namespace, _preload_content=False))
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return _read(lambda: self.core.read_namespaced_pod(
+            name, namespace, _preload_content=False))
 
     def delete_pod(self, namespace: str, name: str) -> None:
         """Graceful delete: the pod's own terminationGracePeriodSeconds applies."""

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from spotrun.contract import SidecarReport
 
-from . import cleanup, decisions, gang, live, overlap, refusals
+from . import cleanup, decisions, gang, live, overlap, owners, refusals
 from . import models as m
 from .builders import Job, pod_name
 from .kube import Kube, Refused
@@ -172,8 +172,25 @@ def _create(kube: Kube, body: dict[str, Any], job: Job, plan: decisions.Plan) ->
         if created:
             made = True
             log.info("created pod %s/%s", job.namespace, pod["metadata"]["name"])
+        elif (conflict := _pod_conflict(kube, job, pod)) is not None:
+            log.warning("%s/%s: %s", job.namespace, job.name, conflict)
+            plan.create = pod
+            refusals.refused(plan, job, 409, {"reason": "AlreadyExists", "message": conflict}, now)
+            return None
     refusals.accepted(plan.status, job, now)
     return time.time() if made else None
+
+
+def _pod_conflict(kube: Kube, job: Job, pod: dict[str, Any]) -> str | None:
+    """Why the pod a create found in the way (409) is not the job's own; None when it is, or
+    when its owner cannot be read (taken as the job's, as before: a retried create)."""
+    name = pod["metadata"]["name"]
+    try:
+        return owners.pod_conflict(kube.get_pod(job.namespace, name), job.name, job.uid)
+    except ApiException as err:
+        log.warning("%s/%s: pod %s exists; its owner could not be read (%s %s): taken as "
+                    "this job's", job.namespace, job.name, name, err.status, err.reason)
+        return None
 
 
 def _create_service(kube: Kube, job: Job, plan: decisions.Plan) -> None:
@@ -211,11 +228,12 @@ def _nodes(
     kube: Kube, job: Job, pods: list[dict[str, Any]]
 ) -> tuple[dict[str, dict[str, Any]], bool]:
     """The nodes a decision needs: the current attempt's node (taints, gone?) and, only for
-    jobs that want GPUs, every node (does any offer them?). A pending pod needs no node read."""
-    if job.spec.gpu.count > 0:
+    jobs that want GPUs or have a deadline, every node (does any offer GPUs? is a spot node
+    free?). A pending pod needs no node read."""
+    if job.spec.gpu.count > 0 or job.spec.deadline is not None:  # deadline: is spot free?
         every = kube.list_nodes()
-        return {n["metadata"]["name"]: n for n in every}, gpus_available(
-            every, job.spec.gpu.resourceName
+        return {n["metadata"]["name"]: n for n in every}, job.spec.gpu.count > 0 and (
+            gpus_available(every, job.spec.gpu.resourceName)
         )
     current = _current_names(job)
     out: dict[str, dict[str, Any]] = {}

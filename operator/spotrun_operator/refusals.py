@@ -77,6 +77,8 @@ def _fix(namespace: str, status: dict[str, Any], names: list[str] | None) -> str
     fields = [
         str(c["field"]) for c in causes if isinstance(c, dict) and isinstance(c.get("field"), str)
     ]
+    if status.get("reason") == "AlreadyExists":  # reconcile: a pod of the name, not the job's
+        return "delete that pod, or give this job a name whose pod names are free"
     if "PodSecurity" in message:
         return (
             f"make spec.template meet the Pod Security level of namespace {namespace} (set what "
