@@ -83,9 +83,8 @@ def service_conflict(service: dict[str, Any] | None, job: str, uid: str) -> str 
         return None
     name = ((service or {}).get("metadata") or {}).get("name")
     return (
-        f"Service {name} exists and is not this job's (owned by {held}): the gang's pods "
-        f"resolve MASTER_ADDR <rank0>.{name} through it, so their rendezvous fails; delete or "
-        f"rename that Service, or rename job {job}"
+        f"Service {name} exists and is not job {job}'s (owned by {held}): the gang's pods "
+        f"resolve MASTER_ADDR <rank0>.{name} through it, so they are not created"
     )
 
 

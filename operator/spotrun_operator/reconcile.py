@@ -158,8 +158,10 @@ def _create(kube: Kube, body: dict[str, Any], job: Job, plan: decisions.Plan) ->
         overlap.apply(plan, job, overlap.holder(body, kube.list_jobs()), now)
     if plan.create is None:
         return None
-    if plan.service is not None:
-        _create_service(kube, job, plan)
+    if plan.service is not None and (conflict := _create_service(kube, job, plan)) is not None:
+        status = {"reason": "AlreadyExists", "message": conflict, "details": {"kind": "services"}}
+        refusals.refused(plan, job, 409, status, now)  # no pods whose rendezvous must fail
+        return None
     made = False
     for pod in [plan.create, *plan.create_rest]:  # a gang's rank 0 first
         try:
@@ -193,25 +195,26 @@ def _pod_conflict(kube: Kube, job: Job, pod: dict[str, Any]) -> str | None:
         return None
 
 
-def _create_service(kube: Kube, job: Job, plan: decisions.Plan) -> None:
-    """A gang's headless Service. Refused: said (Warning Event); the pods are created anyway
-    and their rendezvous fails without it, a failure of the attempt that names no service."""
+def _create_service(kube: Kube, job: Job, plan: decisions.Plan) -> str | None:
+    """A gang's headless Service. One of that name owned by another: returned, and the gang's
+    pods are held back (their rendezvous would fail). Refused by the API: said (Warning
+    Event); the pods are created anyway and their rendezvous fails, a failure of the attempt."""
     assert plan.service is not None
     name = plan.service["metadata"]["name"]
     try:
         if kube.create_service(job.namespace, plan.service):
             log.info("created service %s/%s", job.namespace, name)
-            return
+            return None
         try:
             held = kube.get_service(job.namespace, name)
         except ApiException as err:  # e.g. RBAC without services/get (an older install)
             log.warning("%s/%s: service %s exists; its owner could not be read (%s %s): "
                         "taken as this job's", job.namespace, job.name, name, err.status,
                         err.reason)
-            return
+            return None
         if (conflict := gang.service_conflict(held, job.name, job.uid)) is not None:
             log.warning("%s/%s: %s", job.namespace, job.name, conflict)
-            plan.tell(m.REASON_SERVICE_CONFLICT, conflict, warning=True)
+        return conflict
     except Refused as err:
         log.warning("%s/%s: service %s: %s", job.namespace, job.name, name, err)
         reason = str(err.status.get("message") or err)[:600]
@@ -222,6 +225,7 @@ def _create_service(kube: Kube, job: Job, plan: decisions.Plan) -> None:
             f"an admission policy) or let the operator create services (RBAC)",
             warning=True,
         )
+    return None
 
 
 def _nodes(

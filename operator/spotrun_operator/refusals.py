@@ -77,7 +77,9 @@ def _fix(namespace: str, status: dict[str, Any], names: list[str] | None) -> str
     fields = [
         str(c["field"]) for c in causes if isinstance(c, dict) and isinstance(c.get("field"), str)
     ]
-    if status.get("reason") == "AlreadyExists":  # reconcile: a pod of the name, not the job's
+    if status.get("reason") == "AlreadyExists":  # reconcile: a name taken by another owner
+        if (status.get("details") or {}).get("kind") == "services":
+            return "delete or rename that Service, or rename this job"
         return "delete that pod, or give this job a name whose pod names are free"
     if "PodSecurity" in message:
         return (

@@ -52,21 +52,50 @@ def service_of(uid: str) -> dict[str, Any]:
     [(service_of("uid-1"), False), (None, False), (service_of("uid-9"), True),
      ({"metadata": {"name": "a"}}, True)],
 )
-def test_a_service_in_the_way_that_is_not_the_jobs_own_is_named_in_a_warning(
+def test_a_service_in_the_way_that_is_not_the_jobs_own_is_named_and_holds_the_pods_back(
     held: dict[str, Any] | None, conflict: bool
 ):
     j = job(**GANG)  # uid-1
     out = Plan(status=j.status, service=builders.gang_service(j))
-    reconcile._create_service(ServiceKube(held), j, out)  # type: ignore[arg-type]
-    said = [(k, r, msg) for k, r, msg in out.events if r == m.REASON_SERVICE_CONFLICT]
-    assert bool(said) == conflict
-    if conflict:
-        kind, _, message = said[0]
-        assert kind == "Warning" and "Service a exists and is not this job's" in message
-        assert "rendezvous fails" in message and "rename job a" in message
+    said = reconcile._create_service(ServiceKube(held), j, out)  # type: ignore[arg-type]
+    assert (said is not None) == conflict and not out.events
+    if said is not None:
+        assert "Service a exists and is not job a's" in said and "not created" in said
         owner = "ResumableTrainingJob other" if held and held["metadata"].get(
             "ownerReferences") else "no owner"
-        assert f"owned by {owner}" in message
+        assert f"owned by {owner}" in said
+
+
+class GangKube(ServiceKube):
+    """A pass's pod creates, recorded."""
+
+    def __init__(self, held: dict[str, Any] | None) -> None:
+        super().__init__(held)
+        self.pods: list[str] = []
+
+    def create_pod(self, namespace: str, body: dict[str, Any]) -> bool:
+        self.pods.append(body["metadata"]["name"])
+        return True
+
+    def list_jobs(self) -> list[dict[str, Any]]:
+        return []
+
+
+def test_a_gang_whose_service_is_anothers_creates_no_pods_and_says_what_to_fix():
+    j = job(**GANG)
+    out = plan(j, [], {}, False, NOW)
+    assert out.create is not None and out.service is not None
+    kube = GangKube(service_of("uid-9"))
+    assert reconcile._create(kube, {}, j, out) is None  # type: ignore[arg-type]
+    assert kube.pods == [] and out.create is None and out.create_rest == []
+    assert out.status.podRefusals == 1 and out.status.notBefore is not None
+    (message,) = [msg for k, r, msg in out.events if r == m.REASON_POD_REFUSED]
+    assert "Service a exists and is not job a's (owned by ResumableTrainingJob other)" in message
+    assert "fix: delete or rename that Service, or rename this job" in message
+    owned = GangKube(service_of("uid-1"))  # the job's own Service, met again: pods made
+    again = plan(j, [], {}, False, NOW)
+    reconcile._create(owned, {}, j, again)  # type: ignore[arg-type]
+    assert owned.pods == ["a-1-0", "a-1-1"]
 
 
 class ForbiddenRead(ServiceKube):
