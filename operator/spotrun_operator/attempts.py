@@ -8,9 +8,9 @@ from dataclasses import replace
 
 from spotrun import contract
 
-from . import gang, gangstatus, zones
+from . import deadlineplan, gang, gangstatus, zones
 from . import models as m
-from .builders import Rank, desired_pod, gang_service, pod_name
+from .builders import LABEL_CAPACITY, Rank, desired_pod, gang_service, pod_name
 from .outcomes import on_claim
 from .plan import Planner
 from .podstate import Obj, condition, interruption_taint, parse_ts
@@ -34,6 +34,7 @@ def start_attempt(p: Planner, gpus_available: bool) -> None:
     resumed = st.phase == "Suspended"
     st.attempt = max(st.attempt, 1)
     st.notBefore = None
+    deadlineplan.at_start(p)
     on_demand = st.onDemand or not spec.spot.enabled
     ganged = gang.is_gang(spec)  # a gang job's attempt may be a gang of 1 (nodes.min)
     nodes = gang.attempt_nodes(spec, st.gangNodes) if ganged else 1
@@ -116,6 +117,9 @@ def observe_running(p: Planner, pod: Obj, node: Obj | None) -> None:
         )
     if status.get("phase") == "Running":
         mark_running(p, f"{name} runs on node {pod['spec'].get('nodeName')}")
+        if not taint:
+            capacity = (meta.get("labels") or {}).get(LABEL_CAPACITY)
+            deadlineplan.while_running(p, pod, "on-demand" if capacity == "on-demand" else "spot")
         return
     scheduled = condition(pod, POD_SCHEDULED)
     if scheduled and scheduled.get("status") == "False":
@@ -125,7 +129,8 @@ def observe_running(p: Planner, pod: Obj, node: Obj | None) -> None:
             m.REASON_UNSCHEDULABLE,
             f"{name} cannot be scheduled: {scheduled.get('message', '')}",
         )
-        _pending_timeout(p, pod, deleting)
+        if deleting or not deadlineplan.while_pending(p, pod):
+            _pending_timeout(p, pod, deleting)
 
 
 def mark_running(p: Planner, message: str) -> None:
@@ -169,6 +174,8 @@ def observe_live(p: Planner, pod: Obj, live: contract.SidecarReport | None) -> N
         return
     if (report := checkpoint_report(live)) is not None:
         observe_checkpoint(p.st, *report)
+        if p.spec.deadline is not None:
+            deadlineplan.measure_step_time(p, pod)
     _storage_condition(p, pod["metadata"]["name"], live)
     p.plan.requeue(PROGRESS_SECONDS)
 

@@ -106,3 +106,59 @@ def choose(p: Progress, current: Capacity | None, spot_short: bool) -> Choice:
     if spot_short:
         return said("spot", f"ahead ({where}): waiting for spot, {slack:.0f}s of slack")
     return said("spot", f"on track ({where}), {slack:.0f}s of slack")
+
+
+MAX_STEP_SECONDS = 86_400.0  # a measured step slower than a day is taken as a bad reading
+CLOCK_SKEW_SECONDS = 60.0  # a checkpoint time this far ahead of the operator's clock is refused
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A durable checkpoint seen while attempt ``attempt`` ran (``time``: seconds since the
+    epoch when it became durable)."""
+
+    attempt: int
+    step: int
+    time: float
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What ``measure`` makes of a new checkpoint: the sample to keep, the step time (the old
+    one when nothing new was learnt) and, when the checkpoint was refused, why."""
+
+    sample: Sample | None
+    step_seconds: float | None
+    problem: str | None = None
+
+
+def measure(
+    kept: Sample | None,
+    seen: Sample,
+    attempt_start: float,
+    now: float,
+    step_seconds: float | None,
+) -> Measured:
+    """The step time from two durable checkpoints of one attempt: ``kept`` (the first seen in
+    it) and ``seen`` (the newest). Across attempts the time between two checkpoints holds the
+    restart, so a new attempt starts a new sample. Refused, with the reason: a checkpoint saved
+    before the attempt started (the one it restored), in the future, before ``kept`` or at the
+    same step, or one giving a step time out of (0, MAX_STEP_SECONDS]."""
+    if seen.time < attempt_start:
+        return Measured(kept, step_seconds)  # the checkpoint it restored: nothing to learn
+    if seen.time > now + CLOCK_SKEW_SECONDS:
+        return Measured(kept, step_seconds, f"checkpoint step {seen.step} is dated "
+                        f"{seen.time - now:.0f}s in the future: ignored")
+    if kept is None or kept.attempt != seen.attempt or kept.time < attempt_start:
+        return Measured(seen, step_seconds)
+    steps, seconds = seen.step - kept.step, seen.time - kept.time
+    if steps == 0:
+        return Measured(kept, step_seconds)
+    if steps < 0 or seconds <= 0:
+        return Measured(kept, step_seconds, f"checkpoint step {seen.step} at {seconds:+.0f}s "
+                        f"after step {kept.step} of the same attempt: ignored")
+    rate = seconds / steps
+    if rate > MAX_STEP_SECONDS:
+        return Measured(kept, step_seconds, f"{rate:.0f}s per step is beyond "
+                        f"{MAX_STEP_SECONDS:.0f}s: ignored")
+    return Measured(kept, rate)

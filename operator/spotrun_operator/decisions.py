@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from . import gangplan, gangstatus, templates, warmstart, zones
+from . import deadlineplan, gangplan, gangstatus, templates, warmstart, zones
 from . import models as m
 from .attempts import PROGRESS_SECONDS, observe_live, observe_running, start_attempt
 from .attempts import storage_message as storage_message
@@ -116,6 +116,8 @@ def _plan(p: Planner, pods: list[Obj], nodes: dict[str, Obj], gpus: bool, live: 
         st.startTime = ts(now)
     current = pod_name(job.name, st.attempt) if st.attempt else None
     zones.forget_expired(p)
+    if spec.deadline is not None:
+        p.spot_free = deadlineplan.spot_free(nodes.values(), spec)
     _release_old(p, pods)
     warmstart.fold(p, pods, trainer_name)
     if st.phase in ("Succeeded", "Failed"):
@@ -148,7 +150,8 @@ def _plan(p: Planner, pods: list[Obj], nodes: dict[str, Obj], gpus: bool, live: 
         zones.observe(p, pod, node)
         changed = templates.changed(spec, pod)
         ended = classify_end(
-            pod, node, spec.suspend, trainer_name, now=now, template_changed=changed
+            pod, node, spec.suspend, trainer_name, now=now,
+            template_changed=changed or deadlineplan.moving(p),
         )
         why = warmstart.notice(pod, node, spec.suspend) if warmstart.wanted(spec) else None
         if ended is None and why is not None:

@@ -7,6 +7,7 @@ object it reads into ``JobSpec`` / ``JobStatus``. Descriptions here are what
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -62,6 +63,7 @@ REASON_GANG_STOPPING = "GangStopping"  # one rank ended: the others are stopped
 REASON_SERVICE_REFUSED = "ServiceRefused"  # the API refused a gang's headless Service
 REASON_SERVICE_CONFLICT = "ServiceConflict"  # a gang's Service name is taken by another owner
 REASON_GANG_SHRUNK = "GangShrunk"  # nodes.min < max: the next attempt runs on fewer nodes
+REASON_DEADLINE_CAPACITY = "DeadlineCapacity"  # spec.deadline moved the job to spot / on-demand
 MAX_AVOIDED = 16  # status.avoiding keeps the newest this many places
 
 # Names the operator gives what it adds to a job's pods: a template may not use them.
@@ -589,6 +591,77 @@ class DisruptionSpec(_Model):
     )
 
 
+DEADLINE_ONE_OF = rule(
+    "has(self.finishBy) != has(self.withinSeconds)",
+    "spec.deadline needs exactly one of finishBy (an RFC 3339 time) or withinSeconds (from "
+    "the job's start); set one, not both",
+)
+DEFAULT_RESTART_SECONDS = 120
+
+
+class DeadlineSpec(_Model):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"x-kubernetes-validations": [DEADLINE_ONE_OF]}
+    )
+    finishBy: str | None = Field(
+        default=None,
+        max_length=64,
+        description="When the job must be done (RFC 3339, e.g. 2026-12-24T18:00:00Z). "
+        "Exactly one of finishBy and withinSeconds.",
+        json_schema_extra={"format": "date-time"},
+    )
+    withinSeconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=31_536_000,
+        description="The job must be done this many seconds after it started "
+        "(status.startTime). Exactly one of finishBy and withinSeconds.",
+    )
+    totalSteps: int = Field(
+        ge=1,
+        le=2**62,
+        description="The job's whole work in the trainer's steps (the step its checkpoints "
+        "report): the operator compares the newest durable step with it.",
+    )
+    marginSeconds: int = Field(
+        default=0,
+        ge=0,
+        le=31_536_000,
+        description="Seconds kept free before the deadline: the job goes to on-demand when "
+        "on-demand from now would leave no more than this.",
+    )
+    restartSeconds: int = Field(
+        default=DEFAULT_RESTART_SECONDS,
+        ge=0,
+        le=86_400,
+        description="What one restart costs (a new pod, its restore), in seconds: the rule "
+        "counts one restart to go to on-demand and two to leave it. Not measured by the "
+        "operator: set it from the job's own attempts (time from an attempt's pod creation "
+        "to its first new checkpoint, less the steps trained).",
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> DeadlineSpec:
+        """The CRD's rules in Python, for a job stored before the CRD had them."""
+        if (self.finishBy is None) == (self.withinSeconds is None):
+            raise ValueError(DEADLINE_ONE_OF["message"])
+        if self.finishBy is not None and parse_time(self.finishBy) is None:
+            raise ValueError(
+                f"spec.deadline.finishBy {self.finishBy!r} is not an RFC 3339 time with a "
+                "zone (e.g. 2026-12-24T18:00:00Z)"
+            )
+        return self
+
+
+def parse_time(text: str) -> datetime | None:
+    """An RFC 3339 time with a zone (``Z`` or an offset); None for anything else."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None
+
+
 class JobSpec(_Model):
     model_config = ConfigDict(
         extra="forbid",
@@ -663,6 +736,20 @@ class JobSpec(_Model):
         default_factory=CostSpec,
         json_schema_extra={"default": {}},
         description="Prices for the savings estimate.",
+    )
+    deadline: DeadlineSpec | None = Field(
+        default=None,
+        description="Finish by a time at the least cost (deadline-aware placement, uniform "
+        "progress): spot while the job can still finish on on-demand in time; on-demand when "
+        "it must, or when it is behind the straight line from 0 to totalSteps at the deadline "
+        "while spot is short (its attempt pends on spot, or no spot node is free); back to "
+        "spot (the on-demand attempt saves and the next runs on spot) once spot is free and "
+        "the slack covers two restarts. Decided once the step time is measured (two "
+        "checkpoints of one attempt); until then spot.* alone decides. Beside it, "
+        "spot.fallbackToOnDemandAfter and spot.pendingTimeoutSeconds still move an attempt to "
+        "on-demand, and the deadline rule may bring the job back to spot: the deadline wins. "
+        "Single-pod jobs move while running or pending; a gang's capacity is decided when its "
+        "attempt starts. status.deadline says the projected finish and why.",
     )
 
     @model_validator(mode="after")
@@ -823,6 +910,48 @@ class GangAttempt(_Model):
     )
 
 
+class DeadlineSample(_Model):
+    """A durable checkpoint seen while an attempt ran: the step time is measured from two."""
+
+    attempt: int = Field(description="The attempt that saved it.")
+    step: int = Field(description="Its step.")
+    time: str = Field(description="When it became durable (RFC 3339).")
+
+
+class DeadlineStatus(_Model):
+    """spec.deadline's view: where the job stands against its deadline and why the current
+    attempt runs on spot or on-demand."""
+
+    finishBy: str = Field(description="The deadline (RFC 3339), resolved from spec.deadline.")
+    capacity: Literal["spot", "on-demand"] | None = Field(
+        default=None, description="What the rule chose for the current attempt."
+    )
+    reason: str = Field(
+        default="", max_length=1024, description="Why: the rule's reason, or why it cannot "
+        "decide yet (step time not measured, a progress value ignored)."
+    )
+    projectedFinish: str | None = Field(
+        default=None,
+        description="When the job would finish on on-demand from now (one restart, then the "
+        "remaining steps at the measured step time): the safe bound (RFC 3339).",
+    )
+    slackSeconds: float | None = Field(
+        default=None, description="Deadline minus projectedFinish (negative: late)."
+    )
+    stepSeconds: float | None = Field(
+        default=None, description="Measured seconds per step (two checkpoints of one attempt)."
+    )
+    sample: DeadlineSample | None = Field(
+        default=None, description="The first checkpoint seen in the measuring attempt."
+    )
+    moving: int | None = Field(
+        default=None,
+        description="The attempt the rule stopped to move the job (it saves; its end is "
+        "neither a preemption nor a failure).",
+    )
+
+
+MAX_GANG_HISTORY = 20
 MAX_GANG_HISTORY = 20
 
 
@@ -905,6 +1034,9 @@ class JobStatus(_Model):
         max_length=MAX_GANG_HISTORY,
         description=f"The world size and end of each gang attempt, newest last (at most "
         f"{MAX_GANG_HISTORY}).",
+    )
+    deadline: DeadlineStatus | None = Field(
+        default=None, description="spec.deadline: projected finish, capacity and why."
     )
     spotSeconds: float = Field(default=0, description="Pod seconds on spot nodes.")
     onDemandSeconds: float = Field(default=0, description="Pod seconds on on-demand nodes.")

@@ -3,7 +3,7 @@ Event, the next attempt (after backoff) or the job's end."""
 
 from __future__ import annotations
 
-from . import gangstatus
+from . import deadlineplan, gangstatus
 from . import models as m
 from .builders import pod_name
 from .endings import Ended, Outcome
@@ -26,6 +26,10 @@ def record(p: Planner, ended: Ended, capacity: str) -> None:
     if ended.checkpoint is not None and ended.outcome is not Outcome.SUCCEEDED:
         made = "made it" if ended.checkpoint.finalSaved else "did not make it"
         saved += f" (final save {made})"
+    if ended.outcome is Outcome.TEMPLATE_CHANGED and deadlineplan.moving(p):
+        deadlineplan.moved(p, saved, capacity)
+        p.advance(0)
+        return
     {
         Outcome.SUCCEEDED: _succeeded,
         Outcome.SUSPENDED: _suspended,

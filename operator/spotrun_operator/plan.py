@@ -54,6 +54,7 @@ class Planner:
         self.now = now
         self.plan = Plan(status=job.status.model_copy(deep=True))
         self.st = self.plan.status
+        self.spot_free: bool | None = None  # a spot node is free (read for spec.deadline only)
 
     def cond(self, kind: str, on: bool, reason: str, message: str = "") -> None:
         set_condition(self.st, kind, on, reason, message, self.now, self.job.generation)

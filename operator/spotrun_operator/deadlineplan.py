@@ -1,0 +1,298 @@
+"""spec.deadline in the planner: the rule of ``deadline.py`` asked at each decision point, its
+answer written to ``status.deadline`` and acted on.
+
+- ``measure``: a running attempt's durable checkpoints give the step time (two of one attempt);
+- ``at_start``: the capacity of a new attempt (``status.onDemand``);
+- ``while_pending``: an attempt pending on spot moves to on-demand when the rule says so;
+- ``while_running``: a running attempt whose capacity the rule no longer wants is stopped
+  gracefully (it saves on SIGTERM, like suspend); its end is recorded as moved, neither a
+  preemption nor a failure (``outcomes.py``), and the next attempt starts at once on the other
+  capacity, restoring that save.
+
+Spot is *short* when the attempt pends on spot or no spot node is free (``spot_free``: a Ready,
+schedulable node matching the spot terms, without an interruption taint). A node that is free
+by these signs but full makes the next spot attempt pend: the pending rule then decides again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import models as m
+from .builders import SPOT_LABELS
+from .deadline import Capacity, Choice, Progress, Sample, choose, measure
+from .plan import Planner
+from .podstate import Obj, condition, interruption_taint, node_health, parse_ts, ts
+
+REWRITE_SECONDS = 30.0  # status.deadline's projection is rewritten when it moved this much
+
+
+def _default_terms() -> list[dict[str, Any]]:
+    return [
+        {"matchExpressions": [{"key": k, "operator": "In", "values": [v]}]}
+        for k, v in SPOT_LABELS
+    ]
+
+
+def _requirement_holds(req: Any, fields: dict[str, str]) -> bool:
+    """A core/v1 NodeSelectorRequirement against a node's labels (or fields); a malformed one
+    holds for no node."""
+    if not isinstance(req, dict) or not isinstance(req.get("key"), str):
+        return False
+    key, op, values = req["key"], req.get("operator"), req.get("values") or []
+    if not isinstance(values, list):
+        return False
+    have = fields.get(key)
+    if op == "In":
+        return have is not None and have in values
+    if op == "NotIn":
+        return have is None or have not in values
+    if op == "Exists":
+        return have is not None
+    if op == "DoesNotExist":
+        return have is None
+    if op in ("Gt", "Lt") and len(values) == 1 and have is not None:
+        try:
+            a, b = int(have), int(values[0])
+        except ValueError:
+            return False
+        return a > b if op == "Gt" else a < b
+    return False
+
+
+def node_matches(node: Obj, terms: list[dict[str, Any]]) -> bool:
+    """Whether the node satisfies any term (ORed; a term's requirements ANDed)."""
+    meta = node.get("metadata") if isinstance(node.get("metadata"), dict) else {}
+    assert isinstance(meta, dict)
+    raw = meta.get("labels")
+    labels = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+    fields = {"metadata.name": str(meta.get("name", ""))}
+    for term in terms:
+        if not isinstance(term, dict):
+            continue
+        exprs = term.get("matchExpressions") or []
+        by_field = term.get("matchFields") or []
+        if not (exprs or by_field) or not isinstance(exprs, list) or not isinstance(by_field, list):
+            continue
+        if all(_requirement_holds(r, labels) for r in exprs) and all(
+            _requirement_holds(r, fields) for r in by_field
+        ):
+            return True
+    return False
+
+
+def spot_free(nodes: Iterable[Obj], spec: m.JobSpec) -> bool:
+    """A spot node the job could run on now: matching the spot terms, Ready, schedulable, not
+    tainted for interruption."""
+    terms = spec.spot.nodeSelectorTerms or _default_terms()
+    for node in nodes:
+        node_spec = node.get("spec") if isinstance(node.get("spec"), dict) else {}
+        assert isinstance(node_spec, dict)
+        if node_spec.get("unschedulable") or interruption_taint(node) is not None:
+            continue
+        if node_health(node) == "ready" and node_matches(node, terms):
+            return True
+    return False
+
+
+def finish_by(spec: m.DeadlineSpec, started: datetime) -> datetime:
+    """The deadline: finishBy, or startTime + withinSeconds."""
+    if spec.finishBy is not None:
+        when = m.parse_time(spec.finishBy)
+        assert when is not None  # the model refuses one that does not parse
+        return when
+    return started + timedelta(seconds=spec.withinSeconds or 0)
+
+
+def _status(p: Planner) -> m.DeadlineStatus | None:
+    """status.deadline, made when the job has a deadline (None: it has none)."""
+    spec = p.spec.deadline
+    if spec is None:
+        p.st.deadline = None
+        return None
+    started = parse_ts(p.st.startTime) or p.now
+    when = ts(finish_by(spec, started))
+    if p.st.deadline is None:
+        p.st.deadline = m.DeadlineStatus(finishBy=when)
+    p.st.deadline.finishBy = when
+    return p.st.deadline
+
+
+def progress(p: Planner) -> Progress | str:
+    """What the rule needs, or why the operator cannot ask it yet."""
+    spec, st = p.spec.deadline, p.st
+    seen = _status(p)
+    assert spec is not None and seen is not None
+    if seen.stepSeconds is None:
+        return "step time not measured yet (two checkpoints of one attempt): spot.* decides"
+    done = st.lastCheckpoint.step if st.lastCheckpoint and st.lastCheckpoint.step else 0
+    if done < 0:
+        return f"the newest checkpoint's step {done} is negative: ignored, spot.* decides"
+    started = parse_ts(st.startTime) or p.now
+    deadline = finish_by(spec, started)
+    try:
+        return Progress(
+            now=p.now.timestamp(),
+            start=started.timestamp(),
+            deadline=deadline.timestamp(),
+            total_steps=spec.totalSteps,
+            done_steps=done,
+            step_seconds=seen.stepSeconds,
+            restart_seconds=float(spec.restartSeconds),
+            margin_seconds=float(spec.marginSeconds),
+        )
+    except ValueError:
+        return (
+            f"spec.deadline.finishBy {ts(deadline)} is not after the job's start "
+            f"{ts(started)}: the deadline cannot be planned for; set a later finishBy"
+        )
+
+
+def decide(p: Planner, current: Capacity | None, spot_short: bool) -> Choice | None:
+    """Ask the rule; write its answer (or why there is none) to status.deadline."""
+    got = progress(p)
+    seen = p.st.deadline
+    assert seen is not None
+    if isinstance(got, str):
+        seen.reason = got
+        return None
+    choice = choose(got, current, spot_short)
+    finish = datetime.fromtimestamp(choice.projected_finish, tz=p.now.tzinfo)
+    old = parse_ts(seen.projectedFinish) if seen.projectedFinish else None
+    moved = old is None or abs((finish - old).total_seconds()) >= REWRITE_SECONDS
+    if moved or seen.capacity != choice.capacity or seen.reason.split(" (")[0] != (
+        choice.reason.split(" (")[0]
+    ):
+        # rewritten when it says something new: a pass per second would rewrite it each time
+        seen.projectedFinish = ts(finish.replace(microsecond=0))
+        seen.slackSeconds = round(choice.slack_seconds, 1)
+        seen.reason = choice.reason[:1024]
+    return choice
+
+
+def _say(p: Planner, choice: Choice, what: str) -> None:
+    """The capacity changes because of the deadline: status and an Event say so."""
+    seen = p.st.deadline
+    assert seen is not None
+    seen.capacity = choice.capacity
+    seen.reason = choice.reason[:1024]
+    p.event(m.REASON_DEADLINE_CAPACITY, f"{what}: {choice.reason}; projected finish on "
+            f"on-demand {seen.projectedFinish}, deadline {seen.finishBy}")
+
+
+def at_start(p: Planner) -> None:
+    """A new attempt: its capacity (status.onDemand), when the rule can decide; status.deadline
+    says what it runs on and why."""
+    seen = _status(p)
+    if seen is None or not p.spec.spot.enabled:
+        return
+    st = p.st
+    seen.moving = None  # an attempt stopped for a move has ended, however it ended
+    current: Capacity | None = "on-demand" if st.onDemand else None
+    choice = decide(p, current, spot_short=p.spot_free is False)
+    if choice is not None and (choice.capacity == "on-demand") != st.onDemand:
+        st.onDemand = choice.capacity == "on-demand"
+        _say(p, choice, f"attempt {st.attempt} runs on {choice.capacity} nodes")
+    seen.capacity = "on-demand" if st.onDemand else "spot"
+
+
+def while_pending(p: Planner, pod: Obj) -> bool:
+    """An attempt pending on spot for want of capacity: on-demand when the rule says so.
+    True when it moved (the pod is deleted and the next attempt is on-demand)."""
+    if p.spec.deadline is None or p.st.onDemand or not p.spec.spot.enabled:
+        return False
+    p.plan.requeue(10.0)  # the line moves on while it waits
+    seen = _status(p)
+    assert seen is not None
+    seen.capacity = "spot"
+    choice = decide(p, None, spot_short=True)
+    if choice is None or choice.capacity != "on-demand":
+        return False
+    name = pod["metadata"]["name"]
+    p.st.onDemand = True
+    _say(p, choice, f"{name} waits for spot: attempt {p.st.attempt + 1} runs on on-demand nodes")
+    p.plan.delete.append(name)
+    p.advance(0)
+    return True
+
+
+def while_running(p: Planner, pod: Obj, capacity: Capacity) -> bool:
+    """A running single-pod attempt on ``capacity``: when the rule wants the other one, the pod
+    is stopped (it saves) and the next attempt runs there. True when it stopped it."""
+    if p.spec.deadline is None or not p.spec.spot.enabled or pod["metadata"].get(
+        "deletionTimestamp"
+    ):
+        return False
+    if (pod.get("status") or {}).get("phase") != "Running":
+        return False
+    p.plan.requeue(10.0)
+    seen = _status(p)
+    assert seen is not None
+    seen.capacity = capacity
+    spot_short = capacity == "on-demand" and p.spot_free is False
+    choice = decide(p, capacity, spot_short)
+    if choice is None or choice.capacity == capacity:
+        return False
+    st = p.st
+    name = pod["metadata"]["name"]
+    seen.moving = st.attempt
+    _say(p, choice, f"{name} on {capacity} gets SIGTERM and saves; attempt {st.attempt + 1} "
+         f"runs on {choice.capacity} nodes")
+    p.plan.delete.append(name)
+    return True
+
+
+def measure_step_time(p: Planner, pod: Obj) -> None:
+    """The running attempt's newest durable checkpoint (status.lastCheckpoint, as just read
+    from its sidecar) measures the step time; a bad reading is said in the reason."""
+    seen = _status(p)
+    ref = p.st.lastCheckpoint
+    if seen is None or ref is None or ref.step is None or ref.time is None:
+        return
+    when = m.parse_time(ref.time)
+    started = parse_ts(pod["metadata"].get("creationTimestamp"))
+    if when is None or started is None:
+        seen.reason = f"checkpoint step {ref.step}'s time {ref.time!r} is not RFC 3339: ignored"
+        return
+    kept = seen.sample
+    old = None
+    if kept is not None and (at := m.parse_time(kept.time)) is not None:
+        old = Sample(kept.attempt, kept.step, at.timestamp())
+    got = measure(old, Sample(p.st.attempt, ref.step, when.timestamp()), started.timestamp(),
+                  p.now.timestamp(), seen.stepSeconds)
+    if got.problem is not None:
+        seen.reason = got.problem[:1024]
+    if got.sample is not None and got.sample != old:
+        s = got.sample
+        seen.sample = m.DeadlineSample(attempt=s.attempt, step=s.step,
+                                       time=ts(datetime.fromtimestamp(s.time, tz=p.now.tzinfo)))
+    if got.step_seconds is not None and math.isfinite(got.step_seconds):
+        seen.stepSeconds = round(got.step_seconds, 6)
+
+
+def pending_on_spot(pod: Obj) -> bool:
+    """The pod waits for want of a node (PodScheduled False)."""
+    scheduled = condition(pod, "PodScheduled")
+    return bool(scheduled and scheduled.get("status") == "False")
+
+
+def moving(p: Planner) -> bool:
+    """The current attempt was stopped by ``while_running`` (its end is a move)."""
+    seen = p.st.deadline
+    return seen is not None and seen.moving is not None and seen.moving == p.st.attempt
+
+
+def moved(p: Planner, saved: str, capacity: str) -> None:
+    """The stopped attempt ended (``outcomes.record``): the next one runs on the other
+    capacity and restores what this one saved; neither a preemption nor a failure."""
+    st = p.st
+    assert st.deadline is not None
+    st.deadline.moving = None
+    st.onDemand = capacity != "on-demand"
+    target = "on-demand" if st.onDemand else "spot"
+    p.event(m.REASON_DEADLINE_CAPACITY, f"attempt {st.attempt} on {capacity} stopped for the "
+            f"deadline; {saved}; attempt {st.attempt + 1} runs on {target} nodes")
+    st.phase = "Restarting"

@@ -1,0 +1,308 @@
+"""spec.deadline wired into the planner (deadlineplan.py): the step time measured from the
+running attempt's checkpoints, the capacity of each attempt at its start, an attempt pending on
+spot moved to on-demand, an on-demand attempt moved back to spot (it saves; its end is no
+preemption), status.deadline and the DeadlineCapacity Event; hostile values refused."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from spotrun_operator import builders
+from spotrun_operator.deadline import Sample, measure
+from spotrun_operator.deadlineplan import node_matches, spot_free
+from spotrun_operator.decisions import plan
+from spotrun_operator.models import JobSpec
+from spotrun_operator.podstate import ts
+from tests.unit.operator.test_decisions import NOW, ended_pod, job
+
+pytestmark = pytest.mark.unit
+
+SPOT = "karpenter.sh/capacity-type"
+# 1000 steps of 0.5 s within 1000 s, one restart 10 s; started 400 s ago: the line says 400
+DEADLINE = {"withinSeconds": 1000, "totalSteps": 1000, "restartSeconds": 10}
+STARTED = ts(NOW - timedelta(seconds=400))
+
+
+def node(name: str, labels: dict[str, str], ready: str = "True", **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name, "labels": labels}, "spec": spec,
+            "status": {"conditions": [{"type": "Ready", "status": ready}]}}
+
+
+FREE = {"spot-9": node("spot-9", {SPOT: "spot"})}
+NONE_FREE = {"od-1": node("od-1", {SPOT: "on-demand"})}
+
+
+def status(step: int, **more: Any) -> dict[str, Any]:
+    """A job started 400 s ago whose newest checkpoint is ``step``, step time measured."""
+    return {
+        "startTime": STARTED,
+        "lastCheckpoint": {"step": step},
+        "deadline": {"finishBy": ts(NOW + timedelta(seconds=600)), "stepSeconds": 0.5},
+        **more,
+    }
+
+
+def deadline_job(st: dict[str, Any], **spec: Any) -> Any:
+    return job(st, deadline=DEADLINE, **spec)
+
+
+def pod(attempt: int, phase: str, on_demand: bool, **status: Any) -> dict[str, Any]:
+    p = builders.desired_pod(deadline_job({}), attempt, on_demand=on_demand,
+                             gpus_available=False)
+    p["metadata"]["creationTimestamp"] = ts(NOW - timedelta(seconds=60))
+    p["spec"]["nodeName"] = "od-1" if on_demand else "spot-9"
+    p["status"] = {"phase": phase, **status}
+    return p
+
+
+def told(out: Any) -> list[str]:
+    return [message for _, reason, message in out.events if reason == "DeadlineCapacity"]
+
+
+def capacity(created: dict[str, Any]) -> str:
+    return str(created["metadata"]["labels"][builders.LABEL_CAPACITY])
+
+
+# -- the step time ------------------------------------------------------------------------
+
+def test_the_step_time_comes_from_two_checkpoints_of_one_attempt() -> None:
+    first = measure(None, Sample(2, 100, 1000.0), attempt_start=900.0, now=1000.0,
+                    step_seconds=None)
+    assert first.sample == Sample(2, 100, 1000.0) and first.step_seconds is None
+    second = measure(first.sample, Sample(2, 140, 1020.0), 900.0, 1020.0, None)
+    assert second.step_seconds == 0.5 and second.problem is None
+    # the checkpoint it restored (saved before the attempt began) teaches nothing
+    restored = measure(None, Sample(3, 140, 1020.0), attempt_start=1100.0, now=1200.0,
+                       step_seconds=0.5)
+    assert restored == measure(None, Sample(3, 140, 1020.0), 1100.0, 1200.0, 0.5)
+    assert restored.sample is None and restored.step_seconds == 0.5
+    # a new attempt starts a new sample: the restart is not step time
+    again = measure(second.sample, Sample(3, 150, 1300.0), 1200.0, 1300.0, 0.5)
+    assert again.sample == Sample(3, 150, 1300.0) and again.step_seconds == 0.5
+
+
+@pytest.mark.parametrize(
+    ("seen", "why"),
+    [
+        (Sample(2, 200, 5000.0), "in the future"),
+        (Sample(2, 90, 1010.0), "after step 100"),  # a step going backwards
+        (Sample(2, 120, 990.0), "after step 100"),  # saved before the kept one
+        (Sample(2, 101, 1000.0 + 200_000.0), "beyond"),  # a day per step
+    ],
+)
+def test_hostile_checkpoints_are_refused_with_a_reason(seen: Sample, why: str) -> None:
+    kept = Sample(2, 100, 1000.0)
+    got = measure(kept, seen, attempt_start=900.0, now=1000.0 + 200_000.0 if why == "beyond"
+                  else 1030.0, step_seconds=0.7)
+    assert got.problem is not None and why in got.problem
+    assert got.step_seconds == 0.7 and got.sample == kept
+
+
+def test_the_operator_measures_the_step_time_from_the_live_reports() -> None:
+    running = pod(1, "Running", False)
+    j = deadline_job({"attempt": 1, "activePod": "a-1", "startTime": STARTED})
+    t1, t2 = ts(NOW - timedelta(seconds=30)), ts(NOW - timedelta(seconds=10))
+    out = plan(j, [running], FREE, False, NOW, live={"step": 100, "time": t1})
+    seen = out.status.deadline
+    assert seen is not None and seen.stepSeconds is None
+    assert "not measured" in seen.reason
+    j2 = deadline_job(out.status.model_dump(mode="json", exclude_none=True))
+    out2 = plan(j2, [running], FREE, False, NOW, live={"step": 140, "time": t2})
+    assert out2.status.deadline is not None and out2.status.deadline.stepSeconds == 0.5
+    assert out2.status.deadline.finishBy == ts(NOW + timedelta(seconds=600))
+
+
+def test_a_checkpoint_time_that_is_no_time_is_said_and_ignored() -> None:
+    running = pod(1, "Running", False)
+    j = deadline_job({"attempt": 1, "activePod": "a-1", "startTime": STARTED})
+    out = plan(j, [running], FREE, False, NOW, live={"step": 100, "time": "yesterday"})
+    assert out.status.deadline is not None and out.status.deadline.stepSeconds is None
+    assert "not RFC 3339" in out.status.deadline.reason
+
+
+# -- spot free? ------------------------------------------------------------------------------
+
+def test_a_spot_node_is_free_when_ready_schedulable_and_not_reclaimed() -> None:
+    spec = deadline_job({}).spec
+    assert spot_free(FREE.values(), spec)
+    assert not spot_free(NONE_FREE.values(), spec)
+    assert not spot_free([node("s", {SPOT: "spot"}, ready="False")], spec)
+    assert not spot_free([node("s", {SPOT: "spot"}, unschedulable=True)], spec)
+    tainted = node("s", {SPOT: "spot"}, taints=[{"key": "aws-node-termination-handler/spot-itn",
+                                                 "effect": "NoSchedule"}])
+    assert not spot_free([tainted], spec)
+    # the job's own terms select its spot nodes
+    mine = [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z1"]}]}]
+    zoned = deadline_job({}, spot={"nodeSelectorTerms": mine}).spec
+    assert spot_free([node("s", {"zone": "z1"})], zoned)
+    assert not spot_free(FREE.values(), zoned)
+
+
+def test_node_terms_match_as_the_scheduler_reads_them_and_malformed_ones_match_nothing() -> None:
+    n = node("n1", {"gen": "5", "pool": "a"})
+    assert node_matches(n, [{"matchExpressions": [{"key": "gen", "operator": "Gt",
+                                                   "values": ["4"]}]}])
+    assert not node_matches(n, [{"matchExpressions": [{"key": "gen", "operator": "Lt",
+                                                       "values": ["x"]}]}])
+    assert node_matches(n, [{"matchFields": [{"key": "metadata.name", "operator": "In",
+                                              "values": ["n1"]}]}])
+    assert node_matches(n, [{"matchExpressions": [{"key": "gpu", "operator": "DoesNotExist"}]}])
+    assert not node_matches(n, [{}, {"matchExpressions": "pool"}, "x",  # type: ignore[list-item]
+                                {"matchExpressions": [{"operator": "Exists"}]}])
+
+
+# -- the API ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("deadline", "words"),
+    [
+        ({"totalSteps": 10}, "exactly one of finishBy"),
+        ({"totalSteps": 10, "withinSeconds": 60, "finishBy": "2026-01-01T00:00:00Z"},
+         "exactly one of finishBy"),
+        ({"totalSteps": 10, "finishBy": "tomorrow"}, "not an RFC 3339 time"),
+        ({"totalSteps": 10, "finishBy": "2026-01-01T00:00:00"}, "not an RFC 3339 time"),
+        ({"totalSteps": 0, "withinSeconds": 60}, "greater than or equal to 1"),
+    ],
+)
+def test_a_deadline_the_operator_cannot_plan_for_is_refused(
+    deadline: dict[str, Any], words: str
+) -> None:
+    body = {"template": {"spec": {"containers": [{"name": "t", "image": "i"}]}},
+            "checkpoint": {"storage": {"uri": "s3://bucket/x"}}, "deadline": deadline}
+    with pytest.raises(ValidationError, match=words):
+        JobSpec.model_validate(body)
+
+
+def test_a_finish_by_before_the_start_is_said_and_the_spot_rules_decide() -> None:
+    j = job({"attempt": 1, "startTime": STARTED, "lastCheckpoint": {"step": 5},
+             "deadline": {"finishBy": STARTED, "stepSeconds": 0.5}},
+            deadline={"finishBy": ts(NOW - timedelta(seconds=500)), "totalSteps": 10})
+    out = plan(j, [], NONE_FREE, False, NOW)
+    assert out.create is not None and capacity(out.create) == "spot"
+    assert out.status.deadline is not None
+    assert "is not after the job's start" in out.status.deadline.reason
+
+
+# -- the decisions ---------------------------------------------------------------------------
+
+def test_first_attempt_runs_on_spot_until_the_step_time_is_measured() -> None:
+    out = plan(deadline_job({}), [], NONE_FREE, False, NOW)
+    assert out.create is not None and capacity(out.create) == "spot"
+    seen = out.status.deadline
+    assert seen is not None and seen.capacity == "spot" and "not measured" in seen.reason
+    assert seen.finishBy == ts(NOW + timedelta(seconds=1000))  # startTime = now
+
+
+def test_behind_with_no_spot_free_the_next_attempt_starts_on_on_demand() -> None:
+    st = status(100, attempt=2, phase="Restarting", preemptions=1)
+    out = plan(deadline_job(st), [], NONE_FREE, False, NOW)
+    assert out.create is not None and capacity(out.create) == "on-demand"
+    assert out.status.onDemand and out.status.deadline is not None
+    assert out.status.deadline.capacity == "on-demand"
+    assert "behind while spot is short" in out.status.deadline.reason
+    assert out.status.deadline.projectedFinish == ts(NOW + timedelta(seconds=460))
+    assert out.status.deadline.slackSeconds == 140
+    assert told(out) and "attempt 2 runs on on-demand" in told(out)[0]
+    # ahead of the line it waits for spot; with spot free, behind is no reason to pay
+    ahead = plan(deadline_job(status(600, attempt=2, phase="Restarting")), [], NONE_FREE,
+                 False, NOW)
+    assert ahead.create is not None and capacity(ahead.create) == "spot" and not told(ahead)
+    free = plan(deadline_job(st), [], FREE, False, NOW)
+    assert free.create is not None and capacity(free.create) == "spot"
+
+
+def test_an_attempt_pending_on_spot_moves_to_on_demand_once_behind() -> None:
+    waiting = pod(2, "Pending", False, conditions=[
+        {"type": "PodScheduled", "status": "False", "message": "0/3 nodes are available"}])
+    behind = plan(deadline_job(status(100, attempt=2, activePod="a-2")), [waiting], NONE_FREE,
+                  False, NOW)
+    assert behind.delete == ["a-2"] and behind.status.attempt == 3 and behind.status.onDemand
+    assert told(behind) and "a-2 waits for spot" in told(behind)[0]
+    ahead = plan(deadline_job(status(600, attempt=2, activePod="a-2")), [waiting], NONE_FREE,
+                 False, NOW)
+    assert ahead.delete == [] and ahead.status.attempt == 2 and not ahead.status.onDemand
+    assert ahead.status.deadline is not None and "waiting for spot" in ahead.status.deadline.reason
+    assert ahead.requeue_after is not None and ahead.requeue_after <= 10
+
+
+def test_an_on_demand_attempt_goes_back_to_spot_saving_first_and_it_is_no_preemption() -> None:
+    running = pod(3, "Running", True)
+    st = status(100, attempt=3, activePod="a-3", onDemand=True, preemptions=1)
+    stay = plan(deadline_job(st), [running], NONE_FREE, False, NOW)  # spot still short
+    assert stay.delete == [] and not told(stay)
+    back = plan(deadline_job(st), [running], FREE, False, NOW)
+    assert back.delete == ["a-3"] and back.status.attempt == 3
+    assert back.status.deadline is not None and back.status.deadline.moving == 3
+    assert back.status.deadline.capacity == "spot"
+    assert told(back) and "a-3 on on-demand gets SIGTERM and saves" in told(back)[0]
+    assert "back to spot" in told(back)[0]
+    # its end: deleted by the operator, the trainer saved and exited 0
+    ended = pod(3, "Succeeded", True, **{k: v for k, v in ended_pod(3, "Succeeded", 0)
+                                          ["status"].items() if k != "phase"})
+    ended["metadata"]["deletionTimestamp"] = ts(NOW)
+    later = deadline_job(back.status.model_dump(mode="json", exclude_none=True))
+    out = plan(later, [ended], FREE, False, NOW)
+    assert out.status.preemptions == 1 and out.status.failures == 0
+    assert out.status.attempt == 4 and not out.status.onDemand
+    assert out.create is not None and capacity(out.create) == "spot"
+    assert any("stopped for the deadline" in m for m in told(out))
+    assert out.status.deadline is not None and out.status.deadline.moving is None
+
+
+def test_a_spot_attempt_moves_to_on_demand_when_only_on_demand_makes_it() -> None:
+    running = pod(1, "Running", False)
+    late = plan(deadline_job(status(0, attempt=1, activePod="a-1")), [running], FREE, False,
+                NOW + timedelta(seconds=100))  # 500 s of work, 500 s left, a restart: late
+    assert late.delete == ["a-1"] and late.status.deadline is not None
+    assert late.status.deadline.reason.startswith("must")
+    on_track = plan(deadline_job(status(300, attempt=1, activePod="a-1")), [running], NONE_FREE,
+                    False, NOW)  # behind the line, but it runs: spot is not short for it
+    assert on_track.delete == [] and not told(on_track)
+
+
+def test_the_deadline_brings_a_fallback_back_to_spot_when_it_is_ahead() -> None:
+    st = status(100, attempt=3, phase="Restarting", onDemand=True, consecutivePreemptions=2)
+    out = plan(deadline_job(st, spot={"fallbackToOnDemandAfter": 2}), [], FREE, False, NOW)
+    assert out.create is not None and capacity(out.create) == "spot"
+    assert told(out) and "back to spot" in told(out)[0]
+    without = plan(job(st, spot={"fallbackToOnDemandAfter": 2}), [], FREE, False, NOW)
+    assert without.create is not None and capacity(without.create) == "on-demand"
+
+
+def test_the_projection_is_not_rewritten_every_pass() -> None:
+    running = pod(1, "Running", False)
+    j = deadline_job(status(300, attempt=1, activePod="a-1"))
+    first = plan(j, [running], FREE, False, NOW)
+    again = deadline_job(first.status.model_dump(mode="json", exclude_none=True))
+    later = plan(again, [running], FREE, False, NOW + timedelta(seconds=5))
+    assert later.status.deadline == first.status.deadline  # no status patch, no new pass
+    much_later = plan(again, [running], FREE, False, NOW + timedelta(seconds=40))
+    assert much_later.status.deadline != first.status.deadline
+
+
+def test_finish_by_margin_and_restart_seconds_move_the_decision() -> None:
+    st = status(300, attempt=2, phase="Restarting")
+    # 700 steps x 0.5 s = 350 s of work, 10 s restart, deadline in 600 s: 240 s of slack
+    plain = plan(deadline_job(st), [], FREE, False, NOW)
+    assert plain.create is not None and capacity(plain.create) == "spot"
+    assert plain.status.deadline is not None and plain.status.deadline.slackSeconds == 240
+    # the margin keeps 250 s free: on-demand now
+    kept = plan(job(st, deadline={**DEADLINE, "marginSeconds": 250}), [], FREE, False, NOW)
+    assert kept.create is not None and capacity(kept.create) == "on-demand"
+    assert kept.status.deadline is not None and kept.status.deadline.reason.startswith("must")
+    # a restart of 250 s leaves no slack either, and moves the projected finish
+    slow = plan(job(st, deadline={**DEADLINE, "restartSeconds": 250}), [], FREE, False, NOW)
+    assert slow.create is not None and capacity(slow.create) == "on-demand"
+    assert slow.status.deadline is not None
+    assert slow.status.deadline.projectedFinish == ts(NOW + timedelta(seconds=600))
+    # finishBy: an absolute deadline, 100 s from now: late whatever it runs on
+    by = ts(NOW + timedelta(seconds=100))
+    soon = plan(job(st, deadline={"finishBy": by, "totalSteps": 1000, "restartSeconds": 10}),
+                [], FREE, False, NOW)
+    assert soon.status.deadline is not None and soon.status.deadline.finishBy == by
+    assert "after the deadline" in soon.status.deadline.reason
+    assert soon.create is not None and capacity(soon.create) == "on-demand"
