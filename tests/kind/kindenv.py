@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[2]
 KIND_DIR = REPO / "hack" / "kind"
@@ -33,6 +36,18 @@ VERSIONS = versions()
 KUBECTL = CACHE / "bin" / f"kubernetes-{VERSIONS['KUBERNETES_VERSION']}" / "kubectl"
 KIND = CACHE / "bin" / f"kind-{VERSIONS['KIND_VERSION']}" / "kind"
 HELM = CACHE / "bin" / f"helm-{VERSIONS['HELM_VERSION']}" / "helm"
+
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float) -> T:
+    """probe() every 2 s until it returns something true (an empty list is not found either)."""
+    deadline = time.monotonic() + timeout
+    while not (found := probe()):
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        time.sleep(2)
+    return found
 
 
 def run(

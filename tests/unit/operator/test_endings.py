@@ -1,6 +1,10 @@
 """How an attempt's pod ended, classified from the Pod and Node objects real kubelets and
 controllers write (fixtures/endings/*.yaml, each naming its source), and what the job's status
-does with it: a kubelet's probe kill or an OOM kill is a failure, a lost pod a preemption."""
+does with it: a kubelet's probe kill or an OOM kill is a failure, a lost pod a preemption.
+
+fixtures/endings/kind-*.yaml were captured from a real kubelet, containerd and
+kube-controller-manager on kind (tests/kind/capture_endings.py, each header says how); the
+others were written from the Kubernetes and containerd sources they name."""
 
 from __future__ import annotations
 
@@ -27,6 +31,15 @@ pytestmark = pytest.mark.unit
 
 FIXTURES = Path(__file__).parent / "fixtures" / "endings"
 CASES = sorted(p.stem for p in FIXTURES.glob("*.yaml"))
+# tests/kind/capture_endings.py's cases, as the outcome they must be charged as
+CAPTURED = {
+    "kind-oom-killed": "failure",
+    "kind-liveness-probe-kill": "failure",
+    "kind-scheduler-preemption": "preemption",
+    "kind-drained-with-notice": "preemption",
+    "kind-abrupt-node-loss": "preemption",
+    "kind-taint-manager-unreachable": "preemption",
+}
 
 
 def load(name: str) -> dict[str, Any]:
@@ -66,6 +79,17 @@ def test_every_fixture_names_its_source():
         assert " @ " in text, f"{name}: no commit named"
 
 
+def test_every_captured_case_has_a_fixture_from_a_real_kubelet():
+    assert set(CAPTURED) == {n for n in CASES if n.startswith("kind-")}
+    for name in CAPTURED:
+        text = (FIXTURES / f"{name}.yaml").read_text()
+        assert text.startswith("# Captured on kind (kubelet and kube-controller-manager v1."), name
+        header = " ".join(text.split("\nexpect:")[0].replace("#", " ").split())
+        assert f"case {name.removeprefix('kind-')})" in header, name
+        node = load(name)["node"] or load("kind-oom-killed")["node"]
+        assert node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")
+
+
 def test_every_disruption_target_reason_has_a_fixture_and_is_a_preemption():
     seen = {}
     for name in CASES:
@@ -91,6 +115,12 @@ def test_liveness_kill_says_what_happened_and_what_to_do():
     assert ended.outcome is Outcome.FAILED and ended.exit_code == 143
     assert "livenessProbe" in ended.message and "digits-3" in ended.message
     assert "Error" not in ended.message.split(";")[-1]  # the runtime's bare reason adds nothing
+
+
+def test_a_real_kubelets_liveness_kill_names_the_probe():
+    ended = classify(load("kind-liveness-probe-kill"))
+    assert ended.outcome is Outcome.FAILED and ended.exit_code == 143
+    assert "livenessProbe" in ended.message and "capture-liveness-probe-kill" in ended.message
 
 
 def test_a_probe_kill_after_the_grace_period_sigkill_is_a_failure_too():
@@ -206,6 +236,36 @@ def test_a_lost_pod_counts_as_a_preemption_and_releases_the_pod():
     assert (out.status.preemptions, out.status.failures) == (1, 0)
     assert out.release == ["digits-3"]
     assert any(e.reason == "Preempted" and "pod lost" in e.message for e in out.events)
+
+
+@pytest.mark.parametrize("name", sorted(CAPTURED))
+def test_a_real_kubelets_ending_is_charged_as_it_should_be(name):
+    """Each captured pod as attempt 1 of job ``a`` (only its name and labels changed): a
+    failure is charged to backoffLimit, a preemption to the preemptions, never the other."""
+    case = load(name)
+    pod = copy.deepcopy(case["pod"])
+    pod["metadata"]["name"] = "a-1"
+    pod["metadata"]["labels"].update({"spotrun.dev/job": "a", "spotrun.dev/attempt": "1"})
+    nodes = {pod["spec"]["nodeName"]: case["node"]} if case["node"] else {}
+    j = job({"attempt": 1, "activePod": "a-1", "phase": "Running"}, backoffLimit=2)
+    st = plan(j, [pod], nodes, False, at(case)).status
+    failure = CAPTURED[name] == "failure"
+    assert (st.failures, st.preemptions, st.attempt) == (int(failure), int(not failure), 2), st
+
+
+def test_a_real_lost_pod_is_waited_for_until_its_grace_period_ends():
+    case = load("kind-taint-manager-unreachable")
+    deadline = parse_ts(case["pod"]["metadata"]["deletionTimestamp"])
+    assert deadline is not None
+    assert classify(case, now=deadline - timedelta(seconds=1)) is None
+    assert classify(case, now=deadline).outcome is Outcome.PREEMPTED
+
+
+def test_a_real_kubelets_probe_kill_is_decided_once_a_dead_node_would_show():
+    case = load("kind-liveness-probe-kill")
+    early = finished(case) + timedelta(seconds=KILL_SETTLE_SECONDS - 1)
+    assert classify(case, now=early) is None
+    assert classify(case, now=early + timedelta(seconds=1)).outcome is Outcome.FAILED
 
 
 def test_a_kubelet_kill_is_decided_once_a_dead_node_would_show():
