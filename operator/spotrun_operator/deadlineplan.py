@@ -157,19 +157,19 @@ def decide(p: Planner, current: Capacity | None, spot_short: bool) -> Choice | N
     seen = p.st.deadline
     assert seen is not None
     if isinstance(got, str):
-        seen.reason = got
+        seen.assessment = got
         return None
     choice = choose(got, current, spot_short)
     finish = datetime.fromtimestamp(choice.projected_finish, tz=p.now.tzinfo)
     old = parse_ts(seen.projectedFinish) if seen.projectedFinish else None
     moved = old is None or abs((finish - old).total_seconds()) >= REWRITE_SECONDS
-    if moved or seen.capacity != choice.capacity or seen.reason.split(" (")[0] != (
+    if moved or seen.capacity != choice.capacity or (seen.assessment or "").split(" (")[0] != (
         choice.reason.split(" (")[0]
     ):
         # rewritten when it says something new: a pass per second would rewrite it each time
         seen.projectedFinish = ts(finish.replace(microsecond=0))
         seen.slackSeconds = round(choice.slack_seconds, 1)
-        seen.reason = choice.reason[:1024]
+        seen.assessment = choice.reason[:1024]
     return choice
 
 
@@ -196,7 +196,13 @@ def at_start(p: Planner) -> None:
     if choice is not None and (choice.capacity == "on-demand") != st.onDemand:
         st.onDemand = choice.capacity == "on-demand"
         _say(p, choice, f"attempt {st.attempt} runs on {choice.capacity} nodes")
+        return
     seen.capacity = "on-demand" if st.onDemand else "spot"
+    if choice is not None:
+        seen.reason = choice.reason[:1024]
+    else:
+        rules = "spot.* put it there" if st.onDemand else "spot by default"
+        seen.reason = f"{rules}: {seen.assessment}"[:1024]
 
 
 def while_pending(p: Planner, pod: Obj) -> bool:
@@ -255,7 +261,9 @@ def measure_step_time(p: Planner, pod: Obj) -> None:
     when = m.parse_time(ref.time)
     started = parse_ts(pod["metadata"].get("creationTimestamp"))
     if when is None or started is None:
-        seen.reason = f"checkpoint step {ref.step}'s time {ref.time!r} is not RFC 3339: ignored"
+        seen.assessment = (
+            f"checkpoint step {ref.step}'s time {ref.time!r} is not RFC 3339: ignored"
+        )
         return
     kept = seen.sample
     old = None
@@ -264,7 +272,7 @@ def measure_step_time(p: Planner, pod: Obj) -> None:
     got = measure(old, Sample(p.st.attempt, ref.step, when.timestamp()), started.timestamp(),
                   p.now.timestamp(), seen.stepSeconds)
     if got.problem is not None:
-        seen.reason = got.problem[:1024]
+        seen.assessment = got.problem[:1024]
     if got.sample is not None and got.sample != old:
         s = got.sample
         seen.sample = m.DeadlineSample(attempt=s.attempt, step=s.step,

@@ -927,8 +927,17 @@ class DeadlineStatus(_Model):
         default=None, description="What the rule chose for the current attempt."
     )
     reason: str = Field(
-        default="", max_length=1024, description="Why: the rule's reason, or why it cannot "
-        "decide yet (step time not measured, a progress value ignored)."
+        default="",
+        max_length=1024,
+        description="Why the current attempt runs on its capacity: the rule's words when the "
+        "attempt started or was moved (or why the rule could not decide then).",
+    )
+    assessment: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="The rule's latest words as the attempt runs or pends (on track, behind, "
+        "waiting for spot...), or why it cannot decide (step time not measured, a progress "
+        "value ignored).",
     )
     projectedFinish: str | None = Field(
         default=None,

@@ -109,7 +109,7 @@ def test_the_operator_measures_the_step_time_from_the_live_reports() -> None:
     out = plan(j, [running], FREE, False, NOW, live={"step": 100, "time": t1})
     seen = out.status.deadline
     assert seen is not None and seen.stepSeconds is None
-    assert "not measured" in seen.reason
+    assert seen.assessment is not None and "not measured" in seen.assessment
     j2 = deadline_job(out.status.model_dump(mode="json", exclude_none=True))
     out2 = plan(j2, [running], FREE, False, NOW, live={"step": 140, "time": t2})
     assert out2.status.deadline is not None and out2.status.deadline.stepSeconds == 0.5
@@ -121,7 +121,7 @@ def test_a_checkpoint_time_that_is_no_time_is_said_and_ignored() -> None:
     j = deadline_job({"attempt": 1, "activePod": "a-1", "startTime": STARTED})
     out = plan(j, [running], FREE, False, NOW, live={"step": 100, "time": "yesterday"})
     assert out.status.deadline is not None and out.status.deadline.stepSeconds is None
-    assert "not RFC 3339" in out.status.deadline.reason
+    assert "not RFC 3339" in (out.status.deadline.assessment or "")
 
 
 # -- spot free? ------------------------------------------------------------------------------
@@ -185,6 +185,7 @@ def test_a_finish_by_before_the_start_is_said_and_the_spot_rules_decide() -> Non
     assert out.create is not None and capacity(out.create) == "spot"
     assert out.status.deadline is not None
     assert "is not after the job's start" in out.status.deadline.reason
+    assert out.status.deadline.reason.startswith("spot by default")
 
 
 # -- the decisions ---------------------------------------------------------------------------
@@ -194,6 +195,7 @@ def test_first_attempt_runs_on_spot_until_the_step_time_is_measured() -> None:
     assert out.create is not None and capacity(out.create) == "spot"
     seen = out.status.deadline
     assert seen is not None and seen.capacity == "spot" and "not measured" in seen.reason
+    assert seen.reason.startswith("spot by default")
     assert seen.finishBy == ts(NOW + timedelta(seconds=1000))  # startTime = now
 
 
@@ -225,15 +227,20 @@ def test_an_attempt_pending_on_spot_moves_to_on_demand_once_behind() -> None:
     ahead = plan(deadline_job(status(600, attempt=2, activePod="a-2")), [waiting], NONE_FREE,
                  False, NOW)
     assert ahead.delete == [] and ahead.status.attempt == 2 and not ahead.status.onDemand
-    assert ahead.status.deadline is not None and "waiting for spot" in ahead.status.deadline.reason
+    assert ahead.status.deadline is not None
+    assert "waiting for spot" in (ahead.status.deadline.assessment or "")
     assert ahead.requeue_after is not None and ahead.requeue_after <= 10
 
 
 def test_an_on_demand_attempt_goes_back_to_spot_saving_first_and_it_is_no_preemption() -> None:
     running = pod(3, "Running", True)
     st = status(100, attempt=3, activePod="a-3", onDemand=True, preemptions=1)
+    st["deadline"]["reason"] = "behind while spot is short (when attempt 3 started)"
     stay = plan(deadline_job(st), [running], NONE_FREE, False, NOW)  # spot still short
     assert stay.delete == [] and not told(stay)
+    assert stay.status.deadline is not None
+    assert stay.status.deadline.reason == st["deadline"]["reason"]  # why it runs there
+    assert (stay.status.deadline.assessment or "").startswith("staying on on-demand")
     back = plan(deadline_job(st), [running], FREE, False, NOW)
     assert back.delete == ["a-3"] and back.status.attempt == 3
     assert back.status.deadline is not None and back.status.deadline.moving == 3
@@ -259,6 +266,7 @@ def test_a_spot_attempt_moves_to_on_demand_when_only_on_demand_makes_it() -> Non
                 NOW + timedelta(seconds=100))  # 500 s of work, 500 s left, a restart: late
     assert late.delete == ["a-1"] and late.status.deadline is not None
     assert late.status.deadline.reason.startswith("must")
+    assert late.status.deadline.capacity == "on-demand"
     on_track = plan(deadline_job(status(300, attempt=1, activePod="a-1")), [running], NONE_FREE,
                     False, NOW)  # behind the line, but it runs: spot is not short for it
     assert on_track.delete == [] and not told(on_track)
