@@ -173,12 +173,14 @@ def decide(p: Planner, current: Capacity | None, spot_short: bool) -> Choice | N
     return choice
 
 
-def _say(p: Planner, choice: Choice, what: str) -> None:
-    """The capacity changes because of the deadline: status and an Event say so."""
+def _say(p: Planner, choice: Choice, what: str, attempt: int) -> None:
+    """The capacity of ``attempt`` changes because of the deadline: status and an Event say
+    so."""
     seen = p.st.deadline
     assert seen is not None
     seen.capacity = choice.capacity
     seen.reason = choice.reason[:1024]
+    seen.reasonAttempt = attempt
     p.event(m.REASON_DEADLINE_CAPACITY, f"{what}: {choice.reason}; projected finish on "
             f"on-demand {seen.projectedFinish}, deadline {seen.finishBy}")
 
@@ -195,9 +197,12 @@ def at_start(p: Planner) -> None:
     choice = decide(p, current, spot_short=p.spot_free is False)
     if choice is not None and (choice.capacity == "on-demand") != st.onDemand:
         st.onDemand = choice.capacity == "on-demand"
-        _say(p, choice, f"attempt {st.attempt} runs on {choice.capacity} nodes")
+        _say(p, choice, f"attempt {st.attempt} runs on {choice.capacity} nodes", st.attempt)
         return
     seen.capacity = "on-demand" if st.onDemand else "spot"
+    if seen.reasonAttempt == st.attempt:
+        return  # the move that made this attempt said why
+    seen.reasonAttempt = st.attempt
     if choice is not None:
         seen.reason = choice.reason[:1024]
     else:
@@ -219,7 +224,8 @@ def while_pending(p: Planner, pod: Obj) -> bool:
         return False
     name = pod["metadata"]["name"]
     p.st.onDemand = True
-    _say(p, choice, f"{name} waits for spot: attempt {p.st.attempt + 1} runs on on-demand nodes")
+    _say(p, choice, f"{name} waits for spot: attempt {p.st.attempt + 1} runs on on-demand nodes",
+         p.st.attempt + 1)
     p.plan.delete.append(name)
     p.advance(0)
     return True
@@ -246,7 +252,7 @@ def while_running(p: Planner, pod: Obj, capacity: Capacity) -> bool:
     name = pod["metadata"]["name"]
     seen.moving = st.attempt
     _say(p, choice, f"{name} on {capacity} gets SIGTERM and saves; attempt {st.attempt + 1} "
-         f"runs on {choice.capacity} nodes")
+         f"runs on {choice.capacity} nodes", st.attempt + 1)
     p.plan.delete.append(name)
     return True
 

@@ -932,6 +932,10 @@ class DeadlineStatus(_Model):
         description="Why the current attempt runs on its capacity: the rule's words when the "
         "attempt started or was moved (or why the rule could not decide then).",
     )
+    reasonAttempt: int | None = Field(
+        default=None,
+        description="The attempt reason was given for (a move decides the next attempt's).",
+    )
     assessment: str | None = Field(
         default=None,
         max_length=1024,

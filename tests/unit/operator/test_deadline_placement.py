@@ -224,6 +224,14 @@ def test_an_attempt_pending_on_spot_moves_to_on_demand_once_behind() -> None:
                   False, NOW)
     assert behind.delete == ["a-2"] and behind.status.attempt == 3 and behind.status.onDemand
     assert told(behind) and "a-2 waits for spot" in told(behind)[0]
+    # attempt 3 starts on on-demand, and its status still says why
+    started = plan(deadline_job(behind.status.model_dump(mode="json", exclude_none=True)),
+                   [], NONE_FREE, False, NOW)
+    assert started.create is not None and capacity(started.create) == "on-demand"
+    seen = started.status.deadline
+    assert seen is not None and seen.reasonAttempt == 3 and seen.capacity == "on-demand"
+    assert "behind while spot is short" in seen.reason
+    assert (seen.assessment or "").startswith("staying on on-demand")
     ahead = plan(deadline_job(status(600, attempt=2, activePod="a-2")), [waiting], NONE_FREE,
                  False, NOW)
     assert ahead.delete == [] and ahead.status.attempt == 2 and not ahead.status.onDemand
