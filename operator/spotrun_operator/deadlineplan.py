@@ -7,7 +7,8 @@ answer written to ``status.deadline`` and acted on.
 - ``while_running``: a running attempt whose capacity the rule no longer wants is stopped
   gracefully (it saves on SIGTERM, like suspend); its end is recorded as moved, neither a
   preemption nor a failure (``outcomes.py``), and the next attempt starts at once on the other
-  capacity, restoring that save.
+  capacity, restoring that save. An on-demand attempt goes back to spot only once it has
+  saved a checkpoint of its own (before, the move would waste the restart it just paid).
 
 Spot is *short* when the attempt pends on spot or no spot node is free (``spot_free``: a Ready,
 schedulable node matching the spot terms, without an interruption taint). A node that is free
@@ -126,6 +127,9 @@ def progress(p: Planner) -> Progress | str:
     spec, st = p.spec.deadline, p.st
     seen = _status(p)
     assert spec is not None and seen is not None
+    if seen.stepSeconds is not None and not 0 < seen.stepSeconds < math.inf:
+        bad, seen.stepSeconds, seen.sample = seen.stepSeconds, None, None
+        return f"status.deadline.stepSeconds {bad} is no step time: measured again"
     if seen.stepSeconds is None:
         return "step time not measured yet (two checkpoints of one attempt): spot.* decides"
     done = st.lastCheckpoint.step if st.lastCheckpoint and st.lastCheckpoint.step else 0
@@ -250,6 +254,10 @@ def while_running(p: Planner, pod: Obj, capacity: Capacity) -> bool:
         return False
     st = p.st
     name = pod["metadata"]["name"]
+    if choice.capacity == "spot" and (seen.sample is None or seen.sample.attempt != st.attempt):
+        # leaving before it saved a checkpoint of its own would waste the restart just paid
+        seen.assessment = f"{choice.reason[:900]}; once {name} has saved a checkpoint"
+        return False
     seen.moving = st.attempt
     _say(p, choice, f"{name} on {capacity} gets SIGTERM and saves; attempt {st.attempt + 1} "
          f"runs on {choice.capacity} nodes", st.attempt + 1)

@@ -249,6 +249,11 @@ def test_an_on_demand_attempt_goes_back_to_spot_saving_first_and_it_is_no_preemp
     assert stay.status.deadline is not None
     assert stay.status.deadline.reason == st["deadline"]["reason"]  # why it runs there
     assert (stay.status.deadline.assessment or "").startswith("staying on on-demand")
+    fresh = plan(deadline_job(st), [running], FREE, False, NOW)  # nothing of its own saved
+    assert fresh.delete == [] and not told(fresh)
+    assert fresh.status.deadline is not None
+    assert "once a-3 has saved a checkpoint" in (fresh.status.deadline.assessment or "")
+    st["deadline"]["sample"] = {"attempt": 3, "step": 100, "time": ts(NOW)}
     back = plan(deadline_job(st), [running], FREE, False, NOW)
     assert back.delete == ["a-3"] and back.status.attempt == 3
     assert back.status.deadline is not None and back.status.deadline.moving == 3
@@ -322,3 +327,14 @@ def test_finish_by_margin_and_restart_seconds_move_the_decision() -> None:
     assert soon.status.deadline is not None and soon.status.deadline.finishBy == by
     assert "after the deadline" in soon.status.deadline.reason
     assert soon.create is not None and capacity(soon.create) == "on-demand"
+
+
+@pytest.mark.parametrize("bad", [-1.0, 0.0, float("nan"), float("inf")])
+def test_a_step_time_in_the_status_that_is_no_step_time_is_measured_again(bad: float) -> None:
+    st = status(100, attempt=2, phase="Restarting")
+    st["deadline"]["stepSeconds"] = bad
+    out = plan(deadline_job(st), [], NONE_FREE, False, NOW)
+    assert out.create is not None and capacity(out.create) == "spot"  # spot.* decides
+    seen = out.status.deadline
+    assert seen is not None and seen.stepSeconds is None
+    assert "is no step time: measured again" in (seen.assessment or "")
