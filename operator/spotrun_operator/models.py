@@ -61,7 +61,6 @@ REASON_NODE_LABEL = "NodeLabelIgnored"  # a node's zone / pool label is no label
 REASON_GANG = "Gang"  # a gang attempt's size, and which rank ended it
 REASON_GANG_STOPPING = "GangStopping"  # one rank ended: the others are stopped
 REASON_SERVICE_REFUSED = "ServiceRefused"  # the API refused a gang's headless Service
-REASON_SERVICE_CONFLICT = "ServiceConflict"  # a gang's Service name is taken by another owner
 REASON_GANG_SHRUNK = "GangShrunk"  # nodes.min < max: the next attempt runs on fewer nodes
 REASON_DEADLINE_CAPACITY = "DeadlineCapacity"  # spec.deadline moved the job to spot / on-demand
 MAX_AVOIDED = 16  # status.avoiding keeps the newest this many places
