@@ -77,7 +77,7 @@ def start_attempt(p: Planner, gpus_available: bool) -> None:
         p.event(
             m.REASON_RESTORING,
             f"attempt {st.attempt} ({name}) on {where} nodes restores "
-            f"from step {st.lastCheckpoint.step}{on_claim(spec)}",
+            f"from step {st.lastCheckpoint.step}{on_claim(spec)}{_or_newer(st)}",
         )
     elif spec.checkpoint.storage.pvc is not None and st.attempt > 1:
         p.event(
@@ -94,6 +94,19 @@ def start_attempt(p: Planner, gpus_available: bool) -> None:
             f"{spec.procsPerNode} process(es) each: world size {nodes * spec.procsPerNode} "
             f"({why})",
         )
+
+
+def _or_newer(st: m.JobStatus) -> str:
+    """A warm start: the new sidecar restores the final save of the attempt still saving
+    (status.draining), newer than the step known now, once it lands."""
+    saving = [d for d in st.draining or [] if d.attempt < st.attempt]
+    if not saving:
+        return ""
+    last = saving[-1]
+    return (
+        f" or newer: the final save of attempt {last.attempt}, which saves until {last.until}, "
+        "once it lands"
+    )
 
 
 def observe_running(p: Planner, pod: Obj, node: Obj | None) -> None:

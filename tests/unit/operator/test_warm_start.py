@@ -300,3 +300,21 @@ def test_the_job_succeeds_only_once_the_old_attempts_end_is_folded_in() -> None:
     assert both.status.phase == "Succeeded" and not both.status.draining
     assert {"digits-3", "digits-4"} <= set(both.release)
     assert both.status.spotSeconds == pytest.approx(2 * (50 * 60 + 20))
+
+
+def test_the_restoring_event_of_a_warm_start_says_the_old_attempts_final_save_comes_first():
+    # the sidecar waits for attempt 3's final save and restores it, not the step known now
+    case = load(NOTICES[0])
+    known = digits({"lastCheckpoint": {"step": 50}})
+    out = plan(known, [case["pod"]], {"spot-7": case["node"]}, False, when(case["now"]))
+    (said,) = [e.message for e in out.events if e.reason == "Restoring"]
+    until = case["pod"]["metadata"]["deletionTimestamp"]
+    assert said == (
+        "attempt 4 (digits-4) on spot nodes restores from step 50 or newer: the final save of "
+        f"attempt 3, which saves until {until}, once it lands"
+    )
+    # a cold start (the old pod over) names the step alone
+    cold = plan(digits({"lastCheckpoint": {"step": 50}, "attempt": 4, "activePod": None,
+                        "phase": "Restarting"}), [], {}, False, when(case["now"]))
+    assert [e.message for e in cold.events if e.reason == "Restoring"] == [
+        "attempt 4 (digits-4) on spot nodes restores from step 50"]
