@@ -18,6 +18,7 @@ by these signs but full makes the next spot attempt pend: the pending rule then 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,9 +27,16 @@ from . import models as m
 from .builders import SPOT_LABELS
 from .deadline import Capacity, Choice, Progress, Sample, choose, measure
 from .plan import Planner
-from .podstate import Obj, condition, interruption_taint, node_health, parse_ts, ts
+from .podstate import Obj, interruption_taint, node_health, parse_ts, ts
 
 REWRITE_SECONDS = 30.0  # status.deadline's projection is rewritten when it moved this much
+WAITING = "; once "  # an assessment's tail while a move waits for the attempt's checkpoint
+
+
+def _shape(text: str) -> str:
+    """What a reason says, without its figures (seconds, steps): two passes that say the same
+    thing about different numbers do not rewrite the status."""
+    return re.sub(r"-?\d+(?:\.\d+)?", "#", text)
 
 
 def _default_terms() -> list[dict[str, Any]]:
@@ -167,10 +175,10 @@ def decide(p: Planner, current: Capacity | None, spot_short: bool) -> Choice | N
     finish = datetime.fromtimestamp(choice.projected_finish, tz=p.now.tzinfo)
     old = parse_ts(seen.projectedFinish) if seen.projectedFinish else None
     moved = old is None or abs((finish - old).total_seconds()) >= REWRITE_SECONDS
-    if moved or seen.capacity != choice.capacity or (seen.assessment or "").split(" (")[0] != (
-        choice.reason.split(" (")[0]
-    ):
-        # rewritten when it says something new: a pass per second would rewrite it each time
+    said = (seen.assessment or "").split(WAITING)[0]
+    if moved or _shape(said) != _shape(choice.reason):  # each kind of reason names a capacity
+        # rewritten when it says something new: a pass every 10 s would rewrite it each time
+        # (the slack and the steps in the reason change by the second)
         seen.projectedFinish = ts(finish.replace(microsecond=0))
         seen.slackSeconds = round(choice.slack_seconds, 1)
         seen.assessment = choice.reason[:1024]
@@ -197,6 +205,12 @@ def at_start(p: Planner) -> None:
         return
     st = p.st
     seen.moving = None  # an attempt stopped for a move has ended, however it ended
+    if seen.reasonAttempt == st.attempt:
+        # a move made this attempt's capacity and said why: it stands (asking again at once
+        # would undo it: a spot node that looks free may be full, and a pending spot
+        # attempt moved to on-demand would be moved straight back, every other pass)
+        seen.capacity = "on-demand" if st.onDemand else "spot"
+        return
     current: Capacity | None = "on-demand" if st.onDemand else None
     choice = decide(p, current, spot_short=p.spot_free is False)
     if choice is not None and (choice.capacity == "on-demand") != st.onDemand:
@@ -204,8 +218,6 @@ def at_start(p: Planner) -> None:
         _say(p, choice, f"attempt {st.attempt} runs on {choice.capacity} nodes", st.attempt)
         return
     seen.capacity = "on-demand" if st.onDemand else "spot"
-    if seen.reasonAttempt == st.attempt:
-        return  # the move that made this attempt said why
     seen.reasonAttempt = st.attempt
     if choice is not None:
         seen.reason = choice.reason[:1024]
@@ -256,7 +268,9 @@ def while_running(p: Planner, pod: Obj, capacity: Capacity) -> bool:
     name = pod["metadata"]["name"]
     if choice.capacity == "spot" and (seen.sample is None or seen.sample.attempt != st.attempt):
         # leaving before it saved a checkpoint of its own would waste the restart just paid
-        seen.assessment = f"{choice.reason[:900]}; once {name} has saved a checkpoint"
+        waiting = f"{choice.reason[:900]}{WAITING}{name} has saved a checkpoint"
+        if _shape(seen.assessment or "") != _shape(waiting):
+            seen.assessment = waiting
         return False
     seen.moving = st.attempt
     _say(p, choice, f"{name} on {capacity} gets SIGTERM and saves; attempt {st.attempt + 1} "
@@ -273,8 +287,12 @@ def measure_step_time(p: Planner, pod: Obj) -> None:
     if seen is None or ref is None or ref.step is None or ref.time is None:
         return
     when = m.parse_time(ref.time)
-    started = parse_ts(pod["metadata"].get("creationTimestamp"))
-    if when is None or started is None:
+    # when the pod started, not when it was made: a warm-started pod pends while the attempt
+    # before it saves, and that attempt's final save is not this one's step
+    started = m.parse_time(str((pod.get("status") or {}).get("startTime") or ""))
+    if started is None:
+        return  # not started yet: nothing of its own to measure
+    if when is None:
         seen.assessment = (
             f"checkpoint step {ref.step}'s time {ref.time!r} is not RFC 3339: ignored"
         )
@@ -293,12 +311,6 @@ def measure_step_time(p: Planner, pod: Obj) -> None:
                                        time=ts(datetime.fromtimestamp(s.time, tz=p.now.tzinfo)))
     if got.step_seconds is not None and math.isfinite(got.step_seconds):
         seen.stepSeconds = round(got.step_seconds, 6)
-
-
-def pending_on_spot(pod: Obj) -> bool:
-    """The pod waits for want of a node (PodScheduled False)."""
-    scheduled = condition(pod, "PodScheduled")
-    return bool(scheduled and scheduled.get("status") == "False")
 
 
 def moving(p: Planner) -> bool:

@@ -56,6 +56,8 @@ def pod(attempt: int, phase: str, on_demand: bool, **status: Any) -> dict[str, A
     p["metadata"]["creationTimestamp"] = ts(NOW - timedelta(seconds=60))
     p["spec"]["nodeName"] = "od-1" if on_demand else "spot-9"
     p["status"] = {"phase": phase, **status}
+    if phase == "Running":
+        p["status"].setdefault("startTime", ts(NOW - timedelta(seconds=50)))
     return p
 
 
@@ -231,7 +233,11 @@ def test_an_attempt_pending_on_spot_moves_to_on_demand_once_behind() -> None:
     seen = started.status.deadline
     assert seen is not None and seen.reasonAttempt == 3 and seen.capacity == "on-demand"
     assert "behind while spot is short" in seen.reason
-    assert (seen.assessment or "").startswith("staying on on-demand")
+    assert (seen.assessment or "").startswith("behind while spot is short")
+    # a spot node that looks free (it may be full) does not undo the move at the start
+    flip = plan(deadline_job(behind.status.model_dump(mode="json", exclude_none=True)),
+                [], FREE, False, NOW)
+    assert flip.create is not None and capacity(flip.create) == "on-demand" and not told(flip)
     ahead = plan(deadline_job(status(600, attempt=2, activePod="a-2")), [waiting], NONE_FREE,
                  False, NOW)
     assert ahead.delete == [] and ahead.status.attempt == 2 and not ahead.status.onDemand
@@ -305,6 +311,25 @@ def test_the_projection_is_not_rewritten_every_pass() -> None:
     assert much_later.status.deadline != first.status.deadline
 
 
+def test_reasons_whose_figures_change_by_the_second_do_not_rewrite_the_status() -> None:
+    late = NOW + timedelta(seconds=100)  # "must: on-demand finishes Ns after the deadline"
+    on_demand = status(0, attempt=2, activePod="a-2", onDemand=True)
+    first = plan(deadline_job(on_demand), [pod(2, "Running", True)], FREE, False, late)
+    assert first.status.deadline is not None
+    assert (first.status.deadline.assessment or "").startswith("must")
+    again = deadline_job(first.status.model_dump(mode="json", exclude_none=True))
+    later = plan(again, [pod(2, "Running", True)], FREE, False, late + timedelta(seconds=10))
+    assert later.status.deadline == first.status.deadline
+    # waiting for the on-demand attempt's own checkpoint before going back to spot
+    st = status(100, attempt=3, activePod="a-3", onDemand=True)
+    wait = plan(deadline_job(st), [pod(3, "Running", True)], FREE, False, NOW)
+    assert wait.status.deadline is not None
+    assert "once a-3 has saved" in (wait.status.deadline.assessment or "")
+    kept = deadline_job(wait.status.model_dump(mode="json", exclude_none=True))
+    next_pass = plan(kept, [pod(3, "Running", True)], FREE, False, NOW + timedelta(seconds=10))
+    assert next_pass.status.deadline == wait.status.deadline
+
+
 def test_finish_by_margin_and_restart_seconds_move_the_decision() -> None:
     st = status(300, attempt=2, phase="Restarting")
     # 700 steps x 0.5 s = 350 s of work, 10 s restart, deadline in 600 s: 240 s of slack
@@ -338,3 +363,24 @@ def test_a_step_time_in_the_status_that_is_no_step_time_is_measured_again(bad: f
     seen = out.status.deadline
     assert seen is not None and seen.stepSeconds is None
     assert "is no step time: measured again" in (seen.assessment or "")
+
+
+def test_a_warm_started_pod_does_not_take_the_save_before_it_started_as_its_own() -> None:
+    # attempt 2's pod was made at the notice (60 s ago) and pended; attempt 1's final save
+    # landed 55 s ago, attempt 2 started 20 s ago: that save is not a sample of attempt 2
+    running = pod(2, "Running", False, startTime=ts(NOW - timedelta(seconds=20)))
+    j = deadline_job({"attempt": 2, "activePod": "a-2", "startTime": STARTED})
+    out = plan(j, [running], FREE, False, NOW,
+               live={"step": 54, "time": ts(NOW - timedelta(seconds=55))})
+    assert out.status.deadline is not None and out.status.deadline.sample is None
+    again = deadline_job(out.status.model_dump(mode="json", exclude_none=True))
+    out2 = plan(again, [running], FREE, False, NOW,
+                live={"step": 60, "time": ts(NOW - timedelta(seconds=5))})
+    assert out2.status.deadline is not None and out2.status.deadline.stepSeconds is None
+    assert out2.status.deadline.sample is not None
+    assert (out2.status.deadline.sample.attempt, out2.status.deadline.sample.step) == (2, 60)
+    # a pod not started yet measures nothing
+    pending = pod(2, "Pending", False)
+    out3 = plan(again, [pending], FREE, False, NOW,
+                live={"step": 60, "time": ts(NOW - timedelta(seconds=5))})
+    assert out3.status.deadline is not None and out3.status.deadline.sample is None
