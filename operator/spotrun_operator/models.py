@@ -964,7 +964,6 @@ class DeadlineStatus(_Model):
 
 
 MAX_GANG_HISTORY = 20
-MAX_GANG_HISTORY = 20
 
 
 Phase = Literal["Pending", "Running", "Restarting", "Suspended", "Succeeded", "Failed"]
