@@ -26,6 +26,8 @@ def record(p: Planner, ended: Ended, capacity: str) -> None:
     if ended.checkpoint is not None and ended.outcome is not Outcome.SUCCEEDED:
         made = "made it" if ended.checkpoint.finalSaved else "did not make it"
         saved += f" (final save {made})"
+    elif ended.outcome is Outcome.PREEMPTED:  # a pod lost with its node: nothing reported one
+        saved += " (no final save reported)"
     if ended.outcome is Outcome.TEMPLATE_CHANGED and deadlineplan.moving(p):
         deadlineplan.moved(p, saved, capacity)
         p.advance(0)

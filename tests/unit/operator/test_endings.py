@@ -348,3 +348,12 @@ def test_a_gang_rank_whose_torchrun_exits_1_as_its_node_dies_is_a_preemption_not
     later = job_of_gang(out.status.model_dump(), backoffLimit=0, **GANG)
     st = plan(later, done, silent, False, NOW + timedelta(seconds=50)).status
     assert (st.preemptions, st.failures, st.attempt, st.phase) == (1, 0, 2, "Restarting")
+
+
+def test_a_lost_pod_says_no_final_save_was_reported_in_the_status():
+    """A node lost with no notice: nothing reported a final save, and the Preempted condition
+    (and Event) say so, next to the newest checkpoint the running attempt's sidecar reported."""
+    out = _ended_plan("taint-manager-unreachable", lastCheckpoint={"step": 350, "uri": "s3://b/x"})
+    (preempted,) = [c for c in out.status.conditions if c.type == "Preempted"]
+    assert "last checkpoint step 350 (no final save reported)" in preempted.message, preempted
+    assert "final save made it" not in preempted.message
