@@ -4,6 +4,9 @@ image (explicit image.repository/tag, sidecar.image: never a coincidence of tags
 from __future__ import annotations
 
 import subprocess
+from typing import Any
+
+import yaml
 
 from tests.kind.kindenv import HELM, REPO, KindCluster, run
 
@@ -40,3 +43,15 @@ def uninstall(cluster: KindCluster) -> None:
         HELM, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", env=cluster.env, timeout=300
     )
     cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found")
+
+
+def s3_secret(s3: dict[str, str]) -> dict[str, Any]:
+    """manifests/examples/s3-secret.yaml with hack/kind/s3's credentials."""
+    secret: dict[str, Any] = yaml.safe_load(
+        (REPO / "manifests" / "examples" / "s3-secret.yaml").read_text()
+    )
+    secret["stringData"] = {
+        "AWS_ACCESS_KEY_ID": s3["AWS_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": s3["AWS_SECRET_ACCESS_KEY"],
+    }
+    return secret

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.kind import chart
 from tests.kind import images as img
 from tests.kind.kindenv import KIND_DIR, KindCluster, exports, run
 
@@ -41,14 +42,16 @@ def docker_engine() -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="session")
 def kind_cluster(docker_engine: dict[str, str]) -> Iterator[KindCluster]:
     """hack/kind/up --on-demand 1 --spot 1: <name>-worker is on-demand, <name>-worker2 spot
-    (tainted); removed by hack/kind/down at the end."""
+    (tainted); removed by hack/kind/down at the end unless SPOTRUN_KIND_KEEP=1 (then the next
+    session's `up` reuses it)."""
     up = run(KIND_DIR / "up", "--on-demand", "1", "--spot", "1", env=docker_engine, timeout=3600)
     try:
         assert up.returncode == 0, f"hack/kind/up failed:\n{up.stderr[-4000:]}"
         yield KindCluster({**docker_engine, **exports(up.stdout.strip().splitlines()[-1])})
     finally:
-        down = run(KIND_DIR / "down", env=docker_engine)
-        assert down.returncode == 0, f"hack/kind/down failed:\n{down.stderr}"
+        if os.environ.get("SPOTRUN_KIND_KEEP") != "1":
+            down = run(KIND_DIR / "down", env=docker_engine)
+            assert down.returncode == 0, f"hack/kind/down failed:\n{down.stderr}"
 
 
 @pytest.fixture(scope="session")
@@ -79,3 +82,15 @@ def kind_s3(kind_cluster: KindCluster) -> dict[str, str]:
     env = run(KIND_DIR / "s3", "env", env=kind_cluster.env)
     assert env.returncode == 0, env.stderr
     return exports(env.stdout.strip())
+
+
+@pytest.fixture
+def operator(kind_cluster: KindCluster, pushed: dict[str, str]) -> Iterator[None]:
+    """The operator, helm-installed from the pushed image (tests/kind/chart.py); uninstalled
+    after the test."""
+    install = chart.install(kind_cluster, pushed)
+    try:
+        assert install.returncode == 0, install.stderr
+        yield
+    finally:
+        chart.uninstall(kind_cluster)
