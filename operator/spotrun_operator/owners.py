@@ -26,8 +26,10 @@ def pod_conflict(pod: dict[str, Any] | None, job: str, uid: str) -> str | None:
     held = foreign_owner(pod, uid)
     if held is None:
         return None
-    name = ((pod or {}).get("metadata") or {}).get("name")
+    meta = (pod or {}).get("metadata") or {}
+    if meta.get("deletionTimestamp"):  # e.g. the pod of a job deleted and made again
+        return f"pod {meta.get('name')} of {held} is still being deleted"
     return (
-        f"pod {name} exists and is not job {job}'s (owned by {held}); the job's attempt pods "
-        f"are named <job>-<attempt> (a multi-node job's <job>-<attempt>-<rank>)"
+        f"pod {meta.get('name')} exists and is not job {job}'s (owned by {held}); the job's "
+        f"attempt pods are named <job>-<attempt> (a multi-node job's <job>-<attempt>-<rank>)"
     )

@@ -162,25 +162,37 @@ def _create(kube: Kube, body: dict[str, Any], job: Job, plan: decisions.Plan) ->
         status = {"reason": "AlreadyExists", "message": conflict, "details": {"kind": "services"}}
         refusals.refused(plan, job, 409, status, now)  # no pods whose rendezvous must fail
         return None
-    made = False
+    made: list[str] = []
     for pod in [plan.create, *plan.create_rest]:  # a gang's rank 0 first
         try:
             created = kube.create_pod(job.namespace, pod)
         except Refused as err:
             log.warning("%s/%s: %s", job.namespace, job.name, err)
+            _withdraw(kube, job, made)
             plan.create = pod  # the refused one is named
             refusals.refused(plan, job, err.code, err.status, now)
             return None
         if created:
-            made = True
+            made.append(pod["metadata"]["name"])
             log.info("created pod %s/%s", job.namespace, pod["metadata"]["name"])
         elif (conflict := _pod_conflict(kube, job, pod)) is not None:
             log.warning("%s/%s: %s", job.namespace, job.name, conflict)
+            _withdraw(kube, job, made)
             plan.create = pod
             refusals.refused(plan, job, 409, {"reason": "AlreadyExists", "message": conflict}, now)
             return None
     refusals.accepted(plan.status, job, now)
     return time.time() if made else None
+
+
+def _withdraw(kube: Kube, job: Job, names: list[str]) -> None:
+    """Delete the pods this pass made of a gang whose next rank cannot be made: they would
+    wait for it in vain (holding their nodes until the rendezvous times out), and a retry
+    would take them for the new try's own."""
+    for name in names:
+        log.info("%s/%s: withdrawing pod %s (a later rank was not made)", job.namespace,
+                 job.name, name)
+        kube.delete_pod(job.namespace, name)
 
 
 def _pod_conflict(kube: Kube, job: Job, pod: dict[str, Any]) -> str | None:

@@ -80,6 +80,8 @@ def _fix(namespace: str, status: dict[str, Any], names: list[str] | None) -> str
     if status.get("reason") == "AlreadyExists":  # reconcile: a name taken by another owner
         if (status.get("details") or {}).get("kind") == "services":
             return "delete or rename that Service, or rename this job"
+        if "is still being deleted" in message:
+            return "none: the next try follows once it is gone"
         return "delete that pod, or give this job a name whose pod names are free"
     if "PodSecurity" in message:
         return (

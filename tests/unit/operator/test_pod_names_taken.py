@@ -32,6 +32,7 @@ class TakenKube(RefusingKube):
         super().__init__(job_body, {})
         self.held = held
         self.made: list[str] = []
+        self.deleted: list[str] = []
 
     def create_pod(self, namespace: str, pod: dict[str, Any]) -> bool:
         name = pod["metadata"]["name"]
@@ -43,6 +44,9 @@ class TakenKube(RefusingKube):
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.held.get(name)
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        self.deleted.append(name)
 
     def create_service(self, namespace: str, body: dict[str, Any]) -> bool:
         return True
@@ -73,7 +77,7 @@ def test_the_jobs_own_pod_met_again_is_a_retried_create_not_a_refusal():
     kube = TakenKube(body(), {"a-1": pod("a-1", "a", "uid-1")})  # the job's uid
     reconcile_once(kube, "ns", "a")  # type: ignore[arg-type]
     status = kube.body["status"]
-    assert status["activePod"] == "a-1" and not status.get("podRefusals")
+    assert status["activePod"] == "a-1" and not status.get("podRefusals") and not kube.deleted
     assert not any(r == models.REASON_POD_REFUSED for _, r, _ in kube.events)
 
 
@@ -104,3 +108,20 @@ def test_a_pod_whose_owner_cannot_be_read_is_taken_as_the_jobs_as_before():
 )
 def test_foreign_owner_reads_hostile_owner_lists(obj: dict[str, Any] | None, says: str | None):
     assert owners.foreign_owner(obj, "uid-1") == says
+
+
+def test_a_gangs_ranks_made_before_the_taken_name_are_withdrawn():
+    kube = TakenKube(body(**GANG), {"a-1-1": pod("a-1-1", "a-1", "uid-9")})
+    reconcile_once(kube, "ns", "a")  # type: ignore[arg-type]
+    assert kube.made == ["a-1-0"] and kube.deleted == ["a-1-0"]
+    assert kube.body["status"]["podRefusals"] == 1
+
+
+def test_a_pod_of_the_name_still_being_deleted_is_waited_for_not_blamed():
+    gone = pod("a-1", "a", "uid-0")  # job a deleted and made again: its old pod terminates
+    gone["metadata"]["deletionTimestamp"] = "2026-01-01T11:59:00Z"
+    kube = TakenKube(body(), {"a-1": gone})
+    reconcile_once(kube, "ns", "a")  # type: ignore[arg-type]
+    message = kube.events[-1][2]
+    assert "pod a-1 of ResumableTrainingJob a is still being deleted" in message
+    assert "fix: none: the next try follows once it is gone" in message
