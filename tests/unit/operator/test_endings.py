@@ -165,8 +165,9 @@ def test_oom_kill_during_an_eviction_is_the_evictions():
     assert classify(case).outcome is Outcome.PREEMPTED
 
 
-def test_a_lost_pod_is_waited_for_until_its_grace_period_ends():
-    case = load("taint-manager-unreachable")
+@pytest.mark.parametrize("name", ["taint-manager-unreachable", "kind-taint-manager-unreachable"])
+def test_a_lost_pod_is_waited_for_until_its_grace_period_ends(name):
+    case = load(name)
     deadline = parse_ts(case["pod"]["metadata"]["deletionTimestamp"])
     assert deadline is not None
     assert classify(case, now=deadline - timedelta(seconds=1)) is None
@@ -251,14 +252,6 @@ def test_a_real_kubelets_ending_is_charged_as_it_should_be(name):
     st = plan(j, [pod], nodes, False, at(case)).status
     failure = CAPTURED[name] == "failure"
     assert (st.failures, st.preemptions, st.attempt) == (int(failure), int(not failure), 2), st
-
-
-def test_a_real_lost_pod_is_waited_for_until_its_grace_period_ends():
-    case = load("kind-taint-manager-unreachable")
-    deadline = parse_ts(case["pod"]["metadata"]["deletionTimestamp"])
-    assert deadline is not None
-    assert classify(case, now=deadline - timedelta(seconds=1)) is None
-    assert classify(case, now=deadline).outcome is Outcome.PREEMPTED
 
 
 def test_a_real_kubelets_probe_kill_is_decided_once_a_dead_node_would_show():
