@@ -80,7 +80,12 @@ def _preempted(p: Planner, ended: Ended, saved: str) -> None:
     p.cond(m.COND_PREEMPTED, True, m.REASON_PREEMPTED, message)
     after = spot.fallbackToOnDemandAfter
     in_a_row = after is not None and st.consecutivePreemptions >= after
-    if spot.enabled and not st.onDemand and in_a_row:
+    # a deadline whose step time is measured decides the capacity (deadlineplan.at_start): a
+    # job it brought back to spot would be "fallen back" again at every later preemption
+    deadline = p.spec.deadline is not None and st.deadline is not None and (
+        st.deadline.stepSeconds is not None
+    )
+    if spot.enabled and not st.onDemand and in_a_row and not deadline:
         st.onDemand = True
         p.event(
             m.REASON_ON_DEMAND,

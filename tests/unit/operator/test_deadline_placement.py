@@ -300,6 +300,19 @@ def test_the_deadline_brings_a_fallback_back_to_spot_when_it_is_ahead() -> None:
     assert without.create is not None and capacity(without.create) == "on-demand"
 
 
+def test_a_job_the_deadline_brought_back_to_spot_is_not_fallen_back_at_each_preemption() -> None:
+    st = status(100, attempt=4, activePod="a-4", phase="Running", consecutivePreemptions=2)
+    preempted = ended_pod(4, "Succeeded", 0, disrupted=True)
+    spot = {"fallbackToOnDemandAfter": 2}
+    out = plan(deadline_job(st, spot=spot), [preempted], FREE, False, NOW)
+    assert out.status.preemptions == 1 and not out.status.onDemand
+    assert not [r for _, r, _ in out.events if r == "FallbackToOnDemand"]
+    # without a deadline the fallback acts as before
+    plain = plan(job(st, spot=spot), [preempted], FREE, False, NOW)
+    assert plain.status.onDemand
+    assert [r for _, r, _ in plain.events if r == "FallbackToOnDemand"]
+
+
 def test_the_projection_is_not_rewritten_every_pass() -> None:
     running = pod(1, "Running", False)
     j = deadline_job(status(300, attempt=1, activePod="a-1"))
