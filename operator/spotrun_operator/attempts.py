@@ -167,11 +167,12 @@ def _pending_timeout(p: Planner, pod: Obj, deleting: bool) -> None:
     waited = (p.now - created).total_seconds()
     if waited >= timeout:
         st.onDemand = True
-        p.event(
-            m.REASON_PENDING_TIMEOUT,
+        said = (
             f"{name} pending {waited:.0f}s for spot "
-            f"capacity: attempt {st.attempt + 1} runs on on-demand nodes",
+            f"capacity: attempt {st.attempt + 1} runs on on-demand nodes"
         )
+        p.event(m.REASON_PENDING_TIMEOUT, said)
+        deadlineplan.placed_by_spot_rules(p, st.attempt + 1, f"spot.pendingTimeoutSeconds: {said}")
         out.delete.append(name)
         p.advance(0)
     else:

@@ -1,5 +1,5 @@
 """Deadline-aware placement (issue 15, Build 4): spot while the job can still finish on
-on-demand in time, on-demand only when it must, and back to spot once it is ahead again.
+on-demand in time, on-demand only when it must, and back to spot once spot is free again.
 
 The rule is *uniform progress* (Wu et al., "Can't Be Late", NSDI '24): a job that must do
 ``total`` steps between ``start`` and ``deadline`` is on track at time ``t`` when it has done at

@@ -226,6 +226,19 @@ def at_start(p: Planner) -> None:
         seen.reason = f"{rules}: {seen.assessment}"[:1024]
 
 
+def placed_by_spot_rules(p: Planner, attempt: int, why: str) -> None:
+    """spot.* moved ``attempt`` to on-demand (pendingTimeoutSeconds): for a deadline job that
+    move stands at the attempt's start like the rule's own (else a spot node that looks free
+    but is full would send it straight back, to pend out the timeout again); the running
+    attempt may still go back to spot once it saved a checkpoint (``while_running``)."""
+    seen = _status(p)
+    if seen is None:
+        return
+    seen.capacity = "on-demand"
+    seen.reason = why[:1024]
+    seen.reasonAttempt = attempt
+
+
 def while_pending(p: Planner, pod: Obj) -> bool:
     """An attempt pending on spot for want of capacity: on-demand when the rule says so.
     True when it moved (the pod is deleted and the next attempt is on-demand)."""

@@ -313,6 +313,20 @@ def test_a_job_the_deadline_brought_back_to_spot_is_not_fallen_back_at_each_pree
     assert [r for _, r, _ in plain.events if r == "FallbackToOnDemand"]
 
 
+def test_a_pending_timeout_move_stands_at_the_next_attempts_start() -> None:
+    waiting = pod(2, "Pending", False, conditions=[
+        {"type": "PodScheduled", "status": "False", "message": "0/3 nodes are available"}])
+    spot = {"pendingTimeoutSeconds": 30}  # the pod was made 60 s ago; the job is ahead
+    out = plan(deadline_job(status(600, attempt=2, activePod="a-2"), spot=spot), [waiting],
+               FREE, False, NOW)
+    assert out.delete == ["a-2"] and out.status.attempt == 3 and out.status.onDemand
+    start = plan(deadline_job(out.status.model_dump(mode="json", exclude_none=True), spot=spot),
+                 [], FREE, False, NOW)  # a spot node looks free (it may be full)
+    assert start.create is not None and capacity(start.create) == "on-demand"
+    assert start.status.deadline is not None and not told(start)
+    assert start.status.deadline.reason.startswith("spot.pendingTimeoutSeconds: a-2 pending")
+
+
 def test_the_projection_is_not_rewritten_every_pass() -> None:
     running = pod(1, "Running", False)
     j = deadline_job(status(300, attempt=1, activePod="a-1"))
