@@ -143,6 +143,12 @@ def progress(p: Planner) -> Progress | str:
     done = st.lastCheckpoint.step if st.lastCheckpoint and st.lastCheckpoint.step else 0
     if done < 0:
         return f"the newest checkpoint's step {done} is negative: ignored, spot.* decides"
+    if done > spec.totalSteps:
+        return (
+            f"the newest checkpoint's step {done} is past spec.deadline.totalSteps "
+            f"{spec.totalSteps}: the remaining work is unknown, spot.* decides; set totalSteps "
+            "to the job's whole work"
+        )
     started = parse_ts(st.startTime) or p.now
     deadline = finish_by(spec, started)
     try:

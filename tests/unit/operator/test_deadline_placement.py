@@ -327,6 +327,15 @@ def test_a_pending_timeout_move_stands_at_the_next_attempts_start() -> None:
     assert start.status.deadline.reason.startswith("spot.pendingTimeoutSeconds: a-2 pending")
 
 
+def test_a_step_past_total_steps_is_said_and_the_spot_rules_decide() -> None:
+    running = pod(1, "Running", False)  # late enough that "must" would send it to on-demand
+    out = plan(deadline_job(status(1500, attempt=1, activePod="a-1")), [running], FREE, False,
+               NOW + timedelta(seconds=100))
+    assert out.delete == [] and not told(out) and out.status.deadline is not None
+    assert "step 1500 is past spec.deadline.totalSteps 1000" in (
+        out.status.deadline.assessment or "")
+
+
 def test_the_projection_is_not_rewritten_every_pass() -> None:
     running = pod(1, "Running", False)
     j = deadline_job(status(300, attempt=1, activePod="a-1"))
