@@ -84,6 +84,7 @@ class Kube:
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self._jobs = Fresh(self._list_jobs)  # passes that list at once share one list
+        self._nodes = Fresh(self._list_nodes)  # GPU and deadline jobs list nodes every pass
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -191,6 +192,11 @@ class Kube:
             raise
 
     def list_nodes(self) -> list[dict[str, Any]]:
+        """Every node, as listed after this call began (``coalesce.Fresh``: passes asking
+        at once share one list); shared: do not change it."""
+        return self._nodes.get()
+
+    def _list_nodes(self) -> list[dict[str, Any]]:
         return list(_json(self.core.list_node(_preload_content=False))["items"])
 
     def create_pod(self, namespace: str, body: dict[str, Any]) -> bool:
