@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import boto3
 import pytest
@@ -27,21 +26,12 @@ import yaml
 from localcluster.node import nodes
 from spotrun import layout
 from tests.kind import chart
-from tests.kind.kindenv import KIND_DIR, NAME, REPO, KindCluster, run
+from tests.kind.kindenv import KIND_DIR, NAME, REPO, KindCluster, run, wait_for
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(3600)]
 
 EXAMPLES = REPO / "manifests" / "examples"
 EPOCHS = 100  # 45 steps each
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float) -> T:
-    deadline = time.monotonic() + timeout
-    while not (found := probe()):  # an empty list is not found either
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        time.sleep(2)
-    return found
 
 
 def test_workers_carry_the_process_nodes_labels_and_spot_taint(kind_cluster: KindCluster) -> None:
@@ -63,24 +53,10 @@ def test_workers_carry_the_process_nodes_labels_and_spot_taint(kind_cluster: Kin
         assert taints == ([nodes.SPOT_TAINT] if capacity_type == nodes.SPOT else []), name
 
 
-@pytest.fixture
-def operator(kind_cluster: KindCluster, pushed: dict[str, str]) -> Iterator[None]:
-    install = chart.install(kind_cluster, pushed)
-    try:
-        assert install.returncode == 0, install.stderr
-        yield
-    finally:
-        chart.uninstall(kind_cluster)
-
-
 def example_manifests(pushed: dict[str, str], s3: dict[str, str], prefix: str) -> str:
     """s3-secret.yaml + job.yaml with only the image, endpoint, bucket and credentials
     substituted, as one multi-document YAML for `kubectl apply -f`."""
-    secret = yaml.safe_load((EXAMPLES / "s3-secret.yaml").read_text())
-    secret["stringData"] = {
-        "AWS_ACCESS_KEY_ID": s3["AWS_ACCESS_KEY_ID"],
-        "AWS_SECRET_ACCESS_KEY": s3["AWS_SECRET_ACCESS_KEY"],
-    }
+    secret = chart.s3_secret(s3)
     job = yaml.safe_load((EXAMPLES / "job.yaml").read_text())
     (container,) = job["spec"]["template"]["spec"]["containers"]
     container["image"] = pushed["trainer"]
@@ -134,6 +110,11 @@ class Digits:
             self.k("get", "resumabletrainingjob", "digits", "-o", "json")
         )
         return found
+
+    def last_step(self) -> int | None:
+        """status.lastCheckpoint.step: what the operator knows was saved."""
+        ref = self.job()["status"].get("lastCheckpoint") or {}
+        return ref.get("step") if isinstance(ref.get("step"), int) else None
 
     def running_node(self, pod: str) -> str | None:
         for p in json.loads(self.k("get", "pods", "-o", "json"))["items"]:
@@ -199,3 +180,35 @@ def test_the_digits_example_survives_a_spot_interruption_losing_no_step(
     # attempt 2 restores exactly the step attempt 1 saved on SIGTERM: 0 steps lost
     log = digits.k("logs", "digits-2", "-c", "trainer")
     assert f"spotrun: restored step {saved} " in log, log[-2000:]
+
+
+def test_the_digits_example_resumes_from_its_newest_periodic_checkpoint_after_an_abrupt_loss(
+    digits: Digits, kind_cluster: KindCluster
+) -> None:
+    node = f"{NAME}-worker2"
+    # the operator has read a periodic checkpoint from the sidecar (it polls every few seconds)
+    wait_for("the job's status to name a checkpoint", lambda: digits.last_step(), 120)
+    preempt = hack(kind_cluster, "preempt", node, "--abrupt")  # docker kill: nothing saves
+    assert f"node {node} is gone (container killed, Node deleted)" in preempt, preempt
+    newest = max(committed_steps(digits.s3, digits.prefix))  # nothing commits after the kill
+    # the pod GC fails the orphaned pod: the operator counts a preemption, not a failure
+    lost = wait_for(
+        "the lost attempt to be counted",
+        lambda: (st := digits.job()["status"]).get("preemptions") == 1 and st,
+        300,
+    )
+    assert lost["failures"] == 0 and lost["attempt"] == 2, lost
+    told = lost["lastCheckpoint"]["step"]
+    assert told <= newest and not lost["lastCheckpoint"].get("finalSaved"), lost
+    (preempted,) = [c["message"] for c in lost["conditions"] if c["type"] == "Preempted"]
+    assert f"node {node} gone" in preempted, preempted
+    assert f"last checkpoint step {told} (no final save reported)" in preempted, preempted
+    hack(kind_cluster, "add-node", node)  # the cloud brings capacity back
+
+    status = digits.finished()
+    assert status["phase"] == "Succeeded", status
+    assert (status["preemptions"], status["failures"], status["attempt"]) == (1, 0, 2), status
+    assert status["lastCheckpoint"]["step"] == EPOCHS * 45
+    # attempt 2 restores the newest periodic checkpoint in S3, whatever the status had seen
+    log = digits.k("logs", "digits-2", "-c", "trainer")
+    assert f"spotrun: restored step {newest} " in log, log[-2000:]
