@@ -17,7 +17,9 @@ HERE = Path(__file__).parent
 SPOTRUN = str(Path(sys.executable).with_name("spotrun"))
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float = 300.0, what: str = "condition") -> Any:
+    """``predicate``'s first true value. ``timeout`` bounds a hang, it is not a timing: one S3
+    call on a busy disk may stall for its timeouts (20 s read, 3 tries), so no wait is 60 s."""
     deadline = time.monotonic() + timeout
     while not (value := predicate()):
         if time.monotonic() > deadline:

@@ -76,7 +76,7 @@ def test_a_sharded_checkpoint_round_trips_through_s3(
         for n, r in enumerate(saved)
     ]
     assert syncers[1].sync_once() is True  # node 1's part is up
-    wait_for(syncers[0].sync_once, timeout=30, what="node 0's commit of the gang's checkpoint")
+    wait_for(syncers[0].sync_once, timeout=300, what="node 0's commit of the gang's checkpoint")
     name = layout.step_dirname(STEPS)
     listed = remote().listing(name)
     assert {f"rank-{r:05d}/{layout.TENSORS}" for r in range(NNODES)} <= set(listed)

@@ -115,7 +115,7 @@ def test_node_0_commits_once_both_parts_are_up_and_a_fresh_pod_gets_every_rank(
     assert node0.pending is not None and "node(s) 1 of 2" in node0.pending
     assert node1.sync_once() is True and node1.done_step == 100
     assert layout.part_name(1) in remote.listing(name) and not remote.has_manifest(name)
-    wait_for(node0.sync_once, timeout=30, what="node 0's commit")  # after its backoff
+    wait_for(node0.sync_once, timeout=300, what="node 0's commit")  # after its backoff
     assert node0.durable_step == 100 and _committed(remote) == [100]
     assert node0.pending is None
 
@@ -137,7 +137,7 @@ def test_a_part_that_never_arrives_is_never_committed_and_restore_falls_back(
     remote = _remote(s3, s3_bucket)
     save(roots, 100)
     node1.sync_once()
-    wait_for(node0.sync_once, timeout=30, what="step 100's commit")
+    wait_for(node0.sync_once, timeout=300, what="step 100's commit")
 
     save(roots, 200, nodes=range(1))  # node 1's pod was lost before it wrote step 200
     for _ in range(5):
@@ -161,13 +161,13 @@ def test_a_part_that_never_arrives_is_never_committed_and_restore_falls_back(
     save(roots, 400)
     node1.sync_once()
     with caplog.at_level(logging.INFO, logger="spotrun"):
-        wait_for(node0.sync_once, timeout=30, what="step 400's commit")
+        wait_for(node0.sync_once, timeout=300, what="step 400's commit")
     assert _committed(remote) == [400, 100]
     assert "step 200 was never committed" in caplog.text
     assert layout.step_dirname(200) in remote.names()  # within what retention keeps (2)
     save(roots, 500)
     node1.sync_once()
-    wait_for(node0.sync_once, timeout=30, what="step 500's commit")
+    wait_for(node0.sync_once, timeout=300, what="step 500's commit")
     assert _committed(remote) == [500, 400]  # retention: keep=2
     assert layout.step_dirname(200) not in remote.names()  # the leftover older than both
 
@@ -185,15 +185,15 @@ def test_node_0_commits_an_older_complete_step_while_the_newest_waits(
     assert node1.sync_once() is True  # node 1's part of 100 is in S3
     save(roots, 200)  # before node 0 looked; node 1 has not uploaded 200 yet
 
-    wait_for(lambda: (node0.sync_once() or True) and node0.durable_step == 100, timeout=30,
+    wait_for(lambda: (node0.sync_once() or True) and node0.durable_step == 100, timeout=300,
              what="node 0 to commit step 100 while 200 waits")
     assert _committed(remote) == [100]
-    wait_for(lambda: node0.sync_once() is False and node0.pending, timeout=30,
+    wait_for(lambda: node0.sync_once() is False and node0.pending, timeout=300,
              what="node 0 to say step 200 waits")
     assert node0.pending is not None and "step 200" in node0.pending
 
     assert node1.sync_once() is True
-    wait_for(node0.sync_once, timeout=30, what="step 200's commit")
+    wait_for(node0.sync_once, timeout=300, what="step 200's commit")
     assert _committed(remote) == [200, 100]
 
 

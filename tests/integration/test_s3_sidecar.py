@@ -132,7 +132,7 @@ def test_bad_storage_gives_one_clear_line_and_training_goes_on(
     directory = tmp_path / "sidecar"
     sidecar = Sidecar(run_env(s3_env, directory, uri, SPOTRUN_RESTORE_TIMEOUT="2"), tmp_path)
     try:
-        wait_for(sidecar.started, timeout=60, what="startup despite the broken storage")
+        wait_for(sidecar.started, timeout=300, what="startup despite the broken storage")
         from tests.integration.s3util import probe
 
         status, body = probe(sidecar.port, "/readyz")

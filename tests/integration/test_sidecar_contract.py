@@ -126,7 +126,7 @@ def test_keep_best_keeps_the_best_checkpoint_in_s3_that_keep_n_deletes(
         for step, acc in ((1, 0.5), (2, 0.9), (3, 0.6), (4, 0.7)):
             _save(node, step, acc=acc)
             _wait_for_step(remote, step)
-        wait_for(lambda: _steps(remote) == kept, timeout=30, what=f"S3 to hold steps {kept}")
+        wait_for(lambda: _steps(remote) == kept, timeout=300, what=f"S3 to hold steps {kept}")
         sidecar.stop()
     finally:
         sidecar.kill()

@@ -66,7 +66,13 @@ def end_without_final_save(
             trainer.wait()
         newest = reader.newest_valid(LocalStore(directory))
         assert newest is not None
-        wait_for(lambda: status_step(sidecar.port) == newest.step, what="S3 to hold the newest")
+        try:  # a bound for a hang: on a busy disk one S3 call may stall for its timeouts
+            wait_for(lambda: status_step(sidecar.port) == newest.step, timeout=600,
+                     what="S3 to hold the newest")
+        except TimeoutError:
+            raise AssertionError(f"S3 holds step {status_step(sidecar.port)}, not the newest "
+                                 f"{newest.step}, after 600 s; sidecar log: "
+                                 f"{_tail(sidecar.log)}") from None
         sidecar.proc.send_signal(signal.SIGTERM)
         began = time.monotonic()
         code = sidecar.proc.wait(timeout=300)
