@@ -618,7 +618,7 @@ class DeadlineSpec(_Model):
     )
     totalSteps: int = Field(
         ge=1,
-        le=2**62,
+        le=2**53,  # exact in float64: helm renders integers through it
         description="The job's whole work in the trainer's steps (the step its checkpoints "
         "report): the operator compares the newest durable step with it.",
     )
