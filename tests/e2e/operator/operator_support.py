@@ -116,7 +116,9 @@ def gone(custom: client.CustomObjectsApi, namespace: str, name: str) -> bool:
 def events_of(core: client.CoreV1Api, namespace: str, name: str) -> list[tuple[str, str]]:
     items = core.list_namespaced_event(
         namespace, field_selector=f"involvedObject.name={name}").items
-    items.sort(key=lambda e: e.metadata.creation_timestamp)
+    # creationTimestamp has one-second resolution and the operator posts several Events in the
+    # same second: the etcd revision that created each one breaks the tie (our own control plane)
+    items.sort(key=lambda e: (e.metadata.creation_timestamp, int(e.metadata.resource_version)))
     return [(e.reason, e.message) for e in items]
 
 
