@@ -159,7 +159,7 @@ def test_to_env_and_from_env_are_inverse() -> None:
                 ["j", "ns", 4, "/c", "cpu", 12.5, 4, 3, 2, 3, "acc", "max", 9000, 5, 60]
                 + ["s3://b/p"]
                 + ["sidecar", "report", 77, True, "/p.jsonl", 9.0, 0.5, 30.0, 4.0, "/t", 8, 2, 7.5]
-                + [True]
+                + [False, True]
                 + [3, datetime(2026, 1, 1, 12, 0, 40, tzinfo=timezone.utc), 600.0],
                 strict=True,
             )

@@ -283,6 +283,15 @@ class PodEnv:
         _seconds,
         render=_render_seconds,
     )
+    s3_delta: bool | None = _var(
+        "SPOTRUN_S3_DELTA",
+        USER,
+        "unset or 1: a multipart upload copies the parts unchanged since the previous upload "
+        "of the same file server-side (UploadPartCopy) and sends only the changed ones; "
+        "0: send every part",
+        _flag,
+        render=_render_flag,
+    )
     save_at_once: bool | None = _var(
         "SPOTRUN_SAVE_AT_ONCE",
         USER,
