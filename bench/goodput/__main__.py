@@ -74,17 +74,19 @@ def zone_table(runs: list[list[ZoneResult]], loads: str) -> str:
     """Per run and lane: wall goodput, the job's preemptions, restarts, steps redone."""
     lines = [f"load average (1 / 5 min) at the node actions: {loads}", "",
              "| run | lane | wall goodput | useful steps | preemptions | restarts "
-             "| steps redone |", "| ---: | --- | ---: | ---: | ---: | ---: | --- |"]
+             "| steps redone | the pod's zone at each node action |",
+             "| ---: | --- | ---: | ---: | ---: | ---: | --- | --- |"]
     for i, run in enumerate(runs, 1):
         for r in run:
             m = r.measured
             lines.append(f"| {i} | {r.lane} | {m.wall:.3f} | {m.useful_steps} "
                          f"| {r.preemptions} | {m.restarts} "
-                         f"| {', '.join(map(str, m.steps_redone)) or '-'} |")
+                         f"| {', '.join(map(str, m.steps_redone)) or '-'} "
+                         f"| {' '.join(r.zones)} |")
     for lane in ZONE_LANES:
         walls = [r.measured.wall for run in runs for r in run if r.lane == lane]
         pre = [float(r.preemptions) for run in runs for r in run if r.lane == lane]
-        lines.append(f"| median | {lane} | {median(walls):.3f} | | {median(pre):.0f} | | |")
+        lines.append(f"| median | {lane} | {median(walls):.3f} | | {median(pre):.0f} | | | |")
     return "\n".join(lines)
 
 

@@ -69,3 +69,25 @@ def zone_plan(trace: Trace, notice: float) -> tuple[ZoneAction, ...]:
                 out += [ZoneAction(at, "preempt", zone, now - at)] * (prev - count)
             prev = count
     return tuple(sorted(out, key=lambda a: (a.at, a.kind == "add")))
+
+
+Opening = tuple[tuple[ZoneAction, ...], tuple[ZoneAction, ...], tuple[ZoneAction, ...]]
+
+
+def opening(actions: tuple[ZoneAction, ...]) -> Opening:
+    """The zone replay's start, so that the jobs' first pods land in the zone reclaimed first
+    (the scheduler's pick among identical free nodes is random): ``(first, joining, rest)``:
+    ``first`` the adds at 0 s in that zone (made before the jobs), ``joining`` the other zones'
+    adds at 0 s (made once every job's first pod is bound), ``rest`` the plan after them."""
+    reclaimed = next((a.zone for a in actions if a.kind == "preempt"), None)
+    if reclaimed is None:
+        raise ValueError("the zone replay needs a trace in which some zone is reclaimed; "
+                         "this one never loses a node: use a trace with a reclaim")
+    start = tuple(a for a in actions if a.at == 0 and a.kind == "add")
+    first = tuple(a for a in start if a.zone == reclaimed)
+    if not first:
+        raise ValueError(f"zone {reclaimed} is reclaimed first but has no node at the start, "
+                         "so the jobs cannot start there: use a trace where it is up at tick 0")
+    joining = tuple(a for a in start if a.zone != reclaimed)
+    rest = tuple(a for a in actions if not (a.at == 0 and a.kind == "add"))
+    return first, joining, rest

@@ -288,6 +288,38 @@ def test_a_multi_zone_replay_follows_each_zones_node_count():
         Z(40.0, "add", "a"), Z(40.0, "add", "a"))
 
 
+def test_the_zone_replay_starts_the_jobs_in_the_zone_reclaimed_first_the_others_join_after():
+    zones = trace.combine([("a", 10.0, (2, 2, 2, 2, 2)), ("b", 10.0, (1, 1, 1, 1, 1)),
+                           ("c", 10.0, (2, 2, 1, 0, 0))])
+    Z = schedule.ZoneAction
+    first, joining, rest = schedule.opening(schedule.zone_plan(zones, notice=8.0))
+    assert first == (Z(0.0, "add", "c"), Z(0.0, "add", "c"))
+    assert joining == (Z(0.0, "add", "a"), Z(0.0, "add", "a"), Z(0.0, "add", "b"))
+    assert rest == (Z(12.0, "preempt", "c", 8.0), Z(22.0, "preempt", "c", 8.0))
+
+
+def test_the_zone_replay_refuses_a_trace_whose_first_reclaimed_zone_cannot_start_the_jobs():
+    never = trace.combine([("a", 10.0, (1, 1)), ("b", 10.0, (1, 1))])
+    with pytest.raises(ValueError, match="never loses a node"):
+        schedule.opening(schedule.zone_plan(never, notice=8.0))
+    late = trace.combine([("a", 10.0, (0, 1, 0)), ("b", 10.0, (1, 1, 1))])
+    with pytest.raises(ValueError, match="zone a is reclaimed first but has no node at the start"):
+        schedule.opening(schedule.zone_plan(late, notice=8.0))
+
+
+def test_a_filler_is_bound_to_its_node_and_requests_half_of_it():
+    from goodput import zones
+
+    pod = zones.filler("filler-x", "spot-b-1")
+    assert pod["spec"]["nodeName"] == "spot-b-1"
+    from localcluster.node import nodes
+
+    cap = nodes.capacity()  # a process node: 8 CPU, 32Gi
+    assert pod["spec"]["containers"][0]["resources"]["requests"] == {
+        "cpu": str(int(cap["cpu"]) // 2), "memory": f"{int(cap['memory'][:-2]) // 2}Gi"}
+    assert pod["spec"]["tolerations"][0]["key"] == "kubernetes.azure.com/scalesetpriority"
+
+
 def test_the_replay_refuses_a_multi_zone_trace_and_says_where_it_can_go():
     zones = trace.combine([("a", 10.0, (1,)), ("b", 10.0, (1,))])
     with pytest.raises(ValueError, match=r"this trace has 2 \(a, b\).*--policy stay\|move"):
