@@ -1,0 +1,193 @@
+"""Delta uploads against the real S3 server (versitygw): a checkpoint whose previous one is
+durable sends only its changed parts, the rest copied by S3 (UploadPartCopy); the objects
+stay whole, byte for byte, and the checkpoints restore."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from botocore.exceptions import ClientError
+
+from spotrun import Checkpointer, layout, mirror
+from spotrun.localstore import LocalStore
+from spotrun.s3store import S3Store, TransferSettings
+
+pytestmark = pytest.mark.integration
+
+PART = 5 * 2**20  # the smallest part S3 allows
+TENSORS = layout.TENSORS
+
+
+def _model() -> torch.nn.Module:
+    """A frozen backbone of about 32 MiB and a small head (the part a fine-tune changes)."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Linear(1024, 4096), torch.nn.Linear(4096, 1024), torch.nn.Linear(1024, 16)
+    )
+
+
+def _save(directory: Path, model: torch.nn.Module, step: int) -> None:
+    with Checkpointer(directory, model=model, keep=10, handle_signals=False) as ckpt:
+        ckpt.global_step = step - 1
+        ckpt.step()
+        ckpt.save(wait=True)
+
+
+def _two_checkpoints(local: LocalStore) -> torch.nn.Module:
+    """Step 1, then step 2 after the head (only) was trained; returns the model at step 2."""
+    model = _model()
+    _save(local.root, model, 1)
+    with torch.no_grad():
+        model[2].weight.add_(1.0)
+    _save(local.root, model, 2)
+    return model
+
+
+def _changed_part_bytes(a: Path, b: Path) -> int:
+    """Bytes of the parts (of PART bytes) in which two files of equal size differ."""
+    x, y = a.read_bytes(), b.read_bytes()
+    assert len(x) == len(y)
+    return sum(
+        len(x[i : i + PART]) for i in range(0, len(x), PART) if x[i : i + PART] != y[i : i + PART]
+    )
+
+
+def _store(s3: Any, bucket: str, **settings: Any) -> S3Store:
+    return S3Store(
+        bucket,
+        "job",
+        endpoint=s3.endpoint_url,
+        settings=TransferSettings(part_size=PART, **settings),
+    )
+
+
+def _object(remote: S3Store, name: str, path: str) -> bytes:
+    answer = remote.client.get_object(Bucket=remote.bucket, Key=remote.key(name, path))
+    return bytes(answer["Body"].read())
+
+
+def _restores(remote: S3Store, tmp: Path, model: torch.nn.Module) -> None:
+    """The newest checkpoint in S3 downloads verified and loads the model's exact weights."""
+    fresh = LocalStore(tmp / "restored")
+    mirror.download(remote, layout.step_dirname(2), fresh, mirror.decoded)
+    other = _model()
+    with torch.no_grad():
+        for p in other.parameters():
+            p.zero_()
+    with Checkpointer(fresh.root, model=other, handle_signals=False) as ckpt:
+        assert ckpt.restore() == 2
+    for mine, theirs in zip(model.state_dict().values(), other.state_dict().values(), strict=True):
+        assert torch.equal(mine, theirs)
+
+
+def _sizes(local: LocalStore, name: str) -> tuple[int, int]:
+    """(the tensor file's size, the other payload files' sizes together)."""
+    folder = local.path(name)
+    tensors = (folder / TENSORS).stat().st_size
+    return tensors, sum(f.stat().st_size for f in folder.iterdir() if f.name != TENSORS) - (
+        folder / layout.MANIFEST
+    ).stat().st_size
+
+
+@pytest.mark.usefixtures("s3_credentials")
+def test_a_second_checkpoint_sends_only_its_changed_parts_and_restores(
+    s3: Any, s3_bucket: str, tmp_path: Path
+) -> None:
+    local = LocalStore(tmp_path / "node")
+    model = _two_checkpoints(local)
+    first, second = layout.step_dirname(1), layout.step_dirname(2)
+    changed = _changed_part_bytes(local.path(first) / TENSORS, local.path(second) / TENSORS)
+    tensors, small = _sizes(local, second)
+    assert tensors > 6 * PART and 0 < changed <= PART  # the head sits in the last part
+
+    remote = _store(s3, s3_bucket)
+    assert mirror.upload(local, first, remote)
+    before = remote.sent_bytes
+    assert mirror.upload(local, second, remote)
+
+    assert remote.sent_bytes - before == changed + small  # the changed part, state.json
+    assert remote.copied_bytes == tensors - changed
+    assert _object(remote, second, TENSORS) == (local.path(second) / TENSORS).read_bytes()
+    _restores(remote, tmp_path, model)
+
+
+@pytest.mark.usefixtures("s3_credentials")
+def test_the_previous_object_deleted_mid_upload_falls_back_to_sending(
+    s3: Any, s3_bucket: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    local = LocalStore(tmp_path / "node")
+    model = _two_checkpoints(local)
+    first, second = layout.step_dirname(1), layout.step_dirname(2)
+    tensors, small = _sizes(local, second)
+    remote = _store(s3, s3_bucket, concurrency=1)  # parts in order: the deletion lands between
+    assert mirror.upload(local, first, remote)
+    before = remote.sent_bytes
+    deleted: list[bool] = []
+
+    def retention_runs_after_the_first_part(_: int) -> None:
+        if not deleted:
+            remote.client.delete_object(Bucket=s3_bucket, Key=remote.key(first, TENSORS))
+            deleted.append(True)
+
+    with caplog.at_level(logging.INFO, logger="spotrun"):
+        remote.upload_file(
+            second, TENSORS, local.path(second) / TENSORS, retention_runs_after_the_first_part
+        )
+    assert remote.copied_bytes == PART  # part 1 was copied before the deletion, no more
+    assert remote.sent_bytes - before == tensors - PART
+    assert "cannot copy unchanged parts from" in caplog.text
+    assert _object(remote, second, TENSORS) == (local.path(second) / TENSORS).read_bytes()
+    remote.upload_file(second, layout.STRUCTURE, local.path(second) / layout.STRUCTURE)
+    remote.put_bytes(second, layout.MANIFEST, (local.path(second) / layout.MANIFEST).read_bytes())
+    _restores(remote, tmp_path, model)
+    assert small > 0
+
+
+@pytest.mark.usefixtures("s3_credentials")
+def test_spotrun_s3_delta_0_sends_every_byte(
+    s3: Any, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = LocalStore(tmp_path / "node")
+    _two_checkpoints(local)
+    monkeypatch.setenv("SPOTRUN_S3_PART_MB", "5")
+    monkeypatch.setenv("SPOTRUN_S3_DELTA", "0")
+    remote = S3Store.from_uri(f"s3://{s3_bucket}/job", endpoint=s3.endpoint_url)
+    first, second = layout.step_dirname(1), layout.step_dirname(2)
+    assert mirror.upload(local, first, remote)
+    before = remote.sent_bytes
+    assert mirror.upload(local, second, remote)
+    tensors, small = _sizes(local, second)
+    assert remote.sent_bytes - before == tensors + small
+    assert remote.copied_bytes == 0
+
+
+@pytest.mark.usefixtures("s3_credentials")
+def test_a_server_without_upload_part_copy_turns_the_delta_off_once(
+    s3: Any, s3_bucket: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    local = LocalStore(tmp_path / "node")
+    model = _two_checkpoints(local)
+    remote = _store(s3, s3_bucket)
+    refused: list[int] = []
+
+    def no_copy(**kwargs: Any) -> Any:
+        refused.append(kwargs["PartNumber"])
+        raise ClientError({"Error": {"Code": "NotImplemented"}}, "UploadPartCopy")
+
+    remote.client.upload_part_copy = no_copy
+    first, second = layout.step_dirname(1), layout.step_dirname(2)
+    assert mirror.upload(local, first, remote)
+    before = remote.sent_bytes
+    with caplog.at_level(logging.WARNING, logger="spotrun"):
+        assert mirror.upload(local, second, remote)
+    tensors, small = _sizes(local, second)
+    assert remote.sent_bytes - before == tensors + small
+    assert remote.copied_bytes == 0
+    assert caplog.text.count("delta uploads off for this run") == 1
+    assert 1 <= len(refused) <= 8  # the parts already asking when the first refusal came
+    assert not remote.parts.enabled
+    _restores(remote, tmp_path, model)
