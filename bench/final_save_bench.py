@@ -1,0 +1,223 @@
+"""Final-save benchmark: today's full upload vs the delta upload (issue 15, build 2).
+
+    flock /tmp/spotrun-tests.lock .venv/bin/python bench/final_save_bench.py \\
+        [--gib 1 4 10] [--changed 0.05] [--reps 3]
+
+Starts a private versitygw (hack/) on loopback. For each size: writes a payload file of that
+size, uploads it as the previous periodic checkpoint (durable in S3, its part digests known
+to the store as after a sidecar's periodic upload), rewrites ``--changed`` of its parts
+spread evenly (a frozen backbone with trainable parts), drops the file from the page cache
+(the trainer writes with O_DIRECT), then times, side by side and alternating, ``--reps``
+times: the full upload (``SPOTRUN_S3_DELTA=0``, what the sidecar did before) and the delta
+upload of that final checkpoint. Each final object is deleted after its run and the previous
+one at the end (disk: the server holds the previous object, the parts of the upload running
+and its completed copy: about 4x the size at the peak, with the local file).
+
+Prints one line per size: median seconds of each, the ratio, what the delta sent, the load
+average; the figures go to bench/FINAL_SAVE_RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "hack"))
+
+from localcluster import s3server  # noqa: E402
+from spotrun import layout  # noqa: E402
+from spotrun.s3store import S3Store, TransferSettings  # noqa: E402
+
+GIB = 2**30
+BLOCK = 64 * 2**20  # the random block the file is tiled from (written, not held, per size)
+PATH = layout.TENSORS
+
+
+class Link:
+    """The node's uplink to S3: every byte the client sends, over all connections, at
+    ``rate`` bytes/s (answers come back unlimited)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._lock = threading.Lock()
+        self._free_at = time.monotonic()
+
+    def take(self, nbytes: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._free_at = max(now, self._free_at) + nbytes / self.rate
+            done = self._free_at
+        time.sleep(max(0.0, done - now))
+
+
+def serve_link(target_port: int, link: Link) -> int:
+    """A TCP forwarder on loopback to ``target_port`` whose upstream bytes go through
+    ``link``; returns its port (daemon threads: it ends with the bench)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def pipe(src: socket.socket, dst: socket.socket, limit: Link | None) -> None:
+        try:
+            while data := src.recv(256 * 1024):
+                if limit:
+                    limit.take(len(data))
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def accept() -> None:
+        while True:
+            client, _ = listener.accept()
+            server = socket.create_connection(("127.0.0.1", target_port))
+            threading.Thread(target=pipe, args=(client, server, link), daemon=True).start()
+            threading.Thread(target=pipe, args=(server, client, None), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return int(listener.getsockname()[1])
+
+
+def changed_parts(parts: int, fraction: float) -> list[int]:
+    """Which parts a fine-tune rewrites: ``fraction`` of them (at least one), spread evenly."""
+    count = max(1, round(parts * fraction)) if fraction > 0 else 0
+    return sorted({int(i * parts / count) for i in range(count)}) if count else []
+
+
+def write_file(path: Path, size: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    block = rng.integers(0, 256, BLOCK, dtype=np.uint8).tobytes()
+    with open(path, "wb") as f:
+        written = 0
+        while written < size:
+            chunk = block[: min(BLOCK, size - written)]
+            # each chunk differs from the others (its offset stamped in), like real tensors
+            f.write(written.to_bytes(8, "little") + chunk[8:])
+            written += len(chunk)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def rewrite(path: Path, parts: list[int], part_size: int, seed: int) -> int:
+    """Overwrite whole parts with new bytes; returns the bytes changed."""
+    rng = np.random.default_rng(seed)
+    changed = 0
+    with open(path, "r+b") as f:
+        size = os.fstat(f.fileno()).st_size
+        for index in parts:
+            start = index * part_size
+            length = min(part_size, size - start)
+            os.pwrite(f.fileno(), rng.integers(0, 256, length, dtype=np.uint8).tobytes(), start)
+            changed += length
+        os.fsync(f.fileno())
+    return changed
+
+
+def drop_cache(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def timed(fn: Callable[[], None]) -> tuple[float, float]:
+    """(seconds, the 1-minute load average right after)."""
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started, os.getloadavg()[0]
+
+
+def one_size(
+    bucket: str, endpoint: str, work: Path, gib: float, fraction: float, reps: int
+) -> None:
+    size = int(gib * GIB)
+    source = work / "tensors.safetensors"
+    write_file(source, size, seed=1)
+    delta = S3Store(bucket, "bench", endpoint, TransferSettings(delta=True))
+    full = S3Store(bucket, "bench", endpoint, TransferSettings(delta=False))
+    part = delta.settings.part_size
+    parts = -(-size // part)
+    previous = layout.step_dirname(1)
+    delta.upload_file(previous, PATH, source)
+    record = delta.parts.get(PATH)
+    assert record is not None, "the previous upload left no part digests"
+    changed = rewrite(source, changed_parts(parts, fraction), part, seed=2)
+    times: dict[str, list[float]] = {"full": [], "delta": []}
+    loads: list[float] = []
+    sent: list[int] = []
+    for rep in range(reps):
+        for way in ("full", "delta") if rep % 2 == 0 else ("delta", "full"):
+            store = delta if way == "delta" else full
+            name = layout.step_dirname(100 + rep * 2 + (way == "delta"))
+            delta.parts.remember(PATH, record)  # the previous periodic upload, as the sidecar
+            before = store.sent_bytes
+            drop_cache(source)
+            seconds, load = timed(lambda s=store, n=name: s.upload_file(n, PATH, source))
+            times[way].append(seconds)
+            loads.append(load)
+            if way == "delta":
+                sent.append(store.sent_bytes - before)
+            store.delete(name)
+    delta.delete(previous)
+    source.unlink()
+    f, d = statistics.median(times["full"]), statistics.median(times["delta"])
+    print(
+        f"{size / GIB:6.2f} GiB  changed {changed / size:6.1%}"
+        f" ({len(changed_parts(parts, fraction))}"
+        f"/{parts} parts)  full {f:7.1f} s ({size / f / 1e6:5.0f} MB/s)  delta {d:6.1f} s"
+        f"  full/delta {f / d:5.1f}x  delta sent {statistics.median(sent) / 2**20:7.0f} MiB"
+        f"  runs full {[round(t, 1) for t in times['full']]} delta"
+        f" {[round(t, 1) for t in times['delta']]}  load {min(loads):.1f}-{max(loads):.1f}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--gib", type=float, nargs="+", default=[1.0, 4.0, 10.0])
+    parser.add_argument("--changed", type=float, default=0.05)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument(
+        "--link-mbps", type=float, default=0, help="limit the client's uplink (MB/s; 0: none)"
+    )
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="spotrun-finalsave-"))
+    info = s3server.start(work / "s3state")
+    os.environ.update(
+        AWS_ACCESS_KEY_ID=info.access_key,
+        AWS_SECRET_ACCESS_KEY=info.secret_key,
+        AWS_ENDPOINT_URL_S3=info.endpoint,
+        AWS_DEFAULT_REGION=info.region,
+    )
+    endpoint = info.endpoint
+    if args.link_mbps:
+        endpoint = f"http://127.0.0.1:{serve_link(info.port, Link(args.link_mbps * 1e6))}"
+    settings = TransferSettings()
+    link = f"uplink limited to {args.link_mbps:.0f} MB/s" if args.link_mbps else "no link limit"
+    print(
+        f"loopback versitygw, {link}, part {settings.part_size >> 20} MiB"
+        f" x {settings.concurrency}, "
+        f"median of {args.reps}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    try:
+        for gib in args.gib:
+            one_size(info.bucket, endpoint, work, gib, args.changed, args.reps)
+    finally:
+        s3server.stop(work / "s3state")
+
+
+if __name__ == "__main__":
+    main()
