@@ -20,6 +20,7 @@ average; the figures go to bench/FINAL_SAVE_RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import statistics
@@ -67,19 +68,13 @@ def serve_link(target_port: int, link: Link) -> int:
     listener = socket.create_server(("127.0.0.1", 0))
 
     def pipe(src: socket.socket, dst: socket.socket, limit: Link | None) -> None:
-        try:
+        with contextlib.suppress(OSError):
             while data := src.recv(256 * 1024):
                 if limit:
                     limit.take(len(data))
                 dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)  # the other way runs on until its side closes
 
     def accept() -> None:
         while True:
@@ -195,12 +190,8 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="spotrun-finalsave-"))
     info = s3server.start(work / "s3state")
-    os.environ.update(
-        AWS_ACCESS_KEY_ID=info.access_key,
-        AWS_SECRET_ACCESS_KEY=info.secret_key,
-        AWS_ENDPOINT_URL_S3=info.endpoint,
-        AWS_DEFAULT_REGION=info.region,
-    )
+    keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    os.environ |= dict(zip(keys, (info.access_key, info.secret_key, info.region), strict=True))
     endpoint = info.endpoint
     if args.link_mbps:
         endpoint = f"http://127.0.0.1:{serve_link(info.port, Link(args.link_mbps * 1e6))}"

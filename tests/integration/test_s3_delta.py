@@ -5,6 +5,7 @@ stay whole, byte for byte, and the checkpoints restore."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,93 +85,103 @@ def _restores(remote: S3Store, tmp: Path, model: torch.nn.Module) -> None:
         assert torch.equal(mine, theirs)
 
 
-def _sizes(local: LocalStore, name: str) -> tuple[int, int]:
-    """(the tensor file's size, the other payload files' sizes together)."""
-    folder = local.path(name)
-    tensors = (folder / TENSORS).stat().st_size
-    return tensors, sum(f.stat().st_size for f in folder.iterdir() if f.name != TENSORS) - (
-        folder / layout.MANIFEST
-    ).stat().st_size
+@dataclass
+class Pair:
+    """Two checkpoints on disk, step 1 and step 2 after the head was trained."""
+
+    local: LocalStore
+    model: torch.nn.Module  # at step 2
+    first: str = layout.step_dirname(1)
+    second: str = layout.step_dirname(2)
+
+    @property
+    def tensors(self) -> int:
+        return (self.local.path(self.second) / TENSORS).stat().st_size
+
+    @property
+    def small(self) -> int:
+        """The other payload files of step 2 together (state.json)."""
+        folder = self.local.path(self.second)
+        return sum(f.stat().st_size for f in folder.iterdir() if f.name not in SKIP)
+
+    def local_tensors(self) -> bytes:
+        return (self.local.path(self.second) / TENSORS).read_bytes()
+
+    def upload_both(self, remote: S3Store) -> int:
+        """Step 1, then step 2, through the commit protocol: the bytes step 2 sent."""
+        assert mirror.upload(self.local, self.first, remote)
+        before = remote.sent_bytes
+        assert mirror.upload(self.local, self.second, remote)
+        return remote.sent_bytes - before
+
+
+SKIP = {TENSORS, layout.MANIFEST}
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Pair:
+    local = LocalStore(tmp_path / "node")
+    return Pair(local, _two_checkpoints(local))
 
 
 @pytest.mark.usefixtures("s3_credentials")
 def test_a_second_checkpoint_sends_only_its_changed_parts_and_restores(
-    s3: Any, s3_bucket: str, tmp_path: Path
+    s3: Any, s3_bucket: str, tmp_path: Path, pair: Pair
 ) -> None:
-    local = LocalStore(tmp_path / "node")
-    model = _two_checkpoints(local)
-    first, second = layout.step_dirname(1), layout.step_dirname(2)
-    changed = _changed_part_bytes(local.path(first) / TENSORS, local.path(second) / TENSORS)
-    tensors, small = _sizes(local, second)
-    assert tensors > 6 * PART and 0 < changed <= PART  # the head sits in the last part
+    changed = _changed_part_bytes(
+        pair.local.path(pair.first) / TENSORS, pair.local.path(pair.second) / TENSORS
+    )
+    assert pair.tensors > 6 * PART and 0 < changed <= PART  # the head sits in the last part
 
     remote = _store(s3, s3_bucket)
-    assert mirror.upload(local, first, remote)
-    before = remote.sent_bytes
-    assert mirror.upload(local, second, remote)
-
-    assert remote.sent_bytes - before == changed + small  # the changed part, state.json
-    assert remote.copied_bytes == tensors - changed
-    assert _object(remote, second, TENSORS) == (local.path(second) / TENSORS).read_bytes()
-    _restores(remote, tmp_path, model)
+    assert pair.upload_both(remote) == changed + pair.small  # the changed part, state.json
+    assert remote.copied_bytes == pair.tensors - changed
+    assert _object(remote, pair.second, TENSORS) == pair.local_tensors()
+    _restores(remote, tmp_path, pair.model)
 
 
 @pytest.mark.usefixtures("s3_credentials")
 def test_the_previous_object_deleted_mid_upload_falls_back_to_sending(
-    s3: Any, s3_bucket: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    s3: Any, s3_bucket: str, tmp_path: Path, pair: Pair, caplog: pytest.LogCaptureFixture
 ) -> None:
-    local = LocalStore(tmp_path / "node")
-    model = _two_checkpoints(local)
-    first, second = layout.step_dirname(1), layout.step_dirname(2)
-    tensors, small = _sizes(local, second)
     remote = _store(s3, s3_bucket, concurrency=1)  # parts in order: the deletion lands between
-    assert mirror.upload(local, first, remote)
-    before = remote.sent_bytes
+    assert mirror.upload(pair.local, pair.first, remote)
     deleted: list[bool] = []
 
     def retention_runs_after_the_first_part(_: int) -> None:
         if not deleted:
-            remote.client.delete_object(Bucket=s3_bucket, Key=remote.key(first, TENSORS))
+            remote.client.delete_object(Bucket=s3_bucket, Key=remote.key(pair.first, TENSORS))
             deleted.append(True)
 
+    before = remote.sent_bytes
     with caplog.at_level(logging.INFO, logger="spotrun"):
-        remote.upload_file(
-            second, TENSORS, local.path(second) / TENSORS, retention_runs_after_the_first_part
-        )
+        source = pair.local.path(pair.second) / TENSORS
+        remote.upload_file(pair.second, TENSORS, source, retention_runs_after_the_first_part)
     assert remote.copied_bytes == PART  # part 1 was copied before the deletion, no more
-    assert remote.sent_bytes - before == tensors - PART
+    assert remote.sent_bytes - before == pair.tensors - PART
     assert "cannot copy unchanged parts from" in caplog.text
-    assert _object(remote, second, TENSORS) == (local.path(second) / TENSORS).read_bytes()
-    remote.upload_file(second, layout.STRUCTURE, local.path(second) / layout.STRUCTURE)
-    remote.put_bytes(second, layout.MANIFEST, (local.path(second) / layout.MANIFEST).read_bytes())
-    _restores(remote, tmp_path, model)
-    assert small > 0
+    assert _object(remote, pair.second, TENSORS) == pair.local_tensors()
+    folder = pair.local.path(pair.second)
+    remote.upload_file(pair.second, layout.STRUCTURE, folder / layout.STRUCTURE)
+    remote.put_bytes(pair.second, layout.MANIFEST, (folder / layout.MANIFEST).read_bytes())
+    _restores(remote, tmp_path, pair.model)
 
 
 @pytest.mark.usefixtures("s3_credentials")
 def test_spotrun_s3_delta_0_sends_every_byte(
-    s3: Any, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3: Any, s3_bucket: str, pair: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    local = LocalStore(tmp_path / "node")
-    _two_checkpoints(local)
     monkeypatch.setenv("SPOTRUN_S3_PART_MB", "5")
     monkeypatch.setenv("SPOTRUN_S3_DELTA", "0")
     remote = S3Store.from_uri(f"s3://{s3_bucket}/job", endpoint=s3.endpoint_url)
-    first, second = layout.step_dirname(1), layout.step_dirname(2)
-    assert mirror.upload(local, first, remote)
-    before = remote.sent_bytes
-    assert mirror.upload(local, second, remote)
-    tensors, small = _sizes(local, second)
-    assert remote.sent_bytes - before == tensors + small
+    assert pair.upload_both(remote) == pair.tensors + pair.small
     assert remote.copied_bytes == 0
 
 
 @pytest.mark.usefixtures("s3_credentials")
 def test_a_server_without_upload_part_copy_turns_the_delta_off_once(
-    s3: Any, s3_bucket: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    s3: Any, s3_bucket: str, tmp_path: Path, pair: Pair, caplog: pytest.LogCaptureFixture
 ) -> None:
-    local = LocalStore(tmp_path / "node")
-    model = _two_checkpoints(local)
     remote = _store(s3, s3_bucket)
     refused: list[int] = []
 
@@ -179,15 +190,10 @@ def test_a_server_without_upload_part_copy_turns_the_delta_off_once(
         raise ClientError({"Error": {"Code": "NotImplemented"}}, "UploadPartCopy")
 
     remote.client.upload_part_copy = no_copy
-    first, second = layout.step_dirname(1), layout.step_dirname(2)
-    assert mirror.upload(local, first, remote)
-    before = remote.sent_bytes
     with caplog.at_level(logging.WARNING, logger="spotrun"):
-        assert mirror.upload(local, second, remote)
-    tensors, small = _sizes(local, second)
-    assert remote.sent_bytes - before == tensors + small
+        assert pair.upload_both(remote) == pair.tensors + pair.small
     assert remote.copied_bytes == 0
     assert caplog.text.count("delta uploads off for this run") == 1
     assert 1 <= len(refused) <= 8  # the parts already asking when the first refusal came
     assert not remote.parts.enabled
-    _restores(remote, tmp_path, model)
+    _restores(remote, tmp_path, pair.model)

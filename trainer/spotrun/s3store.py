@@ -348,12 +348,7 @@ class S3Store:
                 self._count(copied=end - start)
             else:
                 answer = self.client.upload_part(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=index + 1,
-                    Body=body,
-                    **extra,
+                    **_part_args(self.bucket, key, upload_id, index), Body=body, **extra
                 )
                 self._count(sent=end - start)
             part: dict[str, Any] = {"PartNumber": index + 1, "ETag": answer["ETag"]}
@@ -410,10 +405,7 @@ class S3Store:
             return None  # forgotten meanwhile (gone, or the server cannot copy)
         try:
             answer = self.client.upload_part_copy(
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=upload_id,
-                PartNumber=index + 1,
+                **_part_args(self.bucket, key, upload_id, index),
                 CopySource={"Bucket": self.bucket, "Key": previous.key},
                 CopySourceRange=partdelta.copy_range(index, size, previous.part_size),
                 CopySourceIfMatch=previous.etag,
@@ -463,6 +455,11 @@ def oversize(size: int, limit: int | None, memory: int | None) -> str | None:
             "allocate it (a broken or hostile object)"
         )
     return None
+
+
+def _part_args(bucket: str, key: str, upload_id: str, index: int) -> dict[str, Any]:
+    """What names part ``index`` (0-based) of a multipart upload."""
+    return {"Bucket": bucket, "Key": key, "UploadId": upload_id, "PartNumber": index + 1}
 
 
 def _ranges(size: int, part: int) -> list[tuple[int, int]]:
