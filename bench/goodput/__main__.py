@@ -71,22 +71,24 @@ def per_run(runs: list[list[LaneResult]]) -> str:
 
 
 def zone_table(runs: list[list[ZoneResult]], loads: str) -> str:
-    """Per run and lane: wall goodput, the job's preemptions, restarts, steps redone."""
+    """Per run and lane: wall goodput, the job's preemptions, restarts, steps redone, pauses
+    and the pod's zone at each node action."""
     lines = [f"load average (1 / 5 min) at the node actions: {loads}", "",
              "| run | lane | wall goodput | useful steps | preemptions | restarts "
-             "| steps redone | the pod's zone at each node action |",
-             "| ---: | --- | ---: | ---: | ---: | ---: | --- | --- |"]
+             "| steps redone | pause per restart (s) | the pod's zone at each node action |",
+             "| ---: | --- | ---: | ---: | ---: | ---: | --- | --- | --- |"]
     for i, run in enumerate(runs, 1):
         for r in run:
             m = r.measured
             lines.append(f"| {i} | {r.lane} | {m.wall:.3f} | {m.useful_steps} "
                          f"| {r.preemptions} | {m.restarts} "
                          f"| {', '.join(map(str, m.steps_redone)) or '-'} "
+                         f"| {', '.join(f'{x:.1f}' for x in r.pauses) or '-'} "
                          f"| {' '.join(r.zones)} |")
     for lane in ZONE_LANES:
         walls = [r.measured.wall for run in runs for r in run if r.lane == lane]
         pre = [float(r.preemptions) for run in runs for r in run if r.lane == lane]
-        lines.append(f"| median | {lane} | {median(walls):.3f} | | {median(pre):.0f} | | | |")
+        lines.append(f"| median | {lane} | {median(walls):.3f} | | {median(pre):.0f} | | | | |")
     return "\n".join(lines)
 
 

@@ -66,6 +66,15 @@ def redone(tries: list[Attempt]) -> tuple[int, ...]:
                  for prev, cur in zip(tries, tries[1:], strict=False))
 
 
+def pauses(tries: list[Attempt]) -> tuple[float, ...]:
+    """Per restart: seconds training stood still, from the last step an attempt made to the
+    first step of the next (one that never stepped is skipped: the pause runs on to the next
+    that did)."""
+    stepped = [a for a in tries if a.first_step_at is not None and a.last_step_at is not None]
+    return tuple(max(0.0, float(cur.first_step_at or 0.0) - float(prev.last_step_at or 0.0))
+                 for prev, cur in zip(stepped, stepped[1:], strict=False))
+
+
 def measure(tries: list[Attempt], paid_seconds: float, elapsed_seconds: float,
             after: list[Attempt] | None = None) -> Measured:
     """Useful steps = where the job stands at the end (steps made twice count once);

@@ -29,7 +29,7 @@ from typing import Any
 from operator_bench import ARGS, NAMESPACE, PLURAL, wait
 from resume_bench import load, trainer_events
 
-from goodput.measure import Measured, attempts, measure
+from goodput.measure import Measured, attempts, measure, pauses
 from goodput.replay import (  # sets sys.path
     Options,
     add_spot,
@@ -57,6 +57,7 @@ class ZoneResult:
     measured: Measured
     preemptions: int  # the job's status.preemptions at the trace's end
     zones: tuple[str, ...]  # the zone of the job's pod at each node action ("-": none bound)
+    pauses: tuple[float, ...]  # per restart: seconds between two attempts' steps
 
 
 def filler(name: str, node: str) -> dict[str, Any]:
@@ -163,9 +164,11 @@ def play_zones(running: Any, node: ProcessNode, s3: Any, trace: Trace, opts: Opt
     for lane, path in progress.items():
         runs = trainer_events(path)
         m = measure(attempts(runs, until=end), 0.0, trace.seconds, after=attempts(runs))
-        results.append(ZoneResult(lane, m, preemptions[lane], tuple(lanes.seen[lane])))
+        stood = pauses(attempts(runs))
+        results.append(ZoneResult(lane, m, preemptions[lane], tuple(lanes.seen[lane]), stood))
         print(f"run {run} {lane}: wall {m.wall:.3f} steps {m.useful_steps} preemptions "
               f"{preemptions[lane]} restarts {m.restarts} redone {list(m.steps_redone)} "
+              f"pauses {[round(x, 1) for x in stood]} "
               f"zones {' '.join(lanes.seen[lane])}", flush=True)
     core.delete_collection_namespaced_pod(NAMESPACE, label_selector="app=bench-filler",
                                           grace_period_seconds=0)

@@ -262,6 +262,16 @@ def test_progress_after_the_end_counts_only_for_steps_redone():
     assert (m.useful_steps, m.steps_redone, m.restarts) == (50, (5,), 0)
 
 
+def test_a_restart_pauses_training_from_one_attempts_last_step_to_the_nexts_first():
+    # attempt 1 steps at 0..24.5 s; attempt 2 never steps (its node went first); attempt 3
+    # steps from 30 s: one pause of 5.5 s, over the attempt that never stepped
+    silent = [{"event": "start", "step": 0, "t": 26.0, "pid": 2},
+              {"event": "restore", "step": 50, "t": 27.0, "pid": 2, "seconds": 0.1}]
+    runs = [events(1, None, range(1, 51), 0.0), silent, events(3, 50, range(51, 61), 30.0)]
+    assert measure.pauses(measure.attempts(runs)) == (5.5,)
+    assert measure.pauses(measure.attempts(runs[:1])) == ()
+
+
 def test_nodes_are_billed_from_capacity_up_to_reclaim_or_the_end():
     assert measure.bills([0.0, 50.0], [30.0], end=80.0) == 30 + 30
 
