@@ -7,7 +7,8 @@ least ``total * (t - start) / (deadline - start)`` steps (the line). ``choose`` 
 capacity of the attempt to run now:
 
 1. **must**: on-demand when only on-demand can still finish in time: the remaining steps at
-   the measured rate plus one restart (``restart_seconds``: a new pod, its restore) leave no more
+   the measured rate plus one restart (``restart_seconds``: a new pod, its restore; measured
+   from the job's own restarts by ``measure_restart`` below) leave no more
    than ``margin_seconds`` before the deadline. Nothing else is considered then.
 2. **behind, spot short**: on-demand when spot capacity is short now (the attempt waits for it,
    or was just preempted and none is free) and the job is behind the line: waiting would put it
@@ -162,3 +163,81 @@ def measure(
         return Measured(kept, step_seconds, f"{rate:.0f}s per step is beyond "
                         f"{MAX_STEP_SECONDS:.0f}s: ignored")
     return Measured(kept, rate)
+
+
+# -- the restart cost ---------------------------------------------------------------------
+
+MAX_RESTART_SECONDS = 3600.0  # a restart longer than an hour is a wait for capacity or a clock jump
+RESTART_READINGS = 3  # the restart cost the rule uses is the largest of the newest readings
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """The checkpoint an attempt resumed from (``time``: when it became durable, when known)."""
+
+    step: int
+    time: float | None = None
+
+
+@dataclass(frozen=True)
+class RestartReading:
+    """What ``measure_restart`` makes of a checkpoint seen in a restarted attempt: ``resumed``
+    still waiting for the attempt's own checkpoint (None: the measurement is over), the
+    restart's seconds once measured, and, when the reading was refused, why."""
+
+    resumed: Resumed | None
+    seconds: float | None = None
+    problem: str | None = None
+
+
+def measure_restart(
+    resumed: Resumed,
+    seen: Sample,
+    attempt_start: float,
+    now: float,
+    step_seconds: float | None,
+    earlier_saving: bool = False,
+) -> RestartReading:
+    """One restart's cost: the time from the attempt's start to its first own durable
+    checkpoint, less the steps it trained since the checkpoint it resumed from at the measured
+    step time. The restart counts from the attempt's start (its pod's creation) or, when the
+    checkpoint it restored became durable later (a warm start: the pod is made at the notice,
+    the attempt before still trains and saves), from then.
+
+    A checkpoint dated no later than that, at no newer step than ``resumed``, or seen while an
+    earlier attempt still saves (``earlier_saving``) is the one the attempt restores: it
+    becomes ``resumed`` (what the sidecar restored is preferred to what the status said when
+    the attempt began). The attempt's own checkpoint before the step time is measured keeps
+    waiting (any later one of the attempt measures it as well), and so does one dated in the
+    future (``measure`` refuses it). Refused with the reason: a
+    negative cost (the steps take longer than the time elapsed: a clock jump or a bad step
+    time) or one beyond ``MAX_RESTART_SECONDS``."""
+    since = max(attempt_start, resumed.time if resumed.time is not None else attempt_start)
+    if earlier_saving or seen.time <= since or seen.step <= resumed.step:
+        if seen.step >= resumed.step:
+            return RestartReading(Resumed(seen.step, seen.time))
+        return RestartReading(resumed)
+    if seen.time > now + CLOCK_SKEW_SECONDS:  # ``measure`` says why
+        return RestartReading(resumed)
+    if step_seconds is None or not 0 < step_seconds <= MAX_STEP_SECONDS:
+        return RestartReading(resumed)
+    trained = (seen.step - resumed.step) * step_seconds
+    cost = seen.time - since - trained
+    what = (f"restart of attempt {seen.attempt}: step {seen.step} durable {seen.time - since:.0f}s "
+            f"after it started from step {resumed.step}, {trained:.0f}s of it training")
+    if cost < 0:
+        return RestartReading(None, None, f"{what}: a negative cost (a clock jump or a "
+                              "step time that does not hold): ignored")
+    if cost > MAX_RESTART_SECONDS:
+        return RestartReading(None, None, f"{what}: {cost:.0f}s is beyond "
+                              f"{MAX_RESTART_SECONDS:.0f}s (a wait for capacity or a clock "
+                              "jump): ignored")
+    return RestartReading(None, cost)
+
+
+def restart_cost(readings: list[float]) -> float | None:
+    """The restart cost the rule uses: the largest of the newest ``RESTART_READINGS`` readings
+    (one quick restart does not make the rule count on quick restarts; one slow one is
+    forgotten after that many more); None before the first."""
+    newest = readings[-RESTART_READINGS:]
+    return max(newest) if newest else None

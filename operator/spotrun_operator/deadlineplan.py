@@ -1,7 +1,10 @@
 """spec.deadline in the planner: the rule of ``deadline.py`` asked at each decision point, its
 answer written to ``status.deadline`` and acted on.
 
-- ``measure``: a running attempt's durable checkpoints give the step time (two of one attempt);
+- ``measure``: a running attempt's durable checkpoints give the step time (two of one attempt)
+  and, in a restarted attempt, the restart's cost (``measure_restart``: status.deadline.resumed
+  says where it resumed from; the rule then uses status.deadline.restartSeconds in place of
+  spec.deadline.restartSeconds);
 - ``at_start``: the capacity of a new attempt (``status.onDemand``);
 - ``while_pending``: an attempt pending on spot moves to on-demand when the rule says so;
 - ``while_running``: a running attempt whose capacity the rule no longer wants is stopped
@@ -25,7 +28,18 @@ from typing import Any
 
 from . import models as m
 from .builders import SPOT_LABELS
-from .deadline import Capacity, Choice, Progress, Sample, choose, measure
+from .deadline import (
+    RESTART_READINGS,
+    Capacity,
+    Choice,
+    Progress,
+    Resumed,
+    Sample,
+    choose,
+    measure,
+    measure_restart,
+    restart_cost,
+)
 from .plan import Planner
 from .podstate import Obj, interruption_taint, node_health, parse_ts, ts
 
@@ -151,6 +165,10 @@ def progress(p: Planner) -> Progress | str:
         )
     started = parse_ts(st.startTime) or p.now
     deadline = finish_by(spec, started)
+    restart = seen.restartSeconds
+    if restart is not None and not 0 <= restart < math.inf:
+        seen.restartSeconds, seen.restartReadings = None, None
+        return f"status.deadline.restartSeconds {restart} is no restart cost: measured again"
     try:
         return Progress(
             now=p.now.timestamp(),
@@ -159,7 +177,7 @@ def progress(p: Planner) -> Progress | str:
             total_steps=spec.totalSteps,
             done_steps=done,
             step_seconds=seen.stepSeconds,
-            restart_seconds=float(spec.restartSeconds),
+            restart_seconds=float(spec.restartSeconds if restart is None else restart),
             margin_seconds=float(spec.marginSeconds),
         )
     except ValueError:
@@ -211,6 +229,7 @@ def at_start(p: Planner) -> None:
         return
     st = p.st
     seen.moving = None  # an attempt stopped for a move has ended, however it ended
+    _resumes(seen, st)
     if seen.reasonAttempt == st.attempt:
         # a move made this attempt's capacity and said why: it stands (asking again at once
         # would undo it: a spot node that looks free may be full, and a pending spot
@@ -230,6 +249,18 @@ def at_start(p: Planner) -> None:
     else:
         rules = "spot.* put it there" if st.onDemand else "spot by default"
         seen.reason = f"{rules}: {seen.assessment}"[:1024]
+
+
+def _resumes(seen: m.DeadlineStatus, st: m.JobStatus) -> None:
+    """A restarted attempt (2, 3, ...) starts: its restart is measured from the newest durable
+    checkpoint now (the one the pod's SPOTRUN_EXPECTED_STEP names) until it saves its own."""
+    if st.attempt < 2:
+        seen.resumed = None
+    elif seen.resumed is None or seen.resumed.attempt != st.attempt:
+        ref = st.lastCheckpoint
+        step = ref.step if ref is not None and ref.step is not None else 0
+        seen.resumed = m.DeadlineResume(attempt=st.attempt, step=max(0, step),
+                                        time=ref.time if ref is not None else None)
 
 
 def placed_by_spot_rules(p: Planner, attempt: int, why: str) -> None:
@@ -330,6 +361,39 @@ def measure_step_time(p: Planner, pod: Obj) -> None:
                                        time=ts(datetime.fromtimestamp(s.time, tz=p.now.tzinfo)))
     if got.step_seconds is not None and math.isfinite(got.step_seconds):
         seen.stepSeconds = round(got.step_seconds, 6)
+    _measure_restart(p, pod, Sample(p.st.attempt, ref.step, when.timestamp()), ref.time)
+
+
+def _measure_restart(p: Planner, pod: Obj, seen_at: Sample, seen_time: str) -> None:
+    """The restarted attempt's checkpoint ``seen_at``: the one it restored (status.deadline.
+    resumed moves to it) or its own first, which measures the restart (restartReadings,
+    restartSeconds); a bad reading is said in the assessment."""
+    seen = p.st.deadline
+    assert seen is not None
+    resumed = seen.resumed
+    created = parse_ts(pod["metadata"].get("creationTimestamp"))
+    if resumed is None or resumed.attempt != p.st.attempt or created is None:
+        return
+    at = m.parse_time(resumed.time) if resumed.time else None
+    old = Resumed(resumed.step, at.timestamp() if at is not None else None)
+    got = measure_restart(
+        old,
+        seen_at,
+        created.timestamp(),
+        p.now.timestamp(),
+        seen.stepSeconds,
+        earlier_saving=bool(p.st.draining),
+    )
+    if got.problem is not None:
+        seen.assessment = got.problem[:1024]
+    if got.seconds is not None and math.isfinite(got.seconds):
+        readings = [*(seen.restartReadings or []), round(got.seconds, 1)][-RESTART_READINGS:]
+        seen.restartReadings, seen.restartSeconds = readings, restart_cost(readings)
+    if got.resumed is None:
+        seen.resumed = None
+    elif got.resumed != old:  # the checkpoint seen is the one it restored
+        seen.resumed = m.DeadlineResume(attempt=resumed.attempt, step=seen_at.step,
+                                        time=seen_time)
 
 
 def moving(p: Planner) -> bool:

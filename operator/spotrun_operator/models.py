@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .deadline import RESTART_READINGS
+
 GROUP = "spotrun.dev"
 VERSION = "v1alpha1"
 KIND = "ResumableTrainingJob"
@@ -633,10 +635,12 @@ class DeadlineSpec(_Model):
         default=DEFAULT_RESTART_SECONDS,
         ge=0,
         le=86_400,
-        description="What one restart costs (a new pod, its restore), in seconds: the rule "
-        "counts one restart to go to on-demand and two to leave it. Not measured by the "
-        "operator: set it from the job's own attempts (time from an attempt's pod creation "
-        "to its first new checkpoint, less the steps trained).",
+        description="What one restart costs (a new pod, its restore), in seconds, until the "
+        "operator has measured one: the rule counts one restart to go to on-demand and two to "
+        "leave it. From the first restart measured (status.deadline.restartSeconds: an "
+        "attempt's pod creation to its first new checkpoint, less the steps trained) the "
+        "measured cost is used instead, higher or lower; to plan with more room, set "
+        "marginSeconds.",
     )
 
     @model_validator(mode="after")
@@ -917,6 +921,19 @@ class DeadlineSample(_Model):
     time: str = Field(description="When it became durable (RFC 3339).")
 
 
+class DeadlineResume(_Model):
+    """The checkpoint a restarted attempt resumed from, kept until its restart is measured."""
+
+    attempt: int = Field(description="The restarted attempt.")
+    step: int = Field(
+        description="The step it resumed from: the newest durable checkpoint when it started, "
+        "or the one its sidecar reports restoring."
+    )
+    time: str | None = Field(
+        default=None, description="When that checkpoint became durable (RFC 3339)."
+    )
+
+
 class DeadlineStatus(_Model):
     """spec.deadline's view: where the job stands against its deadline and why the current
     attempt runs on spot or on-demand."""
@@ -955,6 +972,26 @@ class DeadlineStatus(_Model):
     )
     sample: DeadlineSample | None = Field(
         default=None, description="The first checkpoint seen in the measuring attempt."
+    )
+    restartSeconds: float | None = Field(
+        default=None,
+        description="The measured cost of one restart, which the rule uses in place of "
+        "spec.deadline.restartSeconds: the largest of restartReadings (absent: no restart "
+        "measured yet).",
+    )
+    restartReadings: list[float] | None = Field(
+        default=None,
+        max_length=RESTART_READINGS,
+        description=f"The newest restarts measured (at most {RESTART_READINGS}, newest last), "
+        "in seconds: from a restarted attempt's pod creation (or, when later, the time the "
+        "checkpoint it restored became durable) to its first new durable checkpoint, less the "
+        "steps trained since that checkpoint at stepSeconds.",
+        json_schema_extra={"items": {"type": "number", "description": "Seconds."}},
+    )
+    resumed: DeadlineResume | None = Field(
+        default=None,
+        description="The current attempt's restart, while it is not measured yet: where it "
+        "resumed from (absent once measured, or refused, with the reason in assessment).",
     )
     moving: int | None = Field(
         default=None,

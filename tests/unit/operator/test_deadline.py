@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from spotrun_operator.deadline import Progress, choose
+from spotrun_operator.deadline import (
+    MAX_RESTART_SECONDS,
+    Progress,
+    Resumed,
+    Sample,
+    choose,
+    measure_restart,
+    restart_cost,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -73,3 +81,72 @@ def test_bad_numbers_are_refused(bad: dict[str, float]) -> None:
               "step_seconds": 1.0, "restart_seconds": 0.0, **bad}
     with pytest.raises(ValueError):
         Progress(**fields)  # type: ignore[arg-type]
+
+
+# -- the restart cost ---------------------------------------------------------------------
+
+def test_a_restart_costs_the_time_to_its_first_checkpoint_less_the_steps_trained() -> None:
+    # attempt 3 made at 1000 s from step 200; step 240 durable at 1050 s, 0.5 s a step:
+    # 50 s, of which 20 s trained: the restart cost 30 s
+    got = measure_restart(Resumed(200, 900.0), Sample(3, 240, 1050.0), attempt_start=1000.0,
+                          now=1060.0, step_seconds=0.5)
+    assert got.seconds == 30.0 and got.resumed is None and got.problem is None
+
+
+def test_the_checkpoint_restored_is_what_the_restart_counts_from() -> None:
+    start = Resumed(200, 900.0)
+    # the sidecar reports the checkpoint it restored (saved before the pod was made): it
+    # stays the one counted from, and nothing is measured yet
+    same = measure_restart(start, Sample(3, 200, 900.0), 1000.0, 1010.0, 0.5)
+    assert same.resumed == start and same.seconds is None
+    # a warm start: the attempt before saved step 220 at 1030 s, after this pod was made at
+    # 1000 s; that save is what it restores and the restart counts from its time
+    later = measure_restart(start, Sample(3, 220, 1030.0), 1000.0, 1040.0, 0.5,
+                            earlier_saving=True)
+    assert later.resumed == Resumed(220, 1030.0) and later.seconds is None
+    own = measure_restart(later.resumed, Sample(3, 240, 1050.0), 1000.0, 1060.0, 0.5)
+    assert own.seconds == 10.0  # 20 s after that save, 10 s of it training
+    # counted from the pod's creation, that save's 20 steps would make it 50 - 20 = 30 s
+    assert measure_restart(start, Sample(3, 240, 1050.0), 1000.0, 1060.0, 0.5).seconds == 30.0
+
+
+def test_a_restart_waits_for_the_step_time() -> None:
+    got = measure_restart(Resumed(200), Sample(3, 240, 1050.0), 1000.0, 1060.0, None)
+    assert got.resumed == Resumed(200) and got.seconds is None and got.problem is None
+    # a later checkpoint of the attempt, once the step time is known, measures it
+    later = measure_restart(Resumed(200), Sample(3, 280, 1070.0), 1000.0, 1080.0, 0.5)
+    assert later.seconds == 30.0
+
+
+@pytest.mark.parametrize(
+    ("seen", "step_seconds", "why"),
+    [
+        (Sample(3, 240, 1010.0), 0.5, "negative"),  # 20 s of steps in 10 s: a bad step time
+        (Sample(3, 240, 1000.0 + MAX_RESTART_SECONDS + 100.0), 0.5, "beyond"),  # a clock jump
+    ],
+)
+def test_a_restart_that_makes_no_sense_is_ignored_with_the_reason(
+    seen: Sample, step_seconds: float, why: str
+) -> None:
+    got = measure_restart(Resumed(200), seen, 1000.0, seen.time, step_seconds)
+    assert got.seconds is None and got.resumed is None
+    assert got.problem is not None and why in got.problem and "ignored" in got.problem
+
+
+def test_a_checkpoint_from_the_future_measures_no_restart() -> None:
+    got = measure_restart(Resumed(200), Sample(3, 240, 5000.0), 1000.0, 1060.0, 0.5)
+    assert got.seconds is None and got.resumed == Resumed(200)
+
+
+def test_the_restart_cost_is_the_largest_of_the_newest_readings() -> None:
+    assert restart_cost([]) is None
+    assert restart_cost([40.0]) == 40.0
+    assert restart_cost([40.0, 12.0]) == 40.0  # one quick restart is not counted on
+    assert restart_cost([40.0, 12.0, 15.0, 14.0]) == 15.0  # a slow one is forgotten
+
+
+def test_a_costlier_restart_moves_the_decision_to_on_demand() -> None:
+    # 4 h of work left at 5.8 h of 10: a 3 min restart leaves 12 min, over the 5 min margin;
+    # a 10 min restart leaves 2 min: on-demand now
+    assert choose(progress(5.8, 2.0, restart=180.0), "spot", False).capacity == "spot"
+    assert choose(progress(5.8, 2.0, restart=600.0), "spot", False).capacity == "on-demand"

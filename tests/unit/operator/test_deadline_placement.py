@@ -420,3 +420,81 @@ def test_a_warm_started_pod_does_not_take_the_save_before_it_started_as_its_own(
     out3 = plan(again, [pending], FREE, False, NOW,
                 live={"step": 60, "time": ts(NOW - timedelta(seconds=5))})
     assert out3.status.deadline is not None and out3.status.deadline.sample is None
+
+
+# -- the restart cost ------------------------------------------------------------------------
+
+def restarted(step: int = 300) -> dict[str, Any]:
+    """Attempt 2 starts after attempt 1 saved ``step`` 100 s ago: the status it gets."""
+    st = status(step, attempt=2, phase="Restarting")
+    st["lastCheckpoint"]["time"] = ts(NOW - timedelta(seconds=100))
+    out = plan(deadline_job(st), [], FREE, False, NOW)
+    assert out.create is not None
+    return out.status.model_dump(mode="json", exclude_none=True)
+
+
+def test_the_operator_measures_the_restart_from_the_restarted_attempts_first_checkpoint() -> None:
+    st = restarted()
+    assert st["deadline"]["resumed"] == {"attempt": 2, "step": 300,
+                                         "time": ts(NOW - timedelta(seconds=100))}
+    running = pod(2, "Running", False)  # made 60 s ago
+    # the sidecar reports the checkpoint it restored: nothing measured yet
+    out = plan(deadline_job(st), [running], FREE, False, NOW,
+               live={"step": 300, "time": ts(NOW - timedelta(seconds=100))})
+    seen = out.status.deadline
+    assert seen is not None and seen.restartSeconds is None and seen.resumed is not None
+    # its first own checkpoint, step 340, 50 s after the pod was made; 40 steps of 0.5 s
+    again = deadline_job(out.status.model_dump(mode="json", exclude_none=True))
+    out2 = plan(again, [running], FREE, False, NOW,
+                live={"step": 340, "time": ts(NOW - timedelta(seconds=10))})
+    seen = out2.status.deadline
+    assert seen is not None and seen.restartSeconds == 30.0 and seen.restartReadings == [30.0]
+    assert seen.resumed is None  # measured once per restart
+    # the next restart, quicker, is a reading; the rule keeps the largest of the newest
+    st3 = out2.status.model_dump(mode="json", exclude_none=True)
+    st3.update(attempt=3, phase="Restarting", activePod=None)
+    out3 = plan(deadline_job(st3), [], FREE, False, NOW)
+    st3 = out3.status.model_dump(mode="json", exclude_none=True)
+    assert st3["deadline"]["resumed"]["step"] == 340
+    third = pod(3, "Running", False)
+    third["metadata"]["creationTimestamp"] = ts(NOW + timedelta(seconds=10))
+    # step 400 40 s after its pod was made, 30 s of it training: 10 s
+    out4 = plan(deadline_job(st3), [third], FREE, False, NOW + timedelta(seconds=60),
+                live={"step": 400, "time": ts(NOW + timedelta(seconds=50))})
+    seen = out4.status.deadline
+    assert seen is not None and seen.restartReadings == [30.0, 10.0]
+    assert seen.restartSeconds == 30.0
+
+
+def test_a_restart_that_makes_no_sense_is_said_and_not_used() -> None:
+    # step 340 durable 5 s after the pod was made: 40 steps of 0.5 s cannot fit
+    out = plan(deadline_job(restarted()), [pod(2, "Running", False)], FREE, False, NOW,
+               live={"step": 340, "time": ts(NOW - timedelta(seconds=55))})
+    seen = out.status.deadline
+    assert seen is not None and seen.restartSeconds is None and seen.resumed is None
+    assert "negative cost" in (seen.assessment or "") and "ignored" in (seen.assessment or "")
+
+
+def test_the_measured_restart_moves_the_decision_in_place_of_the_spec() -> None:
+    # the spec says 10 s a restart: 240 s of slack, spot; a measured 250 s leaves none
+    st = status(300, attempt=2, phase="Restarting")
+    st["deadline"].update(restartSeconds=250.0, restartReadings=[250.0])
+    slow = plan(deadline_job(st), [], FREE, False, NOW)
+    assert slow.create is not None and capacity(slow.create) == "on-demand"
+    assert slow.status.deadline is not None and slow.status.deadline.reason.startswith("must")
+    assert slow.status.deadline.projectedFinish == ts(NOW + timedelta(seconds=600))
+    # measured quicker than the spec says: the measured one counts (more slack)
+    st["deadline"].update(restartSeconds=2.0, restartReadings=[2.0])
+    quick = plan(job(st, deadline={**DEADLINE, "restartSeconds": 200}), [], FREE, False, NOW)
+    assert quick.status.deadline is not None and quick.status.deadline.slackSeconds == 248
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+def test_a_restart_cost_in_the_status_that_is_no_cost_is_measured_again(bad: float) -> None:
+    st = status(100, attempt=2, phase="Restarting")
+    st["deadline"].update(restartSeconds=bad, restartReadings=[5.0])
+    out = plan(deadline_job(st), [], NONE_FREE, False, NOW)
+    assert out.create is not None and capacity(out.create) == "spot"  # spot.* decides
+    seen = out.status.deadline
+    assert seen is not None and seen.restartSeconds is None and seen.restartReadings is None
+    assert "is no restart cost: measured again" in (seen.assessment or "")
