@@ -34,6 +34,10 @@ DTYPES: dict[torch.dtype, str] = {
 }
 BY_NAME = {name: dtype for dtype, name in DTYPES.items()}
 ALIGN = 4096  # the header is padded to a page so the data section can be written with O_DIRECT
+# within one element size, tensors under this many bytes come first: the small ones a
+# fine-tune changes (LoRA/adapters, their optimizer state) then share a few upload parts
+# instead of dirtying every part of the frozen backbone they sit between by name (partdelta)
+SMALL = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -62,11 +66,20 @@ class Layout:
 
 
 def plan(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Layout:
-    """Lay tensors out by descending element size so each one is aligned for its dtype."""
+    """Lay tensors out by descending element size so each one is aligned for its dtype; within
+    one element size the small ones (< SMALL bytes) first, then by key. The order depends only
+    on keys, dtypes and shapes, so an unchanged tensor sits at the same offset next time."""
     for key, t in tensors.items():
         if t.dtype not in DTYPES:
             raise TensorFileError(f"tensor {key!r} has dtype {t.dtype}, which cannot be saved")
-    order = sorted(tensors, key=lambda k: (-tensors[k].element_size(), k))
+    order = sorted(
+        tensors,
+        key=lambda k: (
+            -tensors[k].element_size(),
+            tensors[k].numel() * tensors[k].element_size() >= SMALL,
+            k,
+        ),
+    )
     slots = []
     offset = 0
     for key in order:
