@@ -107,3 +107,32 @@ def test_spotrun_s3_delta_turns_the_delta_on_and_off(
     else:
         monkeypatch.setenv("SPOTRUN_S3_DELTA", value)
     assert TransferSettings.from_env().delta is delta
+
+
+def test_small_tensors_a_fine_tune_changes_share_the_first_parts_of_their_dtype() -> None:
+    """By name, LoRA adapters sit between the frozen matrices of each layer; by size they
+    come first, so the frozen bytes form one run that later checkpoints leave unchanged."""
+    import torch
+
+    from spotrun import tensorfile
+
+    big, small = (2048, 1024), (8, 1024)  # 8 MiB frozen, 32 KiB adapter (float32)
+    state = {
+        f"model/layers.{i}.{name}": torch.zeros(shape)
+        for i in range(3)
+        for name, shape in (("lora_A", small), ("q.weight", big), ("v.weight", big))
+    }
+    state["model/norm.weight"] = torch.zeros(1024)
+    state["rng"] = torch.zeros(5056, dtype=torch.uint8)
+    slots = tensorfile.plan(state).slots
+    sizes = [s.end - s.start for s in slots]
+    assert [s.key for s in slots][:4] == [
+        "model/layers.0.lora_A",
+        "model/layers.1.lora_A",
+        "model/layers.2.lora_A",
+        "model/norm.weight",
+    ]
+    assert all(n >= tensorfile.SMALL for n in sizes[4:-1]) and slots[-1].key == "rng"
+    assert all(s.start % 4 == 0 for s in slots[:-1])  # still aligned for float32
+    # the order depends on keys, dtypes and shapes only: new values, same offsets
+    assert tensorfile.plan({k: torch.ones_like(t) for k, t in state.items()}).slots == slots
