@@ -347,6 +347,8 @@ def measure_step_time(p: Planner, pod: Obj) -> None:
             f"checkpoint step {ref.step}'s time {ref.time!r} is not RFC 3339: ignored"
         )
         return
+    if _measure_restart(p, pod, Sample(p.st.attempt, ref.step, when.timestamp()), ref.time):
+        return  # the checkpoint it restored, saved after it began (a warm start): no sample
     kept = seen.sample
     old = None
     if kept is not None and (at := m.parse_time(kept.time)) is not None:
@@ -361,19 +363,19 @@ def measure_step_time(p: Planner, pod: Obj) -> None:
                                        time=ts(datetime.fromtimestamp(s.time, tz=p.now.tzinfo)))
     if got.step_seconds is not None and math.isfinite(got.step_seconds):
         seen.stepSeconds = round(got.step_seconds, 6)
-    _measure_restart(p, pod, Sample(p.st.attempt, ref.step, when.timestamp()), ref.time)
 
 
-def _measure_restart(p: Planner, pod: Obj, seen_at: Sample, seen_time: str) -> None:
+def _measure_restart(p: Planner, pod: Obj, seen_at: Sample, seen_time: str) -> bool:
     """The restarted attempt's checkpoint ``seen_at``: the one it restored (status.deadline.
-    resumed moves to it) or its own first, which measures the restart (restartReadings,
-    restartSeconds); a bad reading is said in the assessment."""
+    resumed moves to it; True) or its own, the first of which measures the restart
+    (restartReadings, restartSeconds) once the step time is known; a bad reading is said in
+    the assessment."""
     seen = p.st.deadline
     assert seen is not None
     resumed = seen.resumed
     created = parse_ts(pod["metadata"].get("creationTimestamp"))
     if resumed is None or resumed.attempt != p.st.attempt or created is None:
-        return
+        return False
     at = m.parse_time(resumed.time) if resumed.time else None
     old = Resumed(resumed.step, at.timestamp() if at is not None else None)
     got = measure_restart(
@@ -391,9 +393,11 @@ def _measure_restart(p: Planner, pod: Obj, seen_at: Sample, seen_time: str) -> N
         seen.restartReadings, seen.restartSeconds = readings, restart_cost(readings)
     if got.resumed is None:
         seen.resumed = None
-    elif got.resumed != old:  # the checkpoint seen is the one it restored
+        return False
+    if got.resumed != old:  # the checkpoint seen is the one it restored
         seen.resumed = m.DeadlineResume(attempt=resumed.attempt, step=seen_at.step,
                                         time=seen_time)
+    return got.resumed.step == seen_at.step
 
 
 def moving(p: Planner) -> bool:

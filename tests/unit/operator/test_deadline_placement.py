@@ -466,6 +466,28 @@ def test_the_operator_measures_the_restart_from_the_restarted_attempts_first_che
     assert seen.restartSeconds == 30.0
 
 
+def test_a_warm_started_restart_counts_from_the_save_of_the_attempt_before() -> None:
+    # attempt 2's pod was made at the notice (60 s ago) while attempt 1 trained on and saved
+    # step 320 30 s ago: that save is what attempt 2 restores, and its restart counts from it
+    st = restarted()
+    st["draining"] = [{"attempt": 1, "pod": "a-1", "until": ts(NOW + timedelta(seconds=30))}]
+    old = pod(1, "Running", False)
+    old["metadata"]["deletionTimestamp"] = ts(NOW + timedelta(seconds=30))
+    new = pod(2, "Running", False)
+    out = plan(deadline_job(st), [old, new], FREE, False, NOW,
+               live={"step": 320, "time": ts(NOW - timedelta(seconds=30))})
+    seen = out.status.deadline
+    assert seen is not None and seen.restartSeconds is None and seen.resumed is not None
+    assert (seen.resumed.step, seen.resumed.time) == (320, ts(NOW - timedelta(seconds=30)))
+    st2 = out.status.model_dump(mode="json", exclude_none=True)
+    st2.pop("draining")  # attempt 1's end folded
+    out2 = plan(deadline_job(st2), [new], FREE, False, NOW,
+                live={"step": 340, "time": ts(NOW - timedelta(seconds=10))})
+    # 20 s after that save, 20 steps of 0.5 s trained: 10 s (from the pod's creation: 40 s)
+    assert out2.status.deadline is not None and out2.status.deadline.restartSeconds == 10.0
+    assert out2.status.deadline.stepSeconds == 0.5  # that save is no step-time sample either
+
+
 def test_a_restart_that_makes_no_sense_is_said_and_not_used() -> None:
     # step 340 durable 5 s after the pod was made: 40 steps of 0.5 s cannot fit
     out = plan(deadline_job(restarted()), [pod(2, "Running", False)], FREE, False, NOW,
