@@ -69,6 +69,7 @@ from datetime import datetime
 
 from . import models as m
 from . import reasons as r
+from .gang import TORCHRUN_NNODES
 from .podstate import (
     Obj,
     condition,
@@ -131,7 +132,6 @@ def node_signs(pod: Obj, node: Obj | None) -> list[str]:
     return [f"node {name} tainted {taint}"] if taint else []
 
 
-TORCHRUN_ENV = "PET_NNODES"  # gang.torchrun_env: the operator made the trainer a torchrun
 TORCHRUN_SIGNAL_EXIT = 1  # torchrun's exit when SIGTERM stopped it (module docstring)
 
 
@@ -141,7 +141,7 @@ def signal_exits(pod: Obj, trainer_name: str) -> frozenset[int]:
     for c in (pod.get("spec") or {}).get("containers") or []:
         if isinstance(c, dict) and c.get("name") == trainer_name:
             names = {e.get("name") for e in c.get("env") or [] if isinstance(e, dict)}
-            if TORCHRUN_ENV in names:
+            if TORCHRUN_NNODES in names:
                 return r.KILL_EXITS | {TORCHRUN_SIGNAL_EXIT}
     return r.KILL_EXITS
 

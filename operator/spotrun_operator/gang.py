@@ -108,6 +108,9 @@ def master_port(trainer: dict[str, Any]) -> int:
     return DEFAULT_MASTER_PORT
 
 
+TORCHRUN_NNODES = "PET_NNODES"  # in every torchrun env: endings tells a torchrun trainer by it
+
+
 def torchrun_env(
     job: str, attempt: int, rank: int, nodes: int, procs: int, port: int, grace: int
 ) -> dict[str, str]:
@@ -117,7 +120,7 @@ def torchrun_env(
     the pod's grace period, so that a save using the whole notice is not cut at 30 s."""
     addr = master_addr(job, attempt) if nodes > 1 else "127.0.0.1"
     return {
-        "PET_NNODES": str(nodes),
+        TORCHRUN_NNODES: str(nodes),
         "PET_NODE_RANK": str(rank),
         "PET_NPROC_PER_NODE": str(procs),
         "PET_MASTER_ADDR": addr,
