@@ -21,6 +21,7 @@ nodes are a pool it keeps up whether the job uses them or not.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,13 @@ def filler(name: str, node: str) -> dict[str, Any]:
     }
 
 
+def short_names(zones: list[str]) -> dict[str, str]:
+    """Each zone's name without the prefix all share (``zones-2h-a`` -> ``a``), whole where
+    that would leave nothing (pure)."""
+    prefix = os.path.commonprefix(zones) if len(zones) > 1 else ""
+    return {z: z[len(prefix):] or z for z in zones}
+
+
 def hosts(core: Any, job: str) -> set[str]:
     """Nodes the job's live pods are bound to."""
     out = set()
@@ -103,10 +111,11 @@ class Lanes:
         self.node, self.core, self.jobs, self.quiet = node, core, jobs, quiet
         self.pools = {lane: {z: list[str]() for z, _ in trace.zones} for lane in LANES}
         self.seen: dict[str, list[str]] = {lane: [] for lane in LANES}
+        self.short = short_names([z for z, _ in trace.zones])
 
     def where(self, lane: str) -> str:
         busy = hosts(self.core, self.jobs[lane])
-        return ",".join(sorted(z for z, pool in self.pools[lane].items()
+        return ",".join(sorted(self.short[z] for z, pool in self.pools[lane].items()
                                if busy & set(pool))) or "-"
 
     def act(self, action: ZoneAction, run: int) -> None:

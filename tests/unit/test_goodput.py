@@ -317,6 +317,15 @@ def test_the_zone_replay_refuses_a_trace_whose_first_reclaimed_zone_cannot_start
         schedule.opening(schedule.zone_plan(late, notice=8.0))
 
 
+def test_the_zone_table_names_zones_without_their_common_prefix():
+    from goodput import zones
+
+    assert zones.short_names(["zones-2h-a", "zones-2h-b"]) == {"zones-2h-a": "a",
+                                                               "zones-2h-b": "b"}
+    assert zones.short_names(["ab", "abc"]) == {"ab": "ab", "abc": "c"}
+    assert zones.short_names(["only"]) == {"only": "only"}
+
+
 def test_a_filler_is_bound_to_its_node_and_requests_half_of_it():
     from goodput import zones
 
