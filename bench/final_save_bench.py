@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import socket
 import statistics
 import sys
@@ -208,6 +209,7 @@ def main() -> None:
             one_size(info.bucket, endpoint, work, gib, args.changed, args.reps)
     finally:
         s3server.stop(work / "s3state")
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
