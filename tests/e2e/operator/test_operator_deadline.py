@@ -3,7 +3,7 @@ is reclaimed and none is left; while its next attempt waits for spot it falls be
 (uniform progress) and the operator moves it to on-demand, saying why in status.deadline and an
 Event; once a spot node is back and the job has slack for two restarts, the on-demand attempt
 saves and the next one runs on spot, restoring that save (no preemption counted); the job ends
-Succeeded before its deadline.
+Succeeded before its deadline, with its restarts measured (status.deadline.restartSeconds).
 
 The job's spot nodes are a zone of the test's own (spec.spot.nodeSelectorTerms); on-demand
 attempts run on the cluster's on-demand node. Sidecar port 18810."""
@@ -121,4 +121,11 @@ def test_a_deadline_job_goes_on_demand_when_behind_and_back_to_spot_when_ahead(
     finish_by = datetime.fromisoformat(status["deadline"]["finishBy"].replace("Z", "+00:00"))
     completed = datetime.fromisoformat(status["completionTime"].replace("Z", "+00:00"))
     assert completed < finish_by
+    # the restarts (to on-demand, back to spot) were measured from their own checkpoints, and
+    # the rule counts the largest of them in place of spec.deadline.restartSeconds
+    seen = status["deadline"]
+    print(f"restarts measured: {seen.get('restartReadings')}, used {seen.get('restartSeconds')}")
+    assert seen.get("restartReadings"), seen
+    assert seen["restartSeconds"] == max(seen["restartReadings"]), seen
+    assert all(0 <= r < 300 for r in seen["restartReadings"]), seen
     process_node.preempt(second)  # leave no node of this zone behind
