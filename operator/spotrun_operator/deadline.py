@@ -200,9 +200,10 @@ def measure_restart(
 ) -> RestartReading:
     """One restart's cost: the time from the attempt's start to its first own durable
     checkpoint, less the steps it trained since the checkpoint it resumed from at the measured
-    step time. The restart counts from the attempt's start (its pod's creation) or, when the
-    checkpoint it restored became durable later (a warm start: the pod is made at the notice,
-    the attempt before still trains and saves), from then.
+    step time. The restart counts from the attempt's start (its pod's binding to a node: a
+    wait for capacity is no restart cost) or, when the checkpoint it restored became durable
+    later (a warm start: the pod is made at the notice, the attempt before still trains and
+    saves), from then.
 
     A checkpoint dated no later than that, at no newer step than ``resumed``, or seen while an
     earlier attempt still saves (``earlier_saving``) is the one the attempt restores: it

@@ -41,7 +41,8 @@ from .deadline import (
     restart_cost,
 )
 from .plan import Planner
-from .podstate import Obj, interruption_taint, node_health, parse_ts, ts
+from .podstate import Obj, condition, interruption_taint, node_health, parse_ts, ts
+from .reasons import POD_SCHEDULED
 
 REWRITE_SECONDS = 30.0  # status.deadline's projection is rewritten when it moved this much
 WAITING = "; once "  # an assessment's tail while a move waits for the attempt's checkpoint
@@ -373,18 +374,18 @@ def _measure_restart(p: Planner, pod: Obj, seen_at: Sample, seen_time: str) -> b
     seen = p.st.deadline
     assert seen is not None
     resumed = seen.resumed
-    created = parse_ts(pod["metadata"].get("creationTimestamp"))
-    if resumed is None or resumed.attempt != p.st.attempt or created is None:
+    begun = restart_began(pod)
+    if resumed is None or resumed.attempt != p.st.attempt or begun is None:
         return False
     at = m.parse_time(resumed.time) if resumed.time else None
     old = Resumed(resumed.step, at.timestamp() if at is not None else None)
     got = measure_restart(
         old,
         seen_at,
-        created.timestamp(),
+        begun.timestamp(),
         p.now.timestamp(),
         seen.stepSeconds,
-        earlier_saving=bool(p.st.draining),
+        earlier_saving=earlier_saving(p.st.draining, seen_at.time),
     )
     if got.problem is not None:
         seen.assessment = got.problem[:1024]
@@ -398,6 +399,38 @@ def _measure_restart(p: Planner, pod: Obj, seen_at: Sample, seen_time: str) -> b
         seen.resumed = m.DeadlineResume(attempt=resumed.attempt, step=seen_at.step,
                                         time=seen_time)
     return got.resumed.step == seen_at.step
+
+
+def restart_began(pod: Obj) -> datetime | None:
+    """When a restarted attempt's pod was bound to a node (its creation while the condition is
+    not there): time spent pending for capacity is the spot rules' matter, not a restart's
+    cost (one restart is what going to on-demand costs)."""
+    bound = condition(pod, POD_SCHEDULED) or {}
+    if bound.get("status") == "True" and (at := parse_ts(bound.get("lastTransitionTime"))):
+        return at
+    return parse_ts(pod["metadata"].get("creationTimestamp"))
+
+
+def earlier_saving(draining: list[m.DrainingAttempt] | None, durable: float) -> bool:
+    """A checkpoint durable at ``durable`` may be an earlier attempt's final save: one of them
+    still had its notice then (a draining entry kept past its end is no such attempt)."""
+    for entry in draining or []:
+        until = parse_ts(entry.until)
+        if until is None or durable <= until.timestamp():
+            return True
+    return False
+
+
+def inherited(st: m.JobStatus, ref: m.CheckpointRef) -> None:
+    """``ref`` was saved by an earlier attempt and learnt from that attempt's end (a warm
+    start's final save, folded in after the current attempt began): it is what the current
+    attempt restores, never its own first checkpoint, so status.deadline.resumed moves to it."""
+    seen = st.deadline
+    resumed = seen.resumed if seen is not None else None
+    if seen is None or resumed is None or resumed.attempt != st.attempt:
+        return
+    if ref.step is not None and ref.step > resumed.step:
+        seen.resumed = m.DeadlineResume(attempt=st.attempt, step=ref.step, time=ref.time)
 
 
 def moving(p: Planner) -> bool:

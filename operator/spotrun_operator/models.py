@@ -638,8 +638,8 @@ class DeadlineSpec(_Model):
         description="What one restart costs (a new pod, its restore), in seconds, until the "
         "operator has measured one: the rule counts one restart to go to on-demand and two to "
         "leave it. From the first restart measured (status.deadline.restartSeconds: an "
-        "attempt's pod creation to its first new checkpoint, less the steps trained) the "
-        "measured cost is used instead, higher or lower; to plan with more room, set "
+        "attempt's pod binding to a node to its first new checkpoint, less the steps trained) "
+        "the measured cost is used instead, higher or lower; to plan with more room, set "
         "marginSeconds.",
     )
 
@@ -983,9 +983,9 @@ class DeadlineStatus(_Model):
         default=None,
         max_length=RESTART_READINGS,
         description=f"The newest restarts measured (at most {RESTART_READINGS}, newest last), "
-        "in seconds: from a restarted attempt's pod creation (or, when later, the time the "
-        "checkpoint it restored became durable) to its first new durable checkpoint, less the "
-        "steps trained since that checkpoint at stepSeconds.",
+        "in seconds: from a restarted attempt's pod binding to a node (or, when later, the "
+        "time the checkpoint it restored became durable) to its first new durable checkpoint, "
+        "less the steps trained since that checkpoint at stepSeconds.",
         json_schema_extra={"items": {"type": "number", "description": "Seconds."}},
     )
     resumed: DeadlineResume | None = Field(

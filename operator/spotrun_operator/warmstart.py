@@ -33,9 +33,9 @@ from datetime import datetime, timedelta
 
 from spotrun import contract
 
+from . import deadlineplan, zones
 from . import models as m
 from . import reasons as r
-from . import zones
 from .attempts import start_attempt
 from .builders import LABEL_CAPACITY, SIDECAR, pod_name
 from .endings import Ended, Outcome
@@ -166,6 +166,7 @@ def _ended(p: Planner, entry: m.DrainingAttempt, pod: Obj, trainer_name: str) ->
     report = sidecar_report(pod)
     if report is not None:
         observe_checkpoint(st, *report)
+        deadlineplan.inherited(st, report[0])
     trainer = container_status(pod, trainer_name)
     seconds = run_seconds(pod, trainer)
     capacity = (pod["metadata"].get("labels") or {}).get(LABEL_CAPACITY, "spot")

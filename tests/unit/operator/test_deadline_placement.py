@@ -5,6 +5,7 @@ preemption), status.deadline and the DeadlineCapacity Event; hostile values refu
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -486,6 +487,62 @@ def test_a_warm_started_restart_counts_from_the_save_of_the_attempt_before() -> 
     # 20 s after that save, 20 steps of 0.5 s trained: 10 s (from the pod's creation: 40 s)
     assert out2.status.deadline is not None and out2.status.deadline.restartSeconds == 10.0
     assert out2.status.deadline.stepSeconds == 0.5  # that save is no step-time sample either
+
+
+def old_attempt_ended(step: int, durable: str) -> dict[str, Any]:
+    """Attempt 1's pod once its final save ``step`` was durable at ``durable`` and it ended."""
+    old = pod(1, "Succeeded", False)
+    report = {"step": step, "finalSaved": True, "uri": "s3://b/j/x", "time": durable}
+    old["status"]["containerStatuses"] = [
+        {"name": "trainer", "state": {"terminated": {"exitCode": 0, "finishedAt": durable}}}]
+    old["status"]["initContainerStatuses"] = [{"name": builders.SIDECAR, "state": {
+        "terminated": {"exitCode": 0, "message": json.dumps(report)}}}]
+    return old
+
+
+def test_a_warm_starts_final_save_learnt_from_the_old_pods_end_is_what_the_new_one_restored(
+) -> None:
+    # attempt 1's final save (step 320, 30 s ago) is folded in from its ended pod before any
+    # live report of attempt 2 named it: it is what attempt 2 restored, not its first own
+    st = restarted()
+    st["draining"] = [{"attempt": 1, "pod": "a-1", "until": ts(NOW + timedelta(seconds=30))}]
+    durable = ts(NOW - timedelta(seconds=30))
+    new = pod(2, "Running", False)
+    out = plan(deadline_job(st), [old_attempt_ended(320, durable), new], FREE, False, NOW,
+               live={"step": 320, "time": durable})
+    seen = out.status.deadline
+    assert not out.status.draining and out.status.lastCheckpoint is not None
+    assert out.status.lastCheckpoint.step == 320
+    assert seen is not None and seen.restartReadings is None and seen.sample is None
+    assert seen.resumed is not None and seen.resumed.step == 320
+    out2 = plan(deadline_job(out.status.model_dump(mode="json", exclude_none=True)), [new],
+                FREE, False, NOW, live={"step": 340, "time": ts(NOW - timedelta(seconds=10))})
+    # 20 s after that save, 20 steps of 0.5 s: 10 s (the bug read 20 s at step 320)
+    assert out2.status.deadline is not None and out2.status.deadline.restartReadings == [10.0]
+
+
+def test_time_pending_for_capacity_is_not_counted_as_the_restart() -> None:
+    # the pod was made 60 s ago and bound 40 s ago (20 s waiting for a node); step 340 10 s
+    # ago, 40 steps of 0.5 s: 10 s of restart from the binding (30 s from the creation)
+    running = pod(2, "Running", False)
+    running["status"]["conditions"] = [{"type": "PodScheduled", "status": "True",
+                                        "lastTransitionTime": ts(NOW - timedelta(seconds=40))}]
+    out = plan(deadline_job(restarted()), [running], FREE, False, NOW,
+               live={"step": 340, "time": ts(NOW - timedelta(seconds=10))})
+    assert out.status.deadline is not None and out.status.deadline.restartReadings == [10.0]
+
+
+def test_an_old_attempt_kept_past_its_notice_does_not_hide_the_new_ones_checkpoint() -> None:
+    # attempt 1's entry is kept up to a minute past its notice's end (its pod has not said
+    # how it ended): a checkpoint durable after that end is attempt 2's own and measures
+    st = restarted()
+    st["draining"] = [{"attempt": 1, "pod": "a-1", "until": ts(NOW - timedelta(seconds=20))}]
+    old = pod(1, "Running", False)
+    old["metadata"]["deletionTimestamp"] = ts(NOW - timedelta(seconds=20))
+    out = plan(deadline_job(st), [old, pod(2, "Running", False)], FREE, False, NOW,
+               live={"step": 340, "time": ts(NOW - timedelta(seconds=10))})
+    assert out.status.draining  # still waiting for the old pod's end
+    assert out.status.deadline is not None and out.status.deadline.restartReadings == [30.0]
 
 
 def test_a_restart_that_makes_no_sense_is_said_and_not_used() -> None:
