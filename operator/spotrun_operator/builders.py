@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from spotrun import contract
-from spotrun.podenv import PREVIOUS_SKEW_SECONDS, PodEnv, name_of
+from spotrun.podenv import PREVIOUS_SKEW_SECONDS, PodEnv, name_of, sidecar_user_variables
 
 from . import gang, injection
 from .affinity import REQUIRED, merged
@@ -393,10 +392,12 @@ def _quantities_as_strings(pod_spec: dict[str, Any]) -> None:
 def _storage_expectations(job: Job, trainer: dict[str, Any]) -> list[dict[str, Any]]:
     """``SPOTRUN_EXPECTED_STEP``: the step the status says was saved, so a sidecar that cannot
     read the storage waits (and says so) instead of letting the trainer start from scratch;
-    and the user's ``SPOTRUN_START_WITHOUT_STORAGE`` of the trainer, which overrides that."""
+    and the user's sidecar variables set on the trainer (``SPOTRUN_START_WITHOUT_STORAGE``,
+    which overrides that, the restore's patience, the S3 transfer settings)."""
     saved = job.status.lastCheckpoint
     out = env_list(PodEnv(expected_step=saved.step if saved is not None else None))
-    out += [e for e in trainer.get("env") or [] if e["name"] == contract.START_WITHOUT_STORAGE_ENV]
+    theirs = sidecar_user_variables()
+    out += [e for e in trainer.get("env") or [] if e["name"] in theirs]
     return copy.deepcopy(out)
 
 

@@ -378,6 +378,25 @@ def variables(set_by: SetBy | None = None) -> dict[str, Var]:
     return {v.name: v for _, v in _vars() if set_by is None or v.set_by == set_by}
 
 
+# The user's variables the sidecar reads (sidecar.SidecarConfig, s3store.TransferSettings).
+# Under the operator it runs in its own container: the operator hands it these from the
+# trainer's env, the one place of the template where a user sets them.
+SIDECAR_USER_FIELDS = (
+    "start_without_storage",
+    "restore_timeout",
+    "restore_max_backoff",
+    "s3_part_mb",
+    "s3_concurrency",
+    "s3_call_timeout",
+    "s3_delta",
+)
+
+
+def sidecar_user_variables() -> frozenset[str]:
+    """The variables of ``SIDECAR_USER_FIELDS``."""
+    return frozenset(name_of(f) for f in SIDECAR_USER_FIELDS)
+
+
 def name_of(field_name: str) -> str:
     """The variable of a ``PodEnv`` field (``name_of("storage_uri")``: SPOTRUN_STORAGE_URI)."""
     return {f.name: v.name for f, v in _vars()}[field_name]

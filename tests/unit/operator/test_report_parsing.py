@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 
 from spotrun import contract
+from spotrun.podenv import PodEnv
+from spotrun.s3store import TransferSettings
+from spotrun.sidecar import SidecarConfig
 from spotrun_operator import builders, live, models
 from spotrun_operator.decisions import checkpoint_report, plan
 from tests.unit.operator.test_decisions import NODE, NOW, ended_pod, job
@@ -178,3 +181,27 @@ def test_a_users_choice_to_start_without_storage_reaches_the_sidecar():
     }
     pod = builders.desired_pod(job(template=template), 1, on_demand=False, gpus_available=False)
     assert sidecar_env(pod)[contract.START_WITHOUT_STORAGE_ENV] == "1"
+
+
+def test_the_users_sidecar_settings_on_the_trainer_reach_the_sidecar_and_take_effect(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # under the operator the sidecar restores and uploads in its own container: the S3
+    # transfer settings and the restore's patience a user sets on the trainer go to it, the
+    # trainer's own settings do not
+    theirs = {"SPOTRUN_S3_DELTA": "0", "SPOTRUN_S3_PART_MB": "64", "SPOTRUN_S3_CONCURRENCY": "2",
+              "SPOTRUN_S3_CALL_TIMEOUT": "45", "SPOTRUN_RESTORE_TIMEOUT": "300",
+              "SPOTRUN_RESTORE_MAX_BACKOFF": "20"}
+    env = [{"name": k, "value": v} for k, v in {**theirs, "SPOTRUN_SAVE_AT_ONCE": "0"}.items()]
+    template = {"spec": {"containers": [{"name": "trainer", "image": "img", "env": env}]}}
+    pod = builders.desired_pod(job(template=template), 1, on_demand=False, gpus_available=False)
+    got = sidecar_env(pod)
+    assert {k: got.get(k) for k in theirs} == theirs
+    assert "SPOTRUN_SAVE_AT_ONCE" not in got
+    for name, value in got.items():  # the sidecar container's environment
+        monkeypatch.setenv(name, value)
+    settings = TransferSettings.from_env()
+    assert (settings.delta, settings.part_size, settings.concurrency) == (False, 64 << 20, 2)
+    assert settings.call_timeout == 45.0
+    config = SidecarConfig.from_env(PodEnv.from_env(got))
+    assert (config.restore_timeout, config.max_backoff) == (300.0, 20.0)
