@@ -197,3 +197,74 @@ def test_a_server_without_upload_part_copy_turns_the_delta_off_once(
     assert 1 <= len(refused) <= 8  # the parts already asking when the first refusal came
     assert not remote.parts.enabled
     _restores(remote, tmp_path, pair.model)
+
+
+@pytest.mark.usefixtures("s3_credentials")
+def test_a_delta_upload_whose_completion_fails_is_retried_sending_every_part(
+    s3: Any, s3_bucket: str, tmp_path: Path, pair: Pair
+) -> None:
+    remote = _store(s3, s3_bucket)
+    assert mirror.upload(pair.local, pair.first, remote)
+    real = remote.client.complete_multipart_upload
+    refused: list[str] = []
+
+    def refuse_copied_parts_once(**kwargs: Any) -> Any:
+        if not refused:  # a server that will not complete an upload of copied parts
+            refused.append(kwargs["Key"])
+            raise ClientError({"Error": {"Code": "InvalidPart"}}, "CompleteMultipartUpload")
+        return real(**kwargs)
+
+    remote.client.complete_multipart_upload = refuse_copied_parts_once
+    source = pair.local.path(pair.second) / TENSORS
+    with pytest.raises(Exception, match="InvalidPart"):
+        remote.upload_file(pair.second, TENSORS, source)
+    copied, sent = remote.copied_bytes, remote.sent_bytes
+    assert copied > 0
+    remote.upload_file(pair.second, TENSORS, source)  # the sidecar's next try
+    assert remote.copied_bytes == copied and remote.sent_bytes - sent == pair.tensors
+    assert _object(remote, pair.second, TENSORS) == pair.local_tensors()
+
+
+@pytest.mark.usefixtures("s3_credentials")
+def test_a_copy_throttled_sends_that_part_and_the_others_still_copy(
+    s3: Any, s3_bucket: str, pair: Pair
+) -> None:
+    remote = _store(s3, s3_bucket, concurrency=1)
+    real = remote.client.upload_part_copy
+    throttled: list[int] = []
+
+    def slow_down_once(**kwargs: Any) -> Any:
+        if not throttled:
+            throttled.append(kwargs["PartNumber"])
+            raise ClientError({"Error": {"Code": "SlowDown"}}, "UploadPartCopy")
+        return real(**kwargs)
+
+    remote.client.upload_part_copy = slow_down_once
+    changed = _changed_part_bytes(
+        pair.local.path(pair.first) / TENSORS, pair.local.path(pair.second) / TENSORS
+    )
+    assert pair.upload_both(remote) == changed + PART + pair.small
+    assert remote.copied_bytes == pair.tensors - changed - PART
+    assert remote.parts.get(TENSORS) is not None  # the record kept: the next upload copies
+    assert _object(remote, pair.second, TENSORS) == pair.local_tensors()
+
+
+@pytest.mark.usefixtures("s3_credentials")
+def test_a_part_sent_in_a_delta_upload_that_changes_on_its_way_is_refused_by_s3(
+    s3: Any, s3_bucket: str, pair: Pair
+) -> None:
+    remote = _store(s3, s3_bucket)
+    assert mirror.upload(pair.local, pair.first, remote)
+    real = remote.client.upload_part
+
+    def flip_a_bit(**kwargs: Any) -> Any:  # the part's bytes differ from its Content-MD5
+        body = bytearray(kwargs["Body"])
+        body[0] ^= 1
+        return real(**{**kwargs, "Body": bytes(body)})
+
+    remote.client.upload_part = flip_a_bit
+    source = pair.local.path(pair.second) / TENSORS
+    with pytest.raises(Exception, match="BadDigest|InvalidDigest|Content-MD5"):
+        remote.upload_file(pair.second, TENSORS, source)
+    assert remote.client.list_objects_v2(
+        Bucket=s3_bucket, Prefix=remote.key(pair.second, TENSORS)).get("KeyCount") == 0

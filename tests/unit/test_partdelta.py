@@ -64,6 +64,9 @@ def test_copy_ranges_are_inclusive_and_the_last_one_is_short() -> None:
         ("NoSuchKey", "source"),
         ("PreconditionFailed", "source"),
         ("InvalidRange", "source"),
+        ("SlowDown", "other"),
+        ("InternalError", "other"),
+        ("AccessDenied", "other"),
     ],
 )
 def test_copy_failures_are_told_apart(code: str, failure: str) -> None:

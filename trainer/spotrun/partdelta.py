@@ -16,8 +16,12 @@ the upload it saves. The digests live in memory only: the first upload after a (
 restart is a full one.
 
 Falls back, never fails: a copy refused because the previous object is gone or changed
-(retention, another writer) sends that part and forgets the record; a server without
-``UploadPartCopy`` turns the delta off for the store (logged once) and sends the part.
+(retention, another writer) sends that part and forgets the record; any other refusal (a
+throttle, a server error) sends that part and keeps it; a server without ``UploadPartCopy``
+turns the delta off for the store (logged once) and sends the part; an upload that copied
+parts and then failed forgets the record, so the retry sends every part. The parts a delta
+upload sends carry a Content-MD5 (it goes without part checksums): S3 refuses one changed on
+its way.
 Pure decisions here; the S3 calls are in ``s3store``.
 """
 
@@ -35,6 +39,7 @@ Buffer = bytes | bytearray | memoryview
 
 # error codes of a server that has no UploadPartCopy (the delta is then off for the store)
 _UNSUPPORTED = {"NotImplemented", "501", "XNotImplemented", "MethodNotAllowed", "405"}
+_SOURCE_GONE = {"NoSuchKey", "404", "PreconditionFailed", "412", "InvalidRange", "416"}
 
 
 def digest(body: Buffer) -> bytes:
@@ -86,14 +91,18 @@ def copy_range(index: int, size: int, part_size: int) -> str:
     return f"bytes={start}-{min(start + part_size, size) - 1}"
 
 
-CopyFailure = Literal["unsupported", "source"]
+CopyFailure = Literal["unsupported", "source", "other"]
 
 
 def copy_failure(code: str) -> CopyFailure:
     """Why an UploadPartCopy failed, from its error code: the server cannot copy parts at all
-    ("unsupported": stop trying), or anything else, e.g. the source deleted by retention or
-    rewritten ("source": send this part, forget that source)."""
-    return "unsupported" if code in _UNSUPPORTED else "source"
+    ("unsupported": stop trying), the source is gone or no longer the object recorded, e.g.
+    deleted by retention or rewritten ("source": send this part, forget that source), or
+    anything else, a throttle, a server error, a refusal ("other": send this part, keep the
+    record: the next part may copy)."""
+    if code in _UNSUPPORTED:
+        return "unsupported"
+    return "source" if code in _SOURCE_GONE else "other"
 
 
 class PartMemory:

@@ -22,6 +22,8 @@ manifest's size), or without a limit more than this machine's memory, raises Ove
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import os
 import threading
@@ -337,7 +339,7 @@ class S3Store:
         def send(index: int) -> None:
             start, end = ranges[index]
             body = os.pread(fd, end - start, start)
-            extra = {"ChecksumCRC32C": checksum.to_s3(checksum.of_bytes(body))} if use_crc else {}
+            extra = _integrity(body, use_crc, previous is not None)
             if track:
                 digests[index] = partdelta.digest(body)
             answer = None
@@ -384,6 +386,8 @@ class S3Store:
                     sum(e - s for (s, e), c in zip(ranges, copied, strict=True) if not c) / 2**20,
                 )
         except BaseException:
+            if previous is not None and any(copied):  # the retry sends every part
+                self.parts.forget(path, previous.key)
             try:
                 self.call("abort_multipart_upload", Bucket=self.bucket, Key=key, UploadId=upload_id)
             except (BotoCoreError, ClientError, StoreError):
@@ -413,8 +417,12 @@ class S3Store:
         except ClientError as e:
             code = str(e.response.get("Error", {}).get("Code", ""))
             source = f"s3://{self.bucket}/{previous.key}"
-            if partdelta.copy_failure(code) == "unsupported":
+            failure = partdelta.copy_failure(code)
+            if failure == "unsupported":
                 self.parts.disable(f"{self.endpoint} answered {code} to UploadPartCopy")
+            elif failure == "other":
+                log.info("spotrun: copying part %d from %s failed (%s); sending it", index + 1,
+                         source, code)
             elif self.parts.get(path) is previous:
                 self.parts.forget(path, previous.key)
                 log.info(
@@ -425,8 +433,8 @@ class S3Store:
                     path,
                 )
             return None
-        result: dict[str, Any] = answer.get("CopyPartResult", {})
-        return result
+        result: dict[str, Any] = answer.get("CopyPartResult") or {}
+        return result if result.get("ETag") else None  # no ETag to complete with: send it
 
     def _parallel(
         self, fn: Callable[[Any], None], items: list[Any], nbytes: int, what: str
@@ -455,6 +463,17 @@ def oversize(size: int, limit: int | None, memory: int | None) -> str | None:
             "allocate it (a broken or hostile object)"
         )
     return None
+
+
+def _integrity(body: bytes, use_crc: bool, delta: bool) -> dict[str, str]:
+    """What lets S3 refuse a part corrupted on its way: its CRC32C, or in a delta upload
+    (which goes without part checksums) its Content-MD5, which every S3 checks."""
+    if use_crc:
+        return {"ChecksumCRC32C": checksum.to_s3(checksum.of_bytes(body))}
+    if delta:
+        md5 = hashlib.md5(body, usedforsecurity=False).digest()
+        return {"ContentMD5": base64.b64encode(md5).decode()}
+    return {}
 
 
 def _part_args(bucket: str, key: str, upload_id: str, index: int) -> dict[str, Any]:
