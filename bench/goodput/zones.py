@@ -79,10 +79,12 @@ def filler(name: str, node: str) -> dict[str, Any]:
 
 
 def short_names(zones: list[str]) -> dict[str, str]:
-    """Each zone's name without the prefix all share (``zones-2h-a`` -> ``a``), whole where
-    that would leave nothing (pure)."""
+    """Each zone's name without the prefix all share up to its last separator
+    (``zones-2h-a`` -> ``a``, ``zone-10`` -> ``10``), whole where that would leave nothing
+    (pure)."""
     prefix = os.path.commonprefix(zones) if len(zones) > 1 else ""
-    return {z: z[len(prefix):] or z for z in zones}
+    cut = max((prefix.rfind(sep) + 1 for sep in "-_./"), default=0)
+    return {z: z[cut:] or z for z in zones}
 
 
 def hosts(core: Any, job: str) -> set[str]:
@@ -173,7 +175,7 @@ def play_zones(running: Any, node: ProcessNode, s3: Any, trace: Trace, opts: Opt
     for lane, path in progress.items():
         runs = trainer_events(path)
         m = measure(attempts(runs, until=end), 0.0, trace.seconds, after=attempts(runs))
-        stood = pauses(attempts(runs))
+        stood = pauses(attempts(runs, until=end))  # the drain's restart is no preemption's
         results.append(ZoneResult(lane, m, preemptions[lane], tuple(lanes.seen[lane]), stood))
         print(f"run {run} {lane}: wall {m.wall:.3f} steps {m.useful_steps} preemptions "
               f"{preemptions[lane]} restarts {m.restarts} redone {list(m.steps_redone)} "

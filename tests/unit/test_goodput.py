@@ -322,7 +322,8 @@ def test_the_zone_table_names_zones_without_their_common_prefix():
 
     assert zones.short_names(["zones-2h-a", "zones-2h-b"]) == {"zones-2h-a": "a",
                                                                "zones-2h-b": "b"}
-    assert zones.short_names(["ab", "abc"]) == {"ab": "ab", "abc": "c"}
+    assert zones.short_names(["ab", "abc"]) == {"ab": "ab", "abc": "abc"}
+    assert zones.short_names(["zone-10", "zone-11"]) == {"zone-10": "10", "zone-11": "11"}
     assert zones.short_names(["only"]) == {"only": "only"}
 
 
