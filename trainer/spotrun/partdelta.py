@@ -75,16 +75,6 @@ def unchanged(previous: DurableFile, index: int, part_digest: bytes) -> bool:
     return index < len(previous.digests) and previous.digests[index] == part_digest
 
 
-def plan(
-    previous: DurableFile | None, key: str, size: int, part_size: int, digests: list[bytes]
-) -> list[bool]:
-    """For each part of a new upload, True where it can be copied from ``previous``."""
-    if not reusable(previous, key, size, part_size):
-        return [False] * len(digests)
-    assert previous is not None
-    return [unchanged(previous, i, d) for i, d in enumerate(digests)]
-
-
 def copy_range(index: int, size: int, part_size: int) -> str:
     """``CopySourceRange`` for part ``index``: ``bytes=first-last`` (inclusive)."""
     start = index * part_size

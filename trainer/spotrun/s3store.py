@@ -339,7 +339,6 @@ class S3Store:
         def send(index: int) -> None:
             start, end = ranges[index]
             body = os.pread(fd, end - start, start)
-            extra = _integrity(body, use_crc, previous is not None)
             if track:
                 digests[index] = partdelta.digest(body)
             answer = None
@@ -348,13 +347,14 @@ class S3Store:
             if answer is not None:
                 copied[index] = True
                 self._count(copied=end - start)
-            else:
+            else:  # a part's checksum only when it is sent (a copied part's is S3's business)
+                extra = _integrity(body, use_crc, previous is not None)
                 answer = self.client.upload_part(
                     **_part_args(self.bucket, key, upload_id, index), Body=body, **extra
                 )
                 self._count(sent=end - start)
             part: dict[str, Any] = {"PartNumber": index + 1, "ETag": answer["ETag"]}
-            if use_crc:
+            if use_crc:  # no part is copied then: ``extra`` holds this part's CRC32C
                 part["ChecksumCRC32C"] = answer.get("ChecksumCRC32C") or extra["ChecksumCRC32C"]
             parts[index] = part
             if progress:
