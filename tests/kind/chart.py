@@ -24,6 +24,7 @@ def install(cluster: KindCluster, pushed: dict[str, str]) -> subprocess.Complete
         "--namespace",
         NAMESPACE,
         "--create-namespace",
+        "--take-ownership",  # of the CRD, when `kubectl apply -f manifests/crd.yaml` made it
         "--set",
         f"image.repository={repository}",
         "--set",

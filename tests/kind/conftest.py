@@ -55,13 +55,20 @@ def kind_cluster(docker_engine: dict[str, str]) -> Iterator[KindCluster]:
 
 
 @pytest.fixture(scope="session")
-def pushed(kind_cluster: KindCluster) -> Iterator[dict[str, str]]:
-    """{name: the reference pods use} for the operator, sidecar and trainer images, pushed to
-    hack/kind/registry (each node pulls what it runs)."""
-    built = img.build(kind_cluster.env, "operator", "sidecar", "trainer")
+def built(docker_engine: dict[str, str]) -> dict[str, str]:
+    """{name: spotrun.local/NAME:TAG} of the operator, sidecar and trainer images and their bases
+    (hack/kind/images: built when missing)."""
+    return img.build(docker_engine, "operator", "sidecar", "trainer")
+
+
+@pytest.fixture(scope="session")
+def pushed(kind_cluster: KindCluster, built: dict[str, str]) -> Iterator[dict[str, str]]:
+    """{name: the reference pods use} for the operator, sidecar and trainer images and the
+    trainer's base `torch` (Python and torch, nothing of spotrun), pushed to hack/kind/registry
+    (each node pulls what it runs; the base's layers are the trainer's, so it costs nothing)."""
     up = run(KIND_DIR / "registry", "up", env=kind_cluster.env, timeout=900)
     assert up.returncode == 0, up.stderr
-    names = ("operator", "sidecar", "trainer")
+    names = ("operator", "sidecar", "trainer", "torch")
     push = run(
         KIND_DIR / "registry",
         "push",

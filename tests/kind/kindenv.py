@@ -32,6 +32,8 @@ def versions() -> dict[str, str]:
 
 
 NAME = os.environ.get("SPOTRUN_KIND_CLUSTER", "spotrun")
+# A stock node image (where images can be pulled): hack/kind builds none of the node's parts.
+STOCK_NODE_IMAGE = os.environ.get("SPOTRUN_KIND_NODE_IMAGE", "")
 VERSIONS = versions()
 KUBECTL = CACHE / "bin" / f"kubernetes-{VERSIONS['KUBERNETES_VERSION']}" / "kubectl"
 KIND = CACHE / "bin" / f"kind-{VERSIONS['KIND_VERSION']}" / "kind"

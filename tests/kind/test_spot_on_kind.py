@@ -15,18 +15,23 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+import torch
 import yaml
 
 from localcluster.node import nodes
-from spotrun import layout
+from spotrun import layout, reader
+from spotrun.localstore import LocalStore
+from spotrun.s3store import S3Store
+from spotrun.store import Store
 from tests.kind import chart
-from tests.kind.kindenv import KIND_DIR, NAME, REPO, KindCluster, run, wait_for
+from tests.kind.kindenv import KIND_DIR, KUBECTL, NAME, REPO, KindCluster, run, wait_for
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(3600)]
 
@@ -122,6 +127,17 @@ class Digits:
                 return str(p["spec"]["nodeName"])
         return None
 
+    def trainer_log(self, pod: str) -> str:
+        """The pod's trainer log; empty while there is none yet."""
+        env = self.cluster.env
+        done = run(KUBECTL, "-n", self.namespace, "logs", pod, "-c", "trainer", env=env)
+        return done.stdout if done.returncode == 0 else ""
+
+    def restored_log(self, pod: str) -> str:
+        """The trainer log once it says what it restored; empty before."""
+        log = self.trainer_log(pod)
+        return log if "spotrun: restored step" in log else ""
+
     def events(self, reason: str) -> list[str]:
         listed = json.loads(
             self.k("get", "events", "--field-selector", "involvedObject.name=digits", "-o", "json")
@@ -161,54 +177,104 @@ def digits(
         kind_cluster.kubectl("delete", "namespace", d.namespace, "--timeout=300s")
 
 
-def test_the_digits_example_survives_a_spot_interruption_losing_no_step(
-    digits: Digits, kind_cluster: KindCluster
+def reference_run(cluster: KindCluster, image: str, workdir: Path) -> subprocess.Popen[bytes]:
+    """The same training, uninterrupted, in a container of the same trainer image on the host's
+    engine (the same torch build as the pods'); checkpoints in WORKDIR, its output in
+    WORKDIR/../reference.log."""
+    workdir.mkdir()
+    workdir.chmod(0o777)  # the image's user (uid 1000) writes there
+    with (workdir.parent / "reference.log").open("wb") as log:
+        return subprocess.Popen(
+            [
+                "docker",
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "-v",
+                f"{workdir}:/reference",
+                "-e",
+                "SPOTRUN_CHECKPOINT_DIR=/reference",
+                image,
+                "python",
+                "examples/digits/train.py",
+                "--epochs",
+                str(EPOCHS),
+            ],
+            env=cluster.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def final_tensors(store: Store) -> dict[str, torch.Tensor]:
+    return reader.tensors_of(reader.load_verified(store, layout.step_dirname(EPOCHS * 45)))
+
+
+def test_the_digits_example_survives_a_notice_and_an_abrupt_loss_bit_identical(
+    digits: Digits,
+    kind_cluster: KindCluster,
+    built: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    reference = reference_run(kind_cluster, built["trainer"], tmp_path / "reference")
+
+    # 1. a spot interruption with notice: taint, eviction with the grace period, node gone
     node = f"{NAME}-worker2"
     preempt = hack(kind_cluster, "preempt", node, "--notice", "5")
     assert f"node {node} is gone (container stopped, Node deleted)" in preempt, preempt
     assert node not in kind_cluster.kubectl("get", "nodes", "-o", "name")
     hack(kind_cluster, "add-node", node)  # the cloud brings capacity back
-
-    status = digits.finished()
-    assert status["phase"] == "Succeeded", status
-    assert (status["preemptions"], status["failures"], status["attempt"]) == (1, 0, 2), status
-    assert status["lastCheckpoint"]["step"] == EPOCHS * 45
-    ended = digits.events("PreemptedAttemptEnded")
+    ended = wait_for(
+        "attempt 1's final save to be reported", lambda: digits.events("PreemptedAttemptEnded"), 300
+    )
     assert len(ended) == 1 and "ended: its final save made it (step " in ended[0], ended
     saved = int(ended[0].rsplit("(step ", 1)[1].rstrip(")"))
+    node = wait_for("digits-2 to run", lambda: digits.running_node("digits-2"), 900)
     # attempt 2 restores exactly the step attempt 1 saved on SIGTERM: 0 steps lost
-    log = digits.k("logs", "digits-2", "-c", "trainer")
+    log = wait_for("digits-2 to restore", lambda: digits.restored_log("digits-2"), 300)
     assert f"spotrun: restored step {saved} " in log, log[-2000:]
 
-
-def test_the_digits_example_resumes_from_its_newest_periodic_checkpoint_after_an_abrupt_loss(
-    digits: Digits, kind_cluster: KindCluster
-) -> None:
-    node = f"{NAME}-worker2"
-    # the operator has read a periodic checkpoint from the sidecar (it polls every few seconds)
-    wait_for("the job's status to name a checkpoint", lambda: digits.last_step(), 120)
-    preempt = hack(kind_cluster, "preempt", node, "--abrupt")  # docker kill: nothing saves
+    # 2. abrupt loss: the node's container killed, no notice, nothing saved at the end
+    wait_for(
+        "the status to name one of attempt 2's checkpoints",
+        lambda: (digits.last_step() or 0) > saved,
+        300,
+    )
+    preempt = hack(kind_cluster, "preempt", node, "--abrupt")
     assert f"node {node} is gone (container killed, Node deleted)" in preempt, preempt
     newest = max(committed_steps(digits.s3, digits.prefix))  # nothing commits after the kill
     # the pod GC fails the orphaned pod: the operator counts a preemption, not a failure
     lost = wait_for(
         "the lost attempt to be counted",
-        lambda: (st := digits.job()["status"]).get("preemptions") == 1 and st,
+        lambda: (st := digits.job()["status"]).get("preemptions") == 2 and st,
         300,
     )
-    assert lost["failures"] == 0 and lost["attempt"] == 2, lost
+    assert lost["failures"] == 0 and lost["attempt"] == 3, lost
     told = lost["lastCheckpoint"]["step"]
-    assert told <= newest and not lost["lastCheckpoint"].get("finalSaved"), lost
+    assert saved < told <= newest and not lost["lastCheckpoint"].get("finalSaved"), lost
     (preempted,) = [c["message"] for c in lost["conditions"] if c["type"] == "Preempted"]
     assert f"node {node} gone" in preempted, preempted
     assert f"last checkpoint step {told} (no final save reported)" in preempted, preempted
-    hack(kind_cluster, "add-node", node)  # the cloud brings capacity back
+    hack(kind_cluster, "add-node", node)
 
     status = digits.finished()
     assert status["phase"] == "Succeeded", status
-    assert (status["preemptions"], status["failures"], status["attempt"]) == (1, 0, 2), status
+    assert (status["preemptions"], status["failures"], status["attempt"]) == (2, 0, 3), status
     assert status["lastCheckpoint"]["step"] == EPOCHS * 45
-    # attempt 2 restores the newest periodic checkpoint in S3, whatever the status had seen
-    log = digits.k("logs", "digits-2", "-c", "trainer")
+    # attempt 3 restores the newest periodic checkpoint in S3, whatever the status had seen
+    log = digits.trainer_log("digits-3")
     assert f"spotrun: restored step {newest} " in log, log[-2000:]
+
+    # the weights after two preemptions are the uninterrupted run's, bit for bit
+    assert reference.wait(timeout=600) == 0, (tmp_path / "reference.log").read_text()[-2000:]
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(key, digits.s3[key])
+    remote = S3Store.from_uri(
+        f"s3://{digits.s3['SPOTRUN_TEST_BUCKET']}/{digits.prefix}", digits.s3["AWS_ENDPOINT_URL_S3"]
+    )
+    got, want = final_tensors(remote), final_tensors(LocalStore(str(tmp_path / "reference")))
+    assert sorted(got) == sorted(want)
+    differ = [k for k in want if not (got[k].dtype == want[k].dtype and got[k].equal(want[k]))]
+    assert differ == [], f"tensors not bit-identical to the uninterrupted run: {differ}"

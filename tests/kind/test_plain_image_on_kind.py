@@ -1,0 +1,146 @@
+"""A job whose image holds nothing of spotrun (issue 16): the local torch base (Debian's Python +
+torch from PyPI, hack/kind/images' `torch`, pushed as it is) runs a plain script through a spot
+interruption on kind. The operator (helm-installed with sidecar.image) injects spotrun-exec by an
+init container and runs the sidecar from the sidecar image, so the pod starts; the preemption is
+classified and the next attempt starts from scratch, which is what such a job loses: nothing
+saves at the notice and nothing is restored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.kind import chart
+from tests.kind.kindenv import KIND_DIR, KUBECTL, NAME, KindCluster, run, wait_for
+
+pytestmark = [pytest.mark.kind, pytest.mark.timeout(3600)]
+
+NAMESPACE, JOB = "plain-kind", "plain"
+STEPS = 400  # 0.1 s each: long enough to be interrupted, short enough to finish after
+
+SCRIPT = f"""
+import importlib.util, time, torch
+print("spotrun importable:", importlib.util.find_spec("spotrun") is not None, flush=True)
+torch.manual_seed(0)
+w = torch.zeros(4)
+for step in range({STEPS}):
+    w += torch.randn(4) * 0.01
+    if step % 50 == 0:
+        print("step", step, flush=True)
+    time.sleep(0.1)
+print("done", round(float(w.sum()), 6), flush=True)
+"""
+
+
+def job_manifest(image: str, s3: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "spotrun.dev/v1alpha1",
+        "kind": "ResumableTrainingJob",
+        "metadata": {"name": JOB},
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "trainer",
+                            "image": image,
+                            "command": ["python", "-c", SCRIPT],
+                            "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
+                        }
+                    ]
+                }
+            },
+            "checkpoint": {
+                "storage": {
+                    "uri": f"s3://{s3['SPOTRUN_TEST_BUCKET']}/plain",
+                    "endpoint": s3["SPOTRUN_POD_S3_ENDPOINT"],
+                    "secretRef": {"name": "s3-credentials"},
+                }
+            },
+            "spot": {"enabled": True},
+            "backoffLimit": 0,
+            "terminationGracePeriodSeconds": 30,
+        },
+    }
+
+
+class Plain:
+    def __init__(self, cluster: KindCluster) -> None:
+        self.cluster = cluster
+
+    def k(self, *args: str) -> str:
+        return self.cluster.kubectl("-n", NAMESPACE, *args)
+
+    def status(self) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(self.k("get", "resumabletrainingjob", JOB, "-o", "json"))
+        return dict(found.get("status", {}))
+
+    def log(self, pod: str) -> str:
+        done = run(KUBECTL, "-n", NAMESPACE, "logs", pod, "-c", "trainer", env=self.cluster.env)
+        return done.stdout if done.returncode == 0 else ""
+
+    def log_with(self, pod: str, text: str) -> str:
+        """The trainer's log once it holds TEXT; empty before."""
+        log = self.log(pod)
+        return log if text in log else ""
+
+    def pod(self, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(self.k("get", "pod", name, "-o", "json"))
+        return found
+
+
+@pytest.fixture
+def plain(
+    kind_cluster: KindCluster,
+    pushed: dict[str, str],
+    kind_s3: dict[str, str],
+    operator: None,
+    tmp_path: Path,
+) -> Iterator[Plain]:
+    manifests = tmp_path / "plain.yaml"
+    manifests.write_text(
+        yaml.safe_dump_all([chart.s3_secret(kind_s3), job_manifest(pushed["torch"], kind_s3)])
+    )
+    kind_cluster.kubectl("create", "namespace", NAMESPACE)
+    try:
+        kind_cluster.kubectl("-n", NAMESPACE, "apply", "-f", str(manifests))
+        yield Plain(kind_cluster)
+    finally:
+        kind_cluster.kubectl("delete", "namespace", NAMESPACE, "--timeout=300s")
+
+
+def test_a_job_in_an_image_without_spotrun_runs_through_a_preemption(
+    plain: Plain, kind_cluster: KindCluster, pushed: dict[str, str]
+) -> None:
+    first = wait_for("plain-1 to train", lambda: plain.log_with(f"{JOB}-1", "step 50"), 900)
+    assert "spotrun importable: False" in first, first
+    spec = plain.pod(f"{JOB}-1")["spec"]
+    (trainer,) = spec["containers"]
+    assert trainer["image"] == pushed["torch"]
+    assert trainer["command"][:2] == ["/spotrun/bin/spotrun-exec", "--"], trainer["command"]
+    assert spec["nodeName"] == f"{NAME}-worker2", "a spot job runs on the spot worker"
+
+    node = spec["nodeName"]
+    for args in (("preempt", node, "--notice", "5"), ("add-node", node)):
+        done = run(KIND_DIR / args[0], *args[1:], env=kind_cluster.env, timeout=900)
+        assert done.returncode == 0, f"hack/kind/{' '.join(args)}:\n{done.stderr}"
+
+    status = wait_for(
+        "the job to finish",
+        lambda: (st := plain.status()).get("phase") in ("Succeeded", "Failed") and st,
+        900,
+    )
+    assert status["phase"] == "Succeeded", status
+    assert (status["preemptions"], status["failures"], status["attempt"]) == (1, 0, 2), status
+    # what a script without the library loses: no checkpoint, attempt 2 starts over
+    assert not status.get("lastCheckpoint"), status
+    second = plain.log(f"{JOB}-2")
+    own = [line for line in second.splitlines() if not line.startswith("spotrun-exec:")]
+    assert own[:2] == ["spotrun importable: False", "step 0"], second
+    assert "done " in second, second
