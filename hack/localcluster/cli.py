@@ -1,15 +1,18 @@
-"""``hack/cluster``: up, env, status, preempt, add-node, down."""
+"""``hack/cluster [--kind]``: up, env, status, preempt, add-node, down (kind: kindcli.py)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
 from pathlib import Path
 
-from . import config, controlplane, procs, s3server, state
+from . import config, controlplane, kindcluster, procs, s3server, state
 from .node.handle import ProcessNode, ProcessNodeError
+
+CAPACITY_TYPES = ("spot", "on-demand")
 
 
 def cmd_up(args: argparse.Namespace, st: Path) -> int:
@@ -36,7 +39,8 @@ def cmd_up(args: argparse.Namespace, st: Path) -> int:
               "process node ...", flush=True)
         started = time.monotonic()
         record.control_plane = controlplane.start(
-            st, args.spot, args.on_demand, node_monitor_grace_seconds=args.node_grace,
+            st, args.spot, args.on_demand,
+            node_monitor_grace_seconds=20 if args.node_grace is None else args.node_grace,
             progress=lambda message: print(f"  {message}", flush=True),
         )
         state.save(st, record)
@@ -53,14 +57,7 @@ def cmd_env(args: argparse.Namespace, st: Path) -> int:
     lines = []
     if record.control_plane is not None:
         lines.append(f"KUBECONFIG={record.control_plane.kubeconfig}")
-        bins = []
-        for tool in ("kubectl", "helm"):
-            try:
-                bins.append(str(config.binary(tool).parent))
-            except config.MissingBinaryError:
-                pass
-        if bins:
-            lines.append(f'PATH={shlex.quote(":".join(bins))}:"$PATH"')
+        lines += tools_path()
     if record.s3 is not None:
         s3 = record.s3
         lines += [
@@ -73,6 +70,17 @@ def cmd_env(args: argparse.Namespace, st: Path) -> int:
     for line in lines:
         print(f"export {line}")
     return 0
+
+
+def tools_path() -> list[str]:
+    """``PATH=<kubectl's and helm's folders>:"$PATH"`` when either is built (else nothing)."""
+    bins = []
+    for tool in ("kubectl", "helm"):
+        try:
+            bins.append(str(config.binary(tool).parent))
+        except config.MissingBinaryError:
+            pass
+    return [f'PATH={shlex.quote(":".join(bins))}:"$PATH"'] if bins else []
 
 
 def cmd_status(args: argparse.Namespace, st: Path) -> int:
@@ -117,7 +125,12 @@ def cmd_preempt(args: argparse.Namespace, st: Path) -> int:
 
 
 def cmd_add_node(args: argparse.Namespace, st: Path) -> int:
-    print(_node(st).add_node(args.capacity_type))
+    capacity_type = args.target or "spot"
+    if capacity_type not in CAPACITY_TYPES:
+        raise SystemExit(f"hack/cluster add-node: {capacity_type!r} is not one of "
+                         f"{', '.join(CAPACITY_TYPES)} (a kind worker: hack/cluster --kind "
+                         "add-node NODE)")
+    print(_node(st).add_node(capacity_type))
     return 0
 
 
@@ -141,24 +154,59 @@ def cmd_down(args: argparse.Namespace, st: Path) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hack/cluster", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start the S3 server, the control plane and the process node")
-    up.add_argument("--spot", type=int, default=3, help="spot nodes (default 3)")
-    up.add_argument("--on-demand", type=int, default=1, help="on-demand nodes (default 1)")
+def node_counts(spot: int | None, on_demand: int | None, kind: bool) -> tuple[int, int]:
+    """``up``'s (spot, on-demand) nodes: as given, else 3 and 1 process nodes, 1 and 1 on kind."""
+    default = (kindcluster.DEFAULT_SPOT, kindcluster.DEFAULT_ON_DEMAND) if kind else (3, 1)
+    return (default[0] if spot is None else spot, default[1] if on_demand is None else on_demand)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hack/cluster", description=__doc__)
+    p.add_argument("--kind", action="store_true",
+                   help="the kind cluster of hack/kind (also SPOTRUN_CLUSTER=kind); "
+                        "default: the process node")
+    sub = p.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the S3 server, the control plane and the nodes")
+    up.add_argument("--spot", type=int, help="spot nodes (default 3; kind: 1)")
+    up.add_argument("--on-demand", type=int, help="on-demand nodes (default 1; kind: 1)")
     up.add_argument("--s3-only", action="store_true", help="start only the S3 server")
-    up.add_argument("--node-grace", type=int, default=20,
+    up.add_argument("--node-grace", type=int,
                     help="--node-monitor-grace-period in seconds (default 20)")
     sub.add_parser("env", help="print export lines for KUBECONFIG, S3 endpoint, keys, bucket")
     sub.add_parser("status", help="show what runs")
     pre = sub.add_parser("preempt", help="interrupt a node like a cloud reclaims spot capacity")
     pre.add_argument("node")
     pre.add_argument("--notice", type=float, default=0, help="seconds of notice (default 0)")
+    pre.add_argument("--abrupt", action="store_true",
+                     help="kind: the node vanishes with no notice (its container killed)")
     add = sub.add_parser("add-node", help="bring a fresh node")
-    add.add_argument("capacity_type", nargs="?", default="spot", choices=["spot", "on-demand"])
-    sub.add_parser("down", help="stop everything; leaves no process behind")
-    args = parser.parse_args(argv)
+    add.add_argument("target", nargs="?", metavar="spot|on-demand|NODE",
+                     help="process node: the capacity type (default spot); kind: the worker "
+                          "a preemption took away")
+    down_ = sub.add_parser("down", help="stop everything; leaves no process behind")
+    down_.add_argument("--engine", action="store_true",
+                       help="kind: also stop the Docker engine hack/kind started")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        which = kindcluster.backend(args.kind, os.environ.get("SPOTRUN_CLUSTER"))
+    except ValueError as err:
+        print(f"hack/cluster: {err}", file=sys.stderr)
+        return 2
+    if which == "kind":
+        from . import kindcli  # it imports this module
+
+        return kindcli.main(args)
+    for option in ("abrupt", "engine"):
+        if getattr(args, option, False):
+            print(f"hack/cluster {args.command}: --{option} needs the kind cluster "
+                  "(hack/cluster --kind)", file=sys.stderr)
+            return 2
+    if args.command == "up":
+        args.spot, args.on_demand = node_counts(args.spot, args.on_demand, kind=False)
     st = config.state_dir()
     handler = {
         "up": cmd_up, "env": cmd_env, "status": cmd_status, "preempt": cmd_preempt,

@@ -6,6 +6,7 @@ manifests/examples/job.yaml, and hands over to ``watch_job``: live progress the 
 ``kubectl get rtj -w`` shows it, two preemptions at random steps, then the summary and
 demo-report.png. Everything it started is stopped at the end, on an error or on Ctrl-C.
 ``watch_job`` is also what the e2e test drives against the test session's cluster.
+``hack/demo --kind`` (or SPOTRUN_CLUSTER=kind) runs the same on hack/kind's cluster: kinddemo.py.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import yaml
 from . import config, controlplane, procs, s3server, state
 from .cli import down
 from .demoreport import Attempt, Outcome, Preemption, draw, summary
+from .kindcluster import backend
 from .node.handle import ProcessNode
 
 GROUP, VERSION, PLURAL = "spotrun.dev", "v1alpha1", "resumabletrainingjobs"
@@ -41,18 +43,22 @@ JOB_FILE = Path(
     os.environ.get("SPOTRUN_DEMO_JOB", config.REPO_ROOT / "manifests" / "examples" / "job.yaml")
 )
 CHART = config.REPO_ROOT / "charts" / "spotrun"
-OPERATOR_NAMESPACE = "spotrun-system"
+OPERATOR_NAMESPACE, RELEASE = "spotrun-system", "spotrun"
 SECRET = "s3-credentials"
+NOTICE_NOTE = "interruption notice, drain, node deleted"
 
 
-def load_job(path: Path, bucket: str, endpoint: str) -> dict[str, Any]:
-    """The example job, pointed at this S3 server and bucket (the prefix is kept)."""
+def load_job(
+    path: Path, bucket: str, endpoint: str, prefix: str | None = None
+) -> dict[str, Any]:
+    """The example job, pointed at this S3 server and bucket (the prefix kept unless given)."""
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
     job: dict[str, Any] = copy.deepcopy(
         next(d for d in docs if d.get("kind") == "ResumableTrainingJob")
     )
     storage = job["spec"]["checkpoint"]["storage"]
-    prefix = str(storage["uri"]).removeprefix("s3://").partition("/")[2]
+    if prefix is None:
+        prefix = str(storage["uri"]).removeprefix("s3://").partition("/")[2]
     storage["uri"] = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
     storage["endpoint"] = endpoint
     return job
@@ -136,6 +142,41 @@ class Watch:
         return sorted(self.attempts.values(), key=lambda a: a.number)
 
 
+class Disruption:
+    """A preemption and the spot node's return, run in a thread; its failure surfaces in the
+    watching loop (``check``), not as a job that never finishes."""
+
+    def __init__(self, preempt: Callable[[str], None], add_spot_node: Callable[[], str],
+                 echo: Callable[[str], None]) -> None:
+        self.preempt, self.add_spot_node, self.echo = preempt, add_spot_node, echo
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def start(self, node: str) -> None:
+        self.thread = threading.Thread(target=self._run, args=(node,), name="preempt",
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self, node: str) -> None:
+        try:
+            self.preempt(node)
+            self.echo(f"# a new spot node joins: {self.add_spot_node()}")
+        except BaseException as err:  # noqa: BLE001 - raised again by check()
+            self.error = err
+
+    def busy(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise RuntimeError(f"preempting or adding a node failed: {self.error}") from self.error
+
+    def finish(self, timeout: float = 300.0) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+        self.check()
+
+
 def _row(cells: list[str]) -> str:
     widths = [8, 11, 8, 7, 12, 12, 14]
     return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
@@ -151,8 +192,13 @@ def watch_job(
     seed: int = 7,
     timeout: float = 900.0,
     echo: Callable[[str], None] = print,
+    notes: Sequence[str] = (NOTICE_NOTE,),
 ) -> list[str]:
-    """Submit ``job``, preempt its spot node twice at random steps, report; the summary lines."""
+    """Submit ``job``, preempt its spot node twice at random steps, report; the summary lines.
+
+    ``preempt(node)`` then ``add_spot_node()`` run in a thread while the job is watched on (a
+    drain or a node's return takes seconds to a minute on kind); ``notes[i]`` (the last one
+    for later ones) says how preemption i+1 is done."""
     from kubernetes import client
 
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
@@ -165,8 +211,10 @@ def watch_job(
     targets: list[int] | None = None
     last_row: list[str] = []
     status: dict[str, Any] = {}
+    disruption = Disruption(preempt, add_spot_node, echo)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        disruption.check()
         body: dict[str, Any] = custom.get_namespaced_custom_object(  # type: ignore[assignment]
             GROUP, VERSION, namespace, PLURAL, name
         )
@@ -196,16 +244,17 @@ def watch_job(
             due is not None and current is not None and current.ended is None
             and current.capacity == "spot" and current.node and current.last_step >= due
             and all(p.attempt != current.number for p in w.preemptions)
+            and not disruption.busy()
         ):
+            note = notes[min(len(w.preemptions), len(notes) - 1)]
             w.preemptions.append(Preemption(w.now(), current.node, current.number,
                                             current.last_step))
-            echo(f"# preempting {current.node} (spot) at step {current.last_step}: "
-                 "interruption notice, drain, node deleted")
-            preempt(current.node)
-            echo(f"# a new spot node joins: {add_spot_node()}")
+            echo(f"# preempting {current.node} (spot) at step {current.last_step}: {note}")
+            disruption.start(current.node)
         time.sleep(0.5)
     else:
         raise TimeoutError(f"{namespace}/{name} did not finish within {timeout:.0f}s")
+    disruption.finish()
     for thread in w.followers:
         thread.join(timeout=15)
     w.observe(core.list_namespaced_pod(namespace, label_selector=f"{LABEL_JOB}={name}").items)
@@ -227,25 +276,37 @@ def _run(argv: list[str], **kwargs: Any) -> None:
     subprocess.run(argv, check=True, **kwargs)
 
 
-def _install(record: state.ClusterRecord) -> Any:
-    """``helm install`` the chart (the process node runs the operator's pod), the S3 Secret."""
-    from kubernetes import client
+def helm_install(kubeconfig: str, *settings: str, timeout: str = "5m") -> Any:
+    """``helm install --wait`` of the chart with ``settings``; an API client for the cluster."""
     from kubernetes import config as kube_config
 
+    _run([str(config.binary("helm")), "install", RELEASE, str(CHART),
+          "--namespace", OPERATOR_NAMESPACE, "--create-namespace", "--wait", "--timeout", timeout,
+          *settings], env={**os.environ, "KUBECONFIG": kubeconfig})
+    return kube_config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+
+
+def create_secret(api: Any, namespace: str, access_key: str, secret_key: str) -> None:
+    """The job's S3 Secret (manifests/examples/s3-secret.yaml's name and keys)."""
+    from kubernetes import client
+
+    client.CoreV1Api(api).create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name=SECRET),
+        string_data={"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key},
+    ))
+    print(f"secret {namespace}/{SECRET} holds the S3 keys; the operator cannot read it",
+          flush=True)
+
+
+def _install(record: state.ClusterRecord) -> Any:
+    """``helm install`` the chart (the process node runs the operator's pod), the S3 Secret."""
     cp, s3 = record.control_plane, record.s3
     assert cp is not None and s3 is not None
-    env = {**os.environ, "KUBECONFIG": cp.kubeconfig}
     # Process-node pods share the host network: free ports, not the chart's 8081/8080.
     health, metrics = procs.free_ports(2)
-    _run([str(config.binary("helm")), "install", "spotrun", str(CHART),
-          "--namespace", OPERATOR_NAMESPACE, "--create-namespace", "--wait", "--timeout", "5m",
-          "--set", f"ports.health={health}", "--set", f"ports.metrics={metrics}"], env=env)
-    api = kube_config.new_client_from_config(config_file=cp.kubeconfig)  # type: ignore[no-untyped-call]
-    client.CoreV1Api(api).create_namespaced_secret("default", client.V1Secret(
-        metadata=client.V1ObjectMeta(name=SECRET),
-        string_data={"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key},
-    ))
-    print(f"secret default/{SECRET} holds the S3 keys; the operator cannot read it", flush=True)
+    api = helm_install(cp.kubeconfig, "--set", f"ports.health={health}",
+                       "--set", f"ports.metrics={metrics}")
+    create_secret(api, "default", s3.access_key, s3.secret_key)
     return api
 
 
@@ -255,7 +316,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=config.REPO_ROOT / "demo-report.png")
     parser.add_argument("--keep", action="store_true",
                         help="leave the cluster up afterwards (`hack/cluster down` stops it)")
+    parser.add_argument("--kind", action="store_true",
+                        help="on hack/kind's cluster (also SPOTRUN_CLUSTER=kind): kinddemo.py")
     args = parser.parse_args(argv)
+    try:
+        which = backend(args.kind, os.environ.get("SPOTRUN_CLUSTER"))
+    except ValueError as err:
+        parser.error(str(err))
+    if which == "kind":
+        from . import kinddemo  # it imports this module
+
+        return kinddemo.main(args)
     # Its own state dir: the demo starts and stops its cluster, never one `hack/cluster up` made.
     st = Path(os.environ.get("SPOTRUN_STATE_DIR", config.cache_dir() / "demo"))
     print(f"spotrun demo: local cluster in {st}", flush=True)
