@@ -1,4 +1,5 @@
-"""``hack/cluster [--kind]``: up, env, status, preempt, add-node, down (kind: kindcli.py)."""
+"""``hack/cluster``: up, env, status, preempt, add-node, down on the process node; with --kind
+(or SPOTRUN_CLUSTER=kind) on hack/kind's cluster instead (kindcli.py)."""
 
 from __future__ import annotations
 

@@ -315,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="where the preemptions fall")
     parser.add_argument("--out", type=Path, default=config.REPO_ROOT / "demo-report.png")
     parser.add_argument("--keep", action="store_true",
-                        help="leave the cluster up afterwards (`hack/cluster down` stops it)")
+                        help="leave the cluster up afterwards (`hack/cluster down` stops it; "
+                             "on kind also SPOTRUN_KIND_KEEP=1)")
     parser.add_argument("--kind", action="store_true",
                         help="on hack/kind's cluster (also SPOTRUN_CLUSTER=kind): kinddemo.py")
     args = parser.parse_args(argv)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from localcluster import demo, kinddemo
+from localcluster import demo, kindcluster, kinddemo
 from localcluster.kindcluster import Running
 
 pytestmark = pytest.mark.unit
@@ -54,10 +54,10 @@ def test_the_first_preemption_gives_notice_and_the_second_is_an_abrupt_loss(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls: list[tuple[str, ...]] = []
-    monkeypatch.setattr(kinddemo.kindcluster, "preempt",
+    monkeypatch.setattr(kindcluster, "preempt",
                         lambda node, notice, abrupt, env: calls.append(
                             ("preempt", node, str(notice), str(abrupt))))
-    monkeypatch.setattr(kinddemo.kindcluster, "add_node",
+    monkeypatch.setattr(kindcluster, "add_node",
                         lambda node, env: calls.append(("add-node", node)))
     capacity = kinddemo.Capacity({})
     for _ in range(2):
@@ -101,8 +101,11 @@ def test_a_failed_preemption_stops_the_watch_with_its_cause() -> None:
     assert shown == []
 
     drained = threading.Event()
-    working = demo.Disruption(lambda node: drained.wait() and None, lambda: "spotrun-worker2",
-                              shown.append)
+
+    def drain(node: str) -> None:
+        drained.wait()
+
+    working = demo.Disruption(drain, lambda: "spotrun-worker2", shown.append)
     working.start("spotrun-worker2")
     assert working.busy()  # the watch goes on meanwhile and starts no second one
     drained.set()
