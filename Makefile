@@ -83,9 +83,10 @@ kind-images:
 kind-engine-down:
 	hack/kind/docker-engine down
 
-# The kind tier (not in make test): builds what is missing, brings the cluster up
-# (--on-demand 1 --spot 1) and removes it at the end; the images stay in the engine as cache.
-test-kind: venv kind-prereqs
+# The kind tier (not in make test: hack/README.md, "kind", says why): builds what is missing
+# (the node image, the images, the registry), brings the cluster up (--on-demand 1 --spot 1)
+# and removes it at the end; the images and the registry's volume stay as the cache.
+test-kind: venv binaries binaries-s3 kind-prereqs
 	$(VENV)/bin/pytest -m kind tests/kind
 
 test: lint test-unit test-integration test-e2e

@@ -92,7 +92,7 @@ class Registry:
 
     def __init__(self, host: str, repository: str) -> None:
         self.host, self.repository = host, repository
-        self.conn = http.client.HTTPConnection(host, timeout=TIMEOUT)
+        self.conn = http.client.HTTPConnection(host, timeout=TIMEOUT, blocksize=CHUNK)
 
     def call(
         self,

@@ -8,12 +8,13 @@ image, the registry), brings the cluster up and removes it (hack/kind/down) at t
 from __future__ import annotations
 
 import json
+import urllib.request
 
 import pytest
 
 from spotrun.version import __version__
 from tests.kind import chart
-from tests.kind.kindenv import NAME, REPO, KindCluster
+from tests.kind.kindenv import KIND_DIR, NAME, REPO, KindCluster, run
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(3600)]
 
@@ -92,3 +93,29 @@ def test_helm_installs_the_operator_image_non_root_with_a_read_only_root(
         assert f"spotrun operator {__version__} starting" in log.splitlines()[0]
     finally:
         chart.uninstall(kind_cluster)
+
+
+def test_the_registry_holds_each_image_as_built_with_its_layers_uncompressed(
+    pushed: dict[str, str], built: dict[str, str], kind_cluster: KindCluster
+) -> None:
+    for name in ("operator", "trainer"):
+        host, _, path = pushed[name].partition("/")
+        repository, tag = path.rsplit(":", 1)
+        request = urllib.request.Request(
+            f"http://{host.replace('localhost', '127.0.0.1')}/v2/{repository}/manifests/{tag}",
+            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            manifest = json.load(answer)
+        local = json.loads(kind_cluster.docker("image", "inspect", built[name]))[0]
+        # the image's own config and diff IDs: what the node runs is what was built
+        assert manifest["config"]["digest"] == local["Id"]
+        assert [layer["digest"] for layer in manifest["layers"]] == local["RootFS"]["Layers"]
+        assert {layer["mediaType"] for layer in manifest["layers"]} == {
+            "application/vnd.oci.image.layer.v1.tar"
+        }
+    # pushed again: nothing is exported or sent but the manifest
+    again = run(KIND_DIR / "registry", "push", built["trainer"], env=kind_cluster.env, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "the config and all" in again.stderr and "layers are there already" in again.stderr
+    assert again.stdout.strip() == pushed["trainer"]
