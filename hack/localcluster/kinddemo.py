@@ -91,11 +91,14 @@ class Capacity:
         return self.node
 
 
-def _attempt(argv: list[str], kubeconfig: str) -> bool:
-    """Run a cleanup command, showing it; False (and its complaint on stderr) if it failed."""
-    print("$ " + " ".join(argv), flush=True)
+def _succeeds(argv: list[str], kubeconfig: str, show: bool = True) -> bool:
+    """Run a kubectl or helm command on the cluster (shown, its complaints on stderr; quiet:
+    neither); whether it succeeded."""
+    if show:
+        print("$ " + " ".join(argv), flush=True)
     env = {**os.environ, "KUBECONFIG": kubeconfig}
-    return subprocess.run(argv, env=env, check=False).returncode == 0
+    output = None if show else subprocess.DEVNULL
+    return subprocess.run(argv, env=env, stdout=output, stderr=output, check=False).returncode == 0
 
 
 def _kubectl() -> str:
@@ -104,28 +107,23 @@ def _kubectl() -> str:
 
 def uninstall(kubeconfig: str) -> None:
     """The job's namespace (while the operator runs: it lifts its finalizers), then the release."""
-    _attempt([_kubectl(), "delete", "namespace", NAMESPACE, "--ignore-not-found",
+    _succeeds([_kubectl(), "delete", "namespace", NAMESPACE, "--ignore-not-found",
               "--timeout=300s"], kubeconfig)
-    _attempt([str(config.binary("helm")), "uninstall", RELEASE, "--namespace",
+    _succeeds([str(config.binary("helm")), "uninstall", RELEASE, "--namespace",
               OPERATOR_NAMESPACE, "--wait"], kubeconfig)
-    _attempt([_kubectl(), "delete", "namespace", OPERATOR_NAMESPACE, "--ignore-not-found",
+    _succeeds([_kubectl(), "delete", "namespace", OPERATOR_NAMESPACE, "--ignore-not-found",
               "--timeout=300s"], kubeconfig)
-
-
-def _succeeds(argv: list[str], kubeconfig: str) -> bool:
-    env = {**os.environ, "KUBECONFIG": kubeconfig}
-    return subprocess.run(argv, env=env, capture_output=True, check=False).returncode == 0
 
 
 def prepare(kubeconfig: str) -> None:
     """On a cluster that was up: a kept earlier demo is removed; another spotrun release stops
     the demo (it would not remove what it did not install)."""
-    if _succeeds([_kubectl(), "get", "namespace", NAMESPACE], kubeconfig):
+    if _succeeds([_kubectl(), "get", "namespace", NAMESPACE], kubeconfig, show=False):
         print(f"# namespace {NAMESPACE} is there: an earlier demo was kept; removing it",
               flush=True)
         uninstall(kubeconfig)
     elif _succeeds([str(config.binary("helm")), "status", RELEASE, "--namespace",
-                    OPERATOR_NAMESPACE], kubeconfig):
+                    OPERATOR_NAMESPACE], kubeconfig, show=False):
         raise KindError(f"a helm release {RELEASE} is installed in {OPERATOR_NAMESPACE} already "
                         f"(not the demo's): `helm uninstall {RELEASE} -n {OPERATOR_NAMESPACE}` "
                         "first, or run the demo on another cluster (SPOTRUN_KIND_CLUSTER)")
