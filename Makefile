@@ -80,6 +80,16 @@ kind-down:
 kind-images:
 	hack/kind/images
 
+# make demo on kind (hack/localcluster/kinddemo.py): hack/cluster --kind up (reused when up), helm
+# install of the pushed images, the example job, a notice then an abrupt loss, the summary and
+# demo-report.png; removes what it started unless SPOTRUN_KIND_KEEP=1.
+.PHONY: demo-kind cluster-kind-up
+demo-kind: venv binaries kind-prereqs
+	hack/demo --kind
+
+cluster-kind-up: venv binaries kind-prereqs
+	hack/cluster --kind up
+
 kind-engine-down:
 	hack/kind/docker-engine down
 
