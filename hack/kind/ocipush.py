@@ -1,6 +1,6 @@
 """Push a local Docker image to the kind nodes' registry with its layers uncompressed.
 
-    python3 hack/kind/ocipush.py IMAGE HOST:PORT/REPOSITORY:TAG
+    python3 hack/kind/ocipush.py IMAGE HOST:PORT/REPOSITORY:TAG [MORE_TAG...]
 
 `docker push` gzips every layer on one core: the trainer's 6.3 GB took 10-15 min here, for a
 registry that only the nodes on this machine read over Docker's bridge. This pushes what
@@ -11,10 +11,10 @@ config is the image's byte for byte and its digest is the image ID. containerd p
 uncompressed layers like gzipped ones.
 
 When the registry already holds the config and every layer (checked with HEAD, no export), only
-the manifest is written. Otherwise the image is exported once and each layer streamed to the
-registry while it is hashed (the registry checks the digest it is told at the end); what the
-export holds is checked against `docker image inspect`. Standard library only: hack/ runs it
-with the host's python3. Progress goes to stderr; nothing to stdout.
+the manifest is written (under TAG and every MORE_TAG). Otherwise the image is exported once and
+each layer streamed to the registry while it is hashed (the registry checks the digest it is
+told at the end); what the export holds is checked against `docker image inspect`. Standard
+library only: hack/ runs it with the host's python3. Progress goes to stderr; nothing to stdout.
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ def upload_export(registry: Registry, image: str) -> tuple[Blob, list[Blob]]:
     return blob_of(entry["Config"]), [blob_of(name) for name in entry["Layers"]]
 
 
-def push(image: str, target: str) -> None:
+def push(image: str, target: str, *more_tags: str) -> None:
     host, repository, tag = split_target(target)
     config_digest, diff_ids = inspect(image)
     registry = Registry(host, repository)
@@ -238,15 +238,17 @@ def push(image: str, target: str) -> None:
                 f"docker save {image} holds {got}, docker image inspect says "
                 f"{[config_digest, *diff_ids]}"
             )
-    registry.put_manifest(tag, config, layers)
+    for name in (tag, *more_tags):
+        registry.put_manifest(name, config, layers)
     say(
-        f"{target}: manifest written ({len(layers)} uncompressed layers, "
+        f"{target}{''.join(f' +:{t}' for t in more_tags)}: manifest written "
+        f"({len(layers)} uncompressed layers, "
         f"{sum(b.size for b in layers) / 1e9:.2f} GB)"
     )
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
+    if len(argv) < 2:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
     try:

@@ -1,21 +1,26 @@
-"""The install without Helm on kind: `kubectl apply -f manifests/crd.yaml -f
-manifests/install.yaml`, as the README has it, with only the operator's image reference replaced
-by the pushed one (install.yaml names the release's ghcr.io image, which no registry here
-serves). install.yaml sets no sidecar image, so this is the other pod shape than the helm tests':
-the sidecar runs from the trainer's image and the command through `spotrun exec`. The example
-digits job (one epoch) runs to Succeeded under that operator; `kubectl delete -f install.yaml`
-removes the operator.
+"""The install without Helm on kind, exactly as the README has it: `kubectl apply -f
+manifests/crd.yaml -f manifests/install.yaml`, the files unchanged. Their image references are
+the release's (ghcr.io/spotrun/operator:<version>); no registry here serves them, so
+hack/kind/registry makes every node resolve ghcr.io/spotrun/... from its own registry, where
+`push` also tags each build with its version. The pods' image digests are checked against what
+was pushed: the nodes run the images built from this tree, not some other image of that name.
+
+install.yaml sets no sidecar image, so this is the other pod shape than the helm tests': the
+sidecar runs from the trainer's image and the command through `spotrun exec`. The example digits
+job (manifests/examples/job.yaml, image as written; one epoch, this S3 server) runs to Succeeded
+under that operator; `kubectl delete -f install.yaml` removes the operator.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import urllib.request
 from typing import Any
 
 import pytest
 import yaml
 
+from spotrun.version import __version__
 from tests.kind import chart
 from tests.kind.kindenv import REPO, KindCluster, wait_for
 
@@ -25,20 +30,24 @@ MANIFESTS = REPO / "manifests"
 NAMESPACE = "install-kind"
 
 
-def with_operator_image(image: str) -> str:
-    """manifests/install.yaml with the Deployment's image set to IMAGE, nothing else changed."""
-    docs = list(yaml.safe_load_all((MANIFESTS / "install.yaml").read_text()))
-    (deployment,) = [d for d in docs if d and d["kind"] == "Deployment"]
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert container["image"].startswith("ghcr.io/spotrun/operator:"), container["image"]
-    container["image"] = image
-    return yaml.safe_dump_all(docs)
+def pushed_digest(reference: str) -> str:
+    """The manifest digest the registry serves for HOST/REPOSITORY:TAG."""
+    host, _, path = reference.partition("/")
+    repository, tag = path.rsplit(":", 1)
+    request = urllib.request.Request(
+        f"http://{host.replace('localhost', '127.0.0.1')}/v2/{repository}/manifests/{tag}",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+        method="HEAD",
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return str(answer.headers["Docker-Content-Digest"])
 
 
-def digits_one_epoch(trainer: str, s3: dict[str, str]) -> list[dict[str, Any]]:
+def digits_one_epoch(s3: dict[str, str]) -> list[dict[str, Any]]:
+    """The example job as written but for its storage (this S3 server) and one epoch."""
     job = yaml.safe_load((MANIFESTS / "examples" / "job.yaml").read_text())
     (container,) = job["spec"]["template"]["spec"]["containers"]
-    container["image"] = trainer
+    assert container["image"] == f"ghcr.io/spotrun/trainer:{__version__}", container["image"]
     container["command"][-1] = "1"
     storage = job["spec"]["checkpoint"]["storage"]
     storage["uri"] = f"s3://{s3['SPOTRUN_TEST_BUCKET']}/install-{NAMESPACE}"
@@ -52,26 +61,40 @@ def finished(cluster: KindCluster) -> dict[str, Any] | None:
     return status if status.get("phase") in ("Succeeded", "Failed") else None
 
 
-def test_kubectl_apply_of_install_yaml_runs_the_example_job(
-    kind_cluster: KindCluster, pushed: dict[str, str], kind_s3: dict[str, str], tmp_path: Path
+def image_digest(pod: dict[str, Any], container: str) -> str:
+    statuses = pod["status"].get("containerStatuses", []) + pod["status"].get(
+        "initContainerStatuses", []
+    )
+    (found,) = [s for s in statuses if s["name"] == container]
+    return str(found["imageID"]).rpartition("@")[2]
+
+
+def test_kubectl_apply_of_install_yaml_as_written_runs_the_example_job(
+    kind_cluster: KindCluster, pushed: dict[str, str], kind_s3: dict[str, str]
 ) -> None:
-    install = tmp_path / "install.yaml"
-    install.write_text(with_operator_image(pushed["operator"]))
+    install = MANIFESTS / "install.yaml"
     k = kind_cluster.kubectl
     k("apply", "-f", str(MANIFESTS / "crd.yaml"), "-f", str(install))
     try:
         k("-n", chart.NAMESPACE, "rollout", "status", "deployment", "--timeout=300s")
+        (operator,) = json.loads(k("-n", chart.NAMESPACE, "get", "pods", "-o", "json"))["items"]
+        assert operator["spec"]["containers"][0]["image"] == (
+            f"ghcr.io/spotrun/operator:{__version__}"
+        )
+        assert image_digest(operator, "operator") == pushed_digest(pushed["operator"])
+
         k("create", "namespace", NAMESPACE)
-        job = yaml.safe_dump_all(digits_one_epoch(pushed["trainer"], kind_s3))
-        k("-n", NAMESPACE, "apply", "-f", "-", stdin=job)
+        k("-n", NAMESPACE, "apply", "-f", "-", stdin=yaml.safe_dump_all(digits_one_epoch(kind_s3)))
         status = wait_for("the job to finish", lambda: finished(kind_cluster), 600)
         assert status["phase"] == "Succeeded", status
         assert status["lastCheckpoint"]["step"] == 45  # one epoch of digits
         assert (status["attempt"], status["preemptions"], status["failures"]) == (1, 0, 0)
-        pod = json.loads(k("-n", NAMESPACE, "get", "pod", "digits-1", "-o", "json"))["spec"]
-        sidecar = [c for c in pod.get("initContainers", []) if c["name"] != "spotrun-entrypoint"]
-        assert [c["image"] for c in sidecar] == [pushed["trainer"]], "the trainer's image"
-        assert pod["containers"][0]["command"][:3] == ["spotrun", "exec", "--"], pod["containers"]
+        pod = json.loads(k("-n", NAMESPACE, "get", "pod", "digits-1", "-o", "json"))
+        assert image_digest(pod, "trainer") == pushed_digest(pushed["trainer"])
+        spec = pod["spec"]
+        sidecars = [c["image"] for c in spec.get("initContainers", [])]
+        assert sidecars == [f"ghcr.io/spotrun/trainer:{__version__}"], "the trainer's image"
+        assert spec["containers"][0]["command"][:3] == ["spotrun", "exec", "--"], spec
     finally:
         k("delete", "namespace", NAMESPACE, "--ignore-not-found", "--timeout=300s")
         k("delete", "-f", str(install), "--ignore-not-found", "--timeout=300s")
