@@ -93,13 +93,23 @@ cluster-kind-up: venv binaries kind-prereqs
 kind-engine-down:
 	hack/kind/docker-engine down
 
-# The kind tier (not in make test: hack/README.md, "kind", says why): builds what is missing
-# (the node image, the images, the registry), brings the cluster up (--on-demand 1 --spot 1)
-# and removes it at the end; the images and the registry's volume stay as the cache.
-test-kind: venv binaries binaries-s3 kind-prereqs
+# The kind tier: builds what is missing (hack/kind/prebuild: the Docker engine, the Debian base,
+# the node's Go parts, the node image, the images, the registry), brings the cluster up
+# (--on-demand 1 --spot 1) and removes it at the end; images and the registry's volume stay
+# as the cache.
+test-kind: venv binaries binaries-s3
+	hack/kind/prebuild wait
 	$(VENV)/bin/pytest -m kind tests/kind
 
-test: lint test-unit test-integration test-e2e
+# Starts hack/kind/prebuild in the background (after the control plane's Go build, whose cache
+# the node's parts share), so that a cold machine builds the kind tier's prerequisites while the
+# integration and e2e tiers run; test-kind waits for it.
+.PHONY: kind-prebuild-start
+kind-prebuild-start:
+	hack/kind/prebuild start
+
+test: lint test-unit binaries binaries-s3 binaries-lint binaries-entrypoint kind-prebuild-start \
+	test-integration test-e2e test-kind
 
 # The cluster demo (hack/localcluster/demo.py): helm install, the example job, 2 preemptions,
 # a summary and demo-report.png. demo-local: the same kind of chaos without Kubernetes.
