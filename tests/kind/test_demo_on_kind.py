@@ -31,8 +31,9 @@ def test_the_demo_on_kind_survives_a_notice_and_an_abrupt_loss_and_draws_its_rep
     out = tmp_path / "demo-report.png"
     # the session's cluster must be left as the demo found it, whatever the caller keeps
     env = {**kind_cluster.env, "SPOTRUN_KIND_KEEP": "0"}
-    done = run(REPO / "hack" / "demo", "--kind", "--seed", "11", "--out", str(out),
-               env=env, timeout=3000)
+    done = run(
+        REPO / "hack" / "demo", "--kind", "--seed", "11", "--out", str(out), env=env, timeout=3000
+    )
     print(done.stdout)
     print(done.stderr[-6000:])
     assert done.returncode == 0, done.stderr[-3000:]
@@ -67,11 +68,13 @@ def test_the_demo_on_kind_survives_a_notice_and_an_abrupt_loss_and_draws_its_rep
     assert len(colors) > 50, "a blank or near-blank picture"
 
     # what the demo started is gone; the session's cluster is still there
-    assert run(HELM, "status", "spotrun", "--namespace", "spotrun-system",
-               env=kind_cluster.env).returncode != 0
-    namespaces = json.loads(kind_cluster.kubectl("get", "namespaces", "-o", "json"))["items"]
-    assert {"spotrun-demo", "spotrun-system"}.isdisjoint(
-        n["metadata"]["name"] for n in namespaces
+    assert (
+        run(
+            HELM, "status", "spotrun", "--namespace", "spotrun-system", env=kind_cluster.env
+        ).returncode
+        != 0
     )
+    namespaces = json.loads(kind_cluster.kubectl("get", "namespaces", "-o", "json"))["items"]
+    assert {"spotrun-demo", "spotrun-system"}.isdisjoint(n["metadata"]["name"] for n in namespaces)
     nodes = json.loads(kind_cluster.kubectl("get", "nodes", "-o", "json"))["items"]
     assert SPOT_WORKER in {n["metadata"]["name"] for n in nodes}
