@@ -66,11 +66,11 @@ COMMANDS: dict[str, By | NotHere] = {
         "test_demo_survives_two_preemptions_losing_no_step_and_draws_its_report",
         ("watch_job", "JOB_FILE"),
     ),
-    "docker build -f operator/Dockerfile -t ghcr.io/spotrun/operator:0.1.0 .":
-        NotHere("needs a Docker engine; .github/workflows/e2e-kind.yml runs it on GitHub"),
-    "docker build -f trainer/Dockerfile --build-arg EXTRAS=examples,operator "
-    "-t ghcr.io/spotrun/trainer:0.1.0 .":
-        NotHere("needs a Docker engine; .github/workflows/e2e-kind.yml runs it on GitHub"),
+    "make demo-kind": By(
+        "tests/kind/test_demo_on_kind.py::"
+        "test_the_demo_on_kind_survives_a_notice_and_an_abrupt_loss_and_draws_its_report",
+        ('"demo"', '"--kind"'),
+    ),
     # The same installs from the wheel built from this tree (PyPI serves only releases).
     "pip install 'spotrun[torch]'": By(
         f"{WHEEL}::test_the_wheel_with_torch_shows_its_version_and_runs_chaos_identical",
