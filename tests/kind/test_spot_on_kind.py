@@ -14,29 +14,24 @@ through the notice, as tests/e2e's digits job does).
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 import torch
-import yaml
 
 from localcluster.node import nodes
 from spotrun import layout, reader
 from spotrun.localstore import LocalStore
 from spotrun.s3store import S3Store
 from spotrun.store import Store
-from tests.kind import chart
-from tests.kind.kindenv import KIND_DIR, KUBECTL, NAME, REPO, KindCluster, run, wait_for
+from tests.kind.digits import STEPS_PER_EPOCH, Digits, committed_steps, hack, started
+from tests.kind.kindenv import NAME, KindCluster, wait_for
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(3600)]
 
-EXAMPLES = REPO / "manifests" / "examples"
-EPOCHS = 100  # 45 steps each
+EPOCHS = 100
 
 
 def test_workers_carry_the_process_nodes_labels_and_spot_taint(kind_cluster: KindCluster) -> None:
@@ -58,100 +53,6 @@ def test_workers_carry_the_process_nodes_labels_and_spot_taint(kind_cluster: Kin
         assert taints == ([nodes.SPOT_TAINT] if capacity_type == nodes.SPOT else []), name
 
 
-def example_manifests(pushed: dict[str, str], s3: dict[str, str], prefix: str) -> str:
-    """s3-secret.yaml + job.yaml with only the image, endpoint, bucket and credentials
-    substituted, as one multi-document YAML for `kubectl apply -f`."""
-    secret = chart.s3_secret(s3)
-    job = yaml.safe_load((EXAMPLES / "job.yaml").read_text())
-    (container,) = job["spec"]["template"]["spec"]["containers"]
-    container["image"] = pushed["trainer"]
-    assert container["command"][-2:] == ["--epochs", "20"], container["command"]
-    container["command"][-1] = str(EPOCHS)
-    container["env"] = [{"name": "SPOTRUN_SAVE_AT_ONCE", "value": "1"}]
-    storage = job["spec"]["checkpoint"]["storage"]
-    storage["uri"] = f"s3://{s3['SPOTRUN_TEST_BUCKET']}/{prefix}"
-    storage["endpoint"] = s3["SPOTRUN_POD_S3_ENDPOINT"]
-    return yaml.safe_dump_all([secret, job])
-
-
-def committed_steps(s3: dict[str, str], prefix: str) -> list[int]:
-    """Steps whose MANIFEST is in the bucket (the host's endpoint)."""
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3["AWS_ENDPOINT_URL_S3"],
-        aws_access_key_id=s3["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=s3["AWS_SECRET_ACCESS_KEY"],
-        region_name=s3["AWS_DEFAULT_REGION"],
-    )
-    listed = client.list_objects_v2(
-        Bucket=s3["SPOTRUN_TEST_BUCKET"], Prefix=f"{prefix}/{layout.CHECKPOINTS}/"
-    )
-    steps = []
-    for obj in listed.get("Contents", []):
-        parts = obj["Key"].split("/")
-        if parts[-1] == layout.MANIFEST and (step := layout.parse_step_dirname(parts[-2])):
-            steps.append(step)
-    return sorted(steps)
-
-
-def hack(cluster: KindCluster, script: str, *args: str) -> str:
-    done = run(KIND_DIR / script, *args, env=cluster.env, timeout=900)
-    assert done.returncode == 0, f"hack/kind/{script} {' '.join(args)}:\n{done.stderr}"
-    return done.stderr
-
-
-class Digits:
-    """The example job in its own namespace, and what the test reads of it."""
-
-    def __init__(self, cluster: KindCluster, s3: dict[str, str]) -> None:
-        self.cluster, self.s3 = cluster, s3
-        self.namespace, self.prefix = "digits-kind", f"digits-{secrets.token_hex(4)}"
-
-    def k(self, *args: str) -> str:
-        return self.cluster.kubectl("-n", self.namespace, *args)
-
-    def job(self) -> dict[str, Any]:
-        found: dict[str, Any] = json.loads(
-            self.k("get", "resumabletrainingjob", "digits", "-o", "json")
-        )
-        return found
-
-    def last_step(self) -> int | None:
-        """status.lastCheckpoint.step: what the operator knows was saved."""
-        ref = self.job()["status"].get("lastCheckpoint") or {}
-        return ref.get("step") if isinstance(ref.get("step"), int) else None
-
-    def running_node(self, pod: str) -> str | None:
-        for p in json.loads(self.k("get", "pods", "-o", "json"))["items"]:
-            if p["metadata"]["name"] == pod and p["status"].get("phase") == "Running":
-                return str(p["spec"]["nodeName"])
-        return None
-
-    def trainer_log(self, pod: str) -> str:
-        """The pod's trainer log; empty while there is none yet."""
-        env = self.cluster.env
-        done = run(KUBECTL, "-n", self.namespace, "logs", pod, "-c", "trainer", env=env)
-        return done.stdout if done.returncode == 0 else ""
-
-    def restored_log(self, pod: str) -> str:
-        """The trainer log once it says what it restored; empty before."""
-        log = self.trainer_log(pod)
-        return log if "spotrun: restored step" in log else ""
-
-    def events(self, reason: str) -> list[str]:
-        listed = json.loads(
-            self.k("get", "events", "--field-selector", "involvedObject.name=digits", "-o", "json")
-        )["items"]
-        return [e["message"] for e in listed if e["reason"] == reason]
-
-    def finished(self) -> dict[str, Any]:
-        return wait_for(
-            "the job to finish",
-            lambda: (j := self.job())["status"].get("phase") in ("Succeeded", "Failed") and j,
-            900,
-        )["status"]
-
-
 @pytest.fixture
 def digits(
     kind_cluster: KindCluster,
@@ -160,21 +61,9 @@ def digits(
     operator: None,
     tmp_path: Path,
 ) -> Iterator[Digits]:
-    """The example submitted with kubectl apply -f; running on the spot worker with a periodic
-    checkpoint in S3 when the test starts."""
-    d = Digits(kind_cluster, kind_s3)
-    manifests = tmp_path / "digits.yaml"
-    manifests.write_text(example_manifests(pushed, kind_s3, d.prefix))
-    kind_cluster.kubectl("create", "namespace", d.namespace)
-    try:
-        d.k("apply", "-f", str(manifests))
-        node = wait_for("digits-1 to run", lambda: d.running_node("digits-1"), 900)
-        assert node == f"{NAME}-worker2", "the spot job runs on the spot worker"
-        wait_for("a periodic checkpoint in S3", lambda: committed_steps(kind_s3, d.prefix), 300)
+    """The example, running on the spot worker with a periodic checkpoint in S3."""
+    with started(kind_cluster, kind_s3, pushed["trainer"], "digits-kind", tmp_path, EPOCHS) as d:
         yield d
-    finally:
-        # while the operator runs: its finalizer on the job must be lifted by it
-        kind_cluster.kubectl("delete", "namespace", d.namespace, "--timeout=300s")
 
 
 def reference_run(cluster: KindCluster, image: str, workdir: Path) -> subprocess.Popen[bytes]:
@@ -208,7 +97,9 @@ def reference_run(cluster: KindCluster, image: str, workdir: Path) -> subprocess
 
 
 def final_tensors(store: Store) -> dict[str, torch.Tensor]:
-    return reader.tensors_of(reader.load_verified(store, layout.step_dirname(EPOCHS * 45)))
+    return reader.tensors_of(
+        reader.load_verified(store, layout.step_dirname(EPOCHS * STEPS_PER_EPOCH))
+    )
 
 
 def test_the_digits_example_survives_a_notice_and_an_abrupt_loss_bit_identical(
@@ -262,7 +153,7 @@ def test_the_digits_example_survives_a_notice_and_an_abrupt_loss_bit_identical(
     status = digits.finished()
     assert status["phase"] == "Succeeded", status
     assert (status["preemptions"], status["failures"], status["attempt"]) == (2, 0, 3), status
-    assert status["lastCheckpoint"]["step"] == EPOCHS * 45
+    assert status["lastCheckpoint"]["step"] == EPOCHS * STEPS_PER_EPOCH
     # attempt 3 restores the newest periodic checkpoint in S3, whatever the status had seen
     log = digits.trainer_log("digits-3")
     assert f"spotrun: restored step {newest} " in log, log[-2000:]

@@ -1,0 +1,149 @@
+"""The example digits job on the kind cluster, shared by the kind tier's job tests: its
+manifests as `kubectl apply -f` takes them, what a test reads of it (status, pods, Events, the
+trainer's log, the steps committed in S3), and `started`, which submits it and returns once it
+runs on the spot worker with a periodic checkpoint in S3."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+
+from spotrun import layout
+from tests.kind import chart
+from tests.kind.kindenv import KIND_DIR, KUBECTL, NAME, REPO, KindCluster, run, wait_for
+
+EXAMPLES = REPO / "manifests" / "examples"
+STEPS_PER_EPOCH = 45
+SPOT_WORKER, ON_DEMAND_WORKER = f"{NAME}-worker2", f"{NAME}-worker"
+
+
+def example_manifests(
+    trainer: str, s3: dict[str, str], prefix: str, epochs: int, spot: dict[str, Any] | None = None
+) -> str:
+    """s3-secret.yaml + job.yaml with only the image, endpoint, bucket, credentials and epochs
+    substituted (and SPOT merged into spec.spot), as one multi-document YAML for `kubectl apply
+    -f`."""
+    secret = chart.s3_secret(s3)
+    job = yaml.safe_load((EXAMPLES / "job.yaml").read_text())
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    container["image"] = trainer
+    assert container["command"][-2:] == ["--epochs", "20"], container["command"]
+    container["command"][-1] = str(epochs)
+    container["env"] = [{"name": "SPOTRUN_SAVE_AT_ONCE", "value": "1"}]
+    storage = job["spec"]["checkpoint"]["storage"]
+    storage["uri"] = f"s3://{s3['SPOTRUN_TEST_BUCKET']}/{prefix}"
+    storage["endpoint"] = s3["SPOTRUN_POD_S3_ENDPOINT"]
+    job["spec"]["spot"].update(spot or {})
+    return yaml.safe_dump_all([secret, job])
+
+
+def committed_steps(s3: dict[str, str], prefix: str) -> list[int]:
+    """Steps whose MANIFEST is in the bucket (the host's endpoint)."""
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3["AWS_ENDPOINT_URL_S3"],
+        aws_access_key_id=s3["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=s3["AWS_SECRET_ACCESS_KEY"],
+        region_name=s3["AWS_DEFAULT_REGION"],
+    )
+    listed = client.list_objects_v2(
+        Bucket=s3["SPOTRUN_TEST_BUCKET"], Prefix=f"{prefix}/{layout.CHECKPOINTS}/"
+    )
+    steps = []
+    for obj in listed.get("Contents", []):
+        parts = obj["Key"].split("/")
+        if parts[-1] == layout.MANIFEST and (step := layout.parse_step_dirname(parts[-2])):
+            steps.append(step)
+    return sorted(steps)
+
+
+def hack(cluster: KindCluster, script: str, *args: str) -> str:
+    done = run(KIND_DIR / script, *args, env=cluster.env, timeout=900)
+    assert done.returncode == 0, f"hack/kind/{script} {' '.join(args)}:\n{done.stderr}"
+    return done.stderr
+
+
+class Digits:
+    """The example job in its own namespace, and what the test reads of it."""
+
+    def __init__(self, cluster: KindCluster, s3: dict[str, str], namespace: str) -> None:
+        self.cluster, self.s3 = cluster, s3
+        self.namespace, self.prefix = namespace, f"digits-{secrets.token_hex(4)}"
+
+    def k(self, *args: str) -> str:
+        return self.cluster.kubectl("-n", self.namespace, *args)
+
+    def job(self) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(
+            self.k("get", "resumabletrainingjob", "digits", "-o", "json")
+        )
+        return found
+
+    def last_step(self) -> int | None:
+        """status.lastCheckpoint.step: what the operator knows was saved."""
+        ref = self.job()["status"].get("lastCheckpoint") or {}
+        return ref.get("step") if isinstance(ref.get("step"), int) else None
+
+    def running_node(self, pod: str) -> str | None:
+        for p in json.loads(self.k("get", "pods", "-o", "json"))["items"]:
+            if p["metadata"]["name"] == pod and p["status"].get("phase") == "Running":
+                return str(p["spec"]["nodeName"])
+        return None
+
+    def trainer_log(self, pod: str) -> str:
+        """The pod's trainer log; empty while there is none yet."""
+        env = self.cluster.env
+        done = run(KUBECTL, "-n", self.namespace, "logs", pod, "-c", "trainer", env=env)
+        return done.stdout if done.returncode == 0 else ""
+
+    def restored_log(self, pod: str) -> str:
+        """The trainer log once it says what it restored; empty before."""
+        log = self.trainer_log(pod)
+        return log if "spotrun: restored step" in log else ""
+
+    def events(self, reason: str) -> list[str]:
+        listed = json.loads(
+            self.k("get", "events", "--field-selector", "involvedObject.name=digits", "-o", "json")
+        )["items"]
+        return [e["message"] for e in listed if e["reason"] == reason]
+
+    def finished(self) -> dict[str, Any]:
+        return wait_for(
+            "the job to finish",
+            lambda: (j := self.job())["status"].get("phase") in ("Succeeded", "Failed") and j,
+            900,
+        )["status"]
+
+
+@contextmanager
+def started(
+    cluster: KindCluster,
+    s3: dict[str, str],
+    trainer: str,
+    namespace: str,
+    workdir: Path,
+    epochs: int,
+    spot: dict[str, Any] | None = None,
+) -> Iterator[Digits]:
+    """The example submitted with kubectl apply -f in its own NAMESPACE; yields once digits-1
+    runs on the spot worker and a periodic checkpoint is in S3. The namespace is deleted after
+    (while the operator runs: its finalizer on the job must be lifted by it)."""
+    d = Digits(cluster, s3, namespace)
+    manifests = workdir / f"{namespace}.yaml"
+    manifests.write_text(example_manifests(trainer, s3, d.prefix, epochs, spot))
+    cluster.kubectl("create", "namespace", namespace)
+    try:
+        d.k("apply", "-f", str(manifests))
+        node = wait_for("digits-1 to run", lambda: d.running_node("digits-1"), 900)
+        assert node == SPOT_WORKER, "the spot job runs on the spot worker"
+        wait_for("a periodic checkpoint in S3", lambda: committed_steps(s3, d.prefix), 300)
+        yield d
+    finally:
+        cluster.kubectl("delete", "namespace", namespace, "--timeout=300s")
