@@ -13,7 +13,6 @@ decided only endings.KILL_SETTLE_SECONDS (50 s) after each exit.
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +20,7 @@ import pytest
 import yaml
 
 from tests.kind import chart
+from tests.kind.jobs import rtj
 from tests.kind.kindenv import KindCluster, wait_for
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(3600)]
@@ -38,26 +38,7 @@ LIVENESS = {  # fails from the start: the kubelet kills the trainer ~10 s after 
 
 
 def job(name: str, pushed: dict[str, str], s3: dict[str, str], trainer: dict[str, Any]) -> Any:
-    return {
-        "apiVersion": "spotrun.dev/v1alpha1",
-        "kind": "ResumableTrainingJob",
-        "metadata": {"name": name},
-        "spec": {
-            "template": {
-                "spec": {"containers": [{"name": "trainer", "image": pushed["trainer"], **trainer}]}
-            },
-            "checkpoint": {
-                "storage": {
-                    "uri": f"s3://{s3['SPOTRUN_TEST_BUCKET']}/{name}-{secrets.token_hex(4)}",
-                    "endpoint": s3["SPOTRUN_POD_S3_ENDPOINT"],
-                    "secretRef": {"name": "s3-credentials"},
-                }
-            },
-            "spot": {"enabled": True},
-            "backoffLimit": BACKOFF_LIMIT,
-            "terminationGracePeriodSeconds": 10,
-        },
-    }
+    return rtj(name, {"image": pushed["trainer"], **trainer}, s3, BACKOFF_LIMIT, grace=10)
 
 
 class Jobs:

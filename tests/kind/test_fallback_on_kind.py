@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from localcluster.node import nodes
-from tests.kind.digits import (
+from tests.kind.jobs import (
     ON_DEMAND_WORKER,
     SPOT_WORKER,
     STEPS_PER_EPOCH,

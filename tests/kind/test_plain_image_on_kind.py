@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from tests.kind import chart
+from tests.kind.jobs import rtj
 from tests.kind.kindenv import KIND_DIR, KUBECTL, NAME, KindCluster, run, wait_for
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(3600)]
@@ -43,35 +44,12 @@ print("done", round(float(w.sum()), 6), flush=True)
 
 
 def job_manifest(image: str, s3: dict[str, str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "spotrun.dev/v1alpha1",
-        "kind": "ResumableTrainingJob",
-        "metadata": {"name": JOB},
-        "spec": {
-            "template": {
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "trainer",
-                            "image": image,
-                            "command": ["python", "-c", SCRIPT],
-                            "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
-                        }
-                    ]
-                }
-            },
-            "checkpoint": {
-                "storage": {
-                    "uri": f"s3://{s3['SPOTRUN_TEST_BUCKET']}/plain",
-                    "endpoint": s3["SPOTRUN_POD_S3_ENDPOINT"],
-                    "secretRef": {"name": "s3-credentials"},
-                }
-            },
-            "spot": {"enabled": True},
-            "backoffLimit": 0,
-            "terminationGracePeriodSeconds": 30,
-        },
+    container = {
+        "image": image,
+        "command": ["python", "-c", SCRIPT],
+        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
     }
+    return rtj(JOB, container, s3, backoff_limit=0, grace=30)
 
 
 class Plain:

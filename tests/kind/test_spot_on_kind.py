@@ -26,7 +26,7 @@ from spotrun import layout, reader
 from spotrun.localstore import LocalStore
 from spotrun.s3store import S3Store
 from spotrun.store import Store
-from tests.kind.digits import STEPS_PER_EPOCH, Digits, committed_steps, hack, started
+from tests.kind.jobs import STEPS_PER_EPOCH, Digits, committed_steps, hack, started
 from tests.kind.kindenv import NAME, KindCluster, wait_for
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(3600)]

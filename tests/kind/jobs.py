@@ -1,7 +1,7 @@
-"""The example digits job on the kind cluster, shared by the kind tier's job tests: its
-manifests as `kubectl apply -f` takes them, what a test reads of it (status, pods, Events, the
-trainer's log, the steps committed in S3), and `started`, which submits it and returns once it
-runs on the spot worker with a periodic checkpoint in S3."""
+"""Jobs on the kind cluster, shared by the kind tier's job tests: a bare ResumableTrainingJob
+(`rtj`), the example digits job's manifests as `kubectl apply -f` takes them, what a test reads
+of it (status, pods, Events, the trainer's log, the steps committed in S3), and `started`, which
+submits it and returns once it runs on the spot worker with a periodic checkpoint in S3."""
 
 from __future__ import annotations
 
@@ -22,6 +22,31 @@ from tests.kind.kindenv import KIND_DIR, KUBECTL, NAME, REPO, KindCluster, run, 
 EXAMPLES = REPO / "manifests" / "examples"
 STEPS_PER_EPOCH = 45
 SPOT_WORKER, ON_DEMAND_WORKER = f"{NAME}-worker2", f"{NAME}-worker"
+
+
+def rtj(
+    name: str, container: dict[str, Any], s3: dict[str, str], backoff_limit: int, grace: int
+) -> dict[str, Any]:
+    """A spot job of one trainer CONTAINER (name added) checkpointing to this S3 server under a
+    prefix of its own, its keys from the Secret `s3-credentials` (chart.s3_secret)."""
+    return {
+        "apiVersion": "spotrun.dev/v1alpha1",
+        "kind": "ResumableTrainingJob",
+        "metadata": {"name": name},
+        "spec": {
+            "template": {"spec": {"containers": [{"name": "trainer", **container}]}},
+            "checkpoint": {
+                "storage": {
+                    "uri": f"s3://{s3['SPOTRUN_TEST_BUCKET']}/{name}-{secrets.token_hex(4)}",
+                    "endpoint": s3["SPOTRUN_POD_S3_ENDPOINT"],
+                    "secretRef": {"name": "s3-credentials"},
+                }
+            },
+            "spot": {"enabled": True},
+            "backoffLimit": backoff_limit,
+            "terminationGracePeriodSeconds": grace,
+        },
+    }
 
 
 def example_manifests(
