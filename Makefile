@@ -58,8 +58,8 @@ cluster-down:
 lint-hack: venv
 	cd hack && ../$(VENV)/bin/mypy --strict -p localcluster
 
-# kind (in progress, hack/README.md): the Docker engine, a debootstrapped base image and the
-# node image's binaries, cached in ~/.cache/spotrun. Not part of `make test` yet.
+# kind (hack/README.md, "kind"): the Docker engine, a debootstrapped base image and the node
+# image's binaries, cached in ~/.cache/spotrun; the kind tier is the last tier of `make test`.
 .PHONY: kind-prereqs kind-engine-down kind-node-image kind-up kind-down kind-images test-kind
 kind-prereqs:
 	hack/kind/prereqs
@@ -107,6 +107,10 @@ test-kind: venv binaries binaries-s3
 .PHONY: kind-prebuild-start
 kind-prebuild-start:
 	hack/kind/prebuild start
+
+# One target at a time, in the order given: the background prebuild must start after the
+# control plane's build and before the tiers it runs beside (make -j would break that).
+.NOTPARALLEL:
 
 test: lint test-unit binaries binaries-s3 binaries-lint binaries-entrypoint kind-prebuild-start \
 	test-integration test-e2e test-kind

@@ -11,9 +11,14 @@ config is the image's byte for byte and its digest is the image ID. containerd p
 uncompressed layers like gzipped ones.
 
 When the registry already holds the config and every layer (checked with HEAD, no export), only
-the manifest is written (under TAG and every MORE_TAG). Otherwise the image is exported once and
-each layer streamed to the registry while it is hashed (the registry checks the digest it is
-told at the end); what the export holds is checked against `docker image inspect`. Standard
+the manifest is written (under TAG and every MORE_TAG); a blob another repository of the registry
+holds is mounted, not sent (the trainer's base after the trainer). Otherwise the image is exported
+once (Docker writes the whole export to a temporary folder first: +1 image size of disk for a
+while) and every large member streamed to the registry while it is hashed (the registry checks
+the digest it is told at the end): all layers, not only the missing ones, since an export of
+Docker 20.10 names its layers by IDs that are not their digests. What the export holds is checked
+against `docker image inspect` (an engine with the containerd image store, Docker 29's default,
+exports differently and fails that check: use the overlay2 store). Standard
 library only: hack/ runs it with the host's python3. Progress goes to stderr; nothing to stdout.
 """
 
@@ -22,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import posixpath
 import subprocess
 import sys
 import tarfile
@@ -40,6 +46,13 @@ TIMEOUT = 600.0
 
 class PushError(Exception):
     """A failure with its cause, printed as one line."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
 
 
 @dataclass(frozen=True)
@@ -101,7 +114,7 @@ class Registry:
         body: bytes | HashingReader | None = None,
         headers: dict[str, str] | None = None,
         expect: tuple[int, ...] = (200,),
-    ) -> http.client.HTTPResponse:
+    ) -> Answer:
         try:
             self.conn.request(method, path, body=body, headers=headers or {})
             response = self.conn.getresponse()
@@ -114,13 +127,30 @@ class Registry:
                 f"{method} http://{self.host}{path}: HTTP {response.status} "
                 f"{text[:300].decode(errors='replace')}"
             )
-        return response
+        return Answer(response.status, response.headers, text)
 
     def blob_size(self, digest: str) -> int | None:
         response = self.call("HEAD", f"/v2/{self.repository}/blobs/{digest}", expect=(200, 404))
         return int(response.headers["Content-Length"]) if response.status == 200 else None
 
-    def _location(self, response: http.client.HTTPResponse) -> str:
+    def repositories(self) -> list[str]:
+        """The registry's repositories (its catalog's first page)."""
+        answer = self.call("GET", "/v2/_catalog?n=1000", expect=(200,))
+        found = json.loads(answer.body)
+        return [str(r) for r in found.get("repositories") or []]
+
+    def mount(self, digest: str, source: str) -> bool:
+        """Link a blob SOURCE holds into this repository (no upload); False if SOURCE lacks it."""
+        response = self.call(
+            "POST",
+            f"/v2/{self.repository}/blobs/uploads/?mount={digest}&from={source}",
+            expect=(201, 202),
+        )
+        if response.status == 202:  # not mounted: an upload session opened instead; drop it
+            self.call("DELETE", self._location(response), expect=(204, 404))
+        return response.status == 201
+
+    def _location(self, response: Answer) -> str:
         parts = urlsplit(response.headers["Location"])
         return parts.path + (f"?{parts.query}" if parts.query else "")
 
@@ -178,10 +208,15 @@ class Registry:
 
 
 def already_there(registry: Registry, config: str, diff_ids: list[str]) -> list[Blob] | None:
-    """The config and layers as the registry holds them, or None if one is missing."""
+    """The config and layers as the registry holds them for this repository (a blob another
+    repository of the registry holds is mounted: trainer's base `torch` costs no upload), or
+    None if one is missing."""
     blobs = []
+    others = [r for r in registry.repositories() if r != registry.repository]
     for digest in [config, *diff_ids]:
         size = registry.blob_size(digest)
+        if size is None and any(registry.mount(digest, other) for other in others):
+            size = registry.blob_size(digest)
         if size is None:
             return None
         blobs.append(Blob(digest, size))
@@ -195,8 +230,16 @@ def upload_export(registry: Registry, image: str) -> tuple[Blob, list[Blob]]:
     assert save.stdout is not None
     uploaded: dict[str, Blob] = {}
     small: dict[str, bytes] = {}
+    aliases: dict[str, str] = {}  # Docker 20.10 links a repeated layer to its first copy
     with tarfile.open(fileobj=save.stdout, mode="r|") as export:
         for member in export:
+            if member.issym():
+                folder = posixpath.dirname(member.name)
+                aliases[member.name] = posixpath.normpath(posixpath.join(folder, member.linkname))
+                continue
+            if member.islnk():
+                aliases[member.name] = member.linkname
+                continue
             if not member.isfile():
                 continue
             source = export.extractfile(member)
@@ -217,7 +260,13 @@ def upload_export(registry: Registry, image: str) -> tuple[Blob, list[Blob]]:
     (entry,) = json.loads(small["manifest.json"])
 
     def blob_of(name: str) -> Blob:
-        return uploaded[name] if name in uploaded else registry.put_blob(small[name])
+        for _ in range(8):  # links to links, at most a few
+            name = aliases.get(name, name)
+        if name in uploaded:
+            return uploaded[name]
+        if name not in small:
+            raise PushError(f"docker save {image}: manifest.json names {name}, not in the export")
+        return registry.put_blob(small[name])
 
     return blob_of(entry["Config"]), [blob_of(name) for name in entry["Layers"]]
 
@@ -255,6 +304,9 @@ def main(argv: list[str]) -> int:
         push(*argv)
     except PushError as e:
         say(f"FAILED: {e}")
+        return 1
+    except (tarfile.TarError, KeyError, ValueError) as e:  # an export or answer not as expected
+        say(f"FAILED: {argv[0]}: {type(e).__name__}: {e}")
         return 1
     return 0
 

@@ -171,9 +171,13 @@ class Disruption:
         if self.error is not None:
             raise RuntimeError(f"preempting or adding a node failed: {self.error}") from self.error
 
-    def finish(self, timeout: float = 300.0) -> None:
+    def join(self, timeout: float = 300.0) -> None:
+        """Wait for a running preemption or node's return (a teardown must not race it)."""
         if self.thread is not None:
             self.thread.join(timeout)
+
+    def finish(self, timeout: float = 300.0) -> None:
+        self.join(timeout)
         self.check()
 
 
@@ -213,47 +217,52 @@ def watch_job(
     status: dict[str, Any] = {}
     disruption = Disruption(preempt, add_spot_node, echo)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        disruption.check()
-        body: dict[str, Any] = custom.get_namespaced_custom_object(  # type: ignore[assignment]
-            GROUP, VERSION, namespace, PLURAL, name
-        )
-        status = body.get("status") or {}
-        pods = core.list_namespaced_pod(namespace, label_selector=f"{LABEL_JOB}={name}").items
-        w.observe(pods)
-        attempts = w.ordered()
-        current = attempts[-1] if attempts else None
-        step = max((a.last_step for a in attempts), default=0)
-        row = [
-            name, str(status.get("phase", "")), str(status.get("attempt", "")),
-            str(step), str((status.get("lastCheckpoint") or {}).get("step", "")),
-            str(status.get("preemptions", 0)), current.node if current else "",
-        ]
-        if row != last_row and (row[:3] + row[4:] != last_row[:3] + last_row[4:]
-                                or step - int(last_row[3] or 0) >= 100):
-            echo(_row(row))
-            last_row = row
-        if status.get("phase") in ("Succeeded", "Failed"):
-            break
-        if targets is None and attempts and attempts[0].steps_per_epoch:
-            epochs = planned_epochs(job) or 20
-            targets = preemption_steps(epochs * attempts[0].steps_per_epoch, rng)
-            echo(f"# the demo will preempt the spot node at steps {targets[0]} and {targets[1]}")
-        due = targets[len(w.preemptions)] if targets and len(w.preemptions) < 2 else None
-        if (
-            due is not None and current is not None and current.ended is None
-            and current.capacity == "spot" and current.node and current.last_step >= due
-            and all(p.attempt != current.number for p in w.preemptions)
-            and not disruption.busy()
-        ):
-            note = notes[min(len(w.preemptions), len(notes) - 1)]
-            w.preemptions.append(Preemption(w.now(), current.node, current.number,
-                                            current.last_step))
-            echo(f"# preempting {current.node} (spot) at step {current.last_step}: {note}")
-            disruption.start(current.node)
-        time.sleep(0.5)
-    else:
-        raise TimeoutError(f"{namespace}/{name} did not finish within {timeout:.0f}s")
+    try:
+        while time.monotonic() < deadline:
+            disruption.check()
+            body: dict[str, Any] = custom.get_namespaced_custom_object(  # type: ignore[assignment]
+                GROUP, VERSION, namespace, PLURAL, name
+            )
+            status = body.get("status") or {}
+            pods = core.list_namespaced_pod(namespace, label_selector=f"{LABEL_JOB}={name}").items
+            w.observe(pods)
+            attempts = w.ordered()
+            current = attempts[-1] if attempts else None
+            step = max((a.last_step for a in attempts), default=0)
+            row = [
+                name, str(status.get("phase", "")), str(status.get("attempt", "")),
+                str(step), str((status.get("lastCheckpoint") or {}).get("step", "")),
+                str(status.get("preemptions", 0)), current.node if current else "",
+            ]
+            if row != last_row and (row[:3] + row[4:] != last_row[:3] + last_row[4:]
+                                    or step - int(last_row[3] or 0) >= 100):
+                echo(_row(row))
+                last_row = row
+            if status.get("phase") in ("Succeeded", "Failed"):
+                break
+            if targets is None and attempts and attempts[0].steps_per_epoch:
+                epochs = planned_epochs(job) or 20
+                targets = preemption_steps(epochs * attempts[0].steps_per_epoch, rng)
+                first, second = targets
+                echo(f"# the demo will preempt the spot node at steps {first} and {second}")
+            due = targets[len(w.preemptions)] if targets and len(w.preemptions) < 2 else None
+            if (
+                due is not None and current is not None and current.ended is None
+                and current.capacity == "spot" and current.node and current.last_step >= due
+                and all(p.attempt != current.number for p in w.preemptions)
+                and not disruption.busy()
+            ):
+                note = notes[min(len(w.preemptions), len(notes) - 1)]
+                w.preemptions.append(Preemption(w.now(), current.node, current.number,
+                                                current.last_step))
+                echo(f"# preempting {current.node} (spot) at step {current.last_step}: {note}")
+                disruption.start(current.node)
+            time.sleep(0.5)
+        else:
+            raise TimeoutError(f"{namespace}/{name} did not finish within {timeout:.0f}s")
+    except BaseException:  # the teardown after this must not race a preemption in flight
+        disruption.join()
+        raise
     disruption.finish()
     for thread in w.followers:
         thread.join(timeout=15)

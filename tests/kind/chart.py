@@ -8,14 +8,15 @@ from typing import Any
 
 import yaml
 
+from localcluster import kindcluster
 from tests.kind.kindenv import HELM, REPO, KindCluster, run
 
 RELEASE, NAMESPACE = "spotrun", "spotrun-system"
 
 
 def install(cluster: KindCluster, pushed: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """helm install --wait; the caller asserts its exit code and calls uninstall."""
-    repository, tag = pushed["operator"].rsplit(":", 1)
+    """helm install --wait with the values `hack/demo --kind` uses (kindcluster's); the caller
+    asserts its exit code and calls uninstall."""
     return run(
         HELM,
         "install",
@@ -25,12 +26,7 @@ def install(cluster: KindCluster, pushed: dict[str, str]) -> subprocess.Complete
         NAMESPACE,
         "--create-namespace",
         "--take-ownership",  # of the CRD, when `kubectl apply -f manifests/crd.yaml` made it
-        "--set",
-        f"image.repository={repository}",
-        "--set",
-        f"image.tag={tag}",
-        "--set",
-        f"sidecar.image={pushed['sidecar']}",
+        *kindcluster.helm_image_values(pushed),
         "--wait",
         "--timeout",
         "10m",

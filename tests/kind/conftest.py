@@ -101,3 +101,4 @@ def operator(kind_cluster: KindCluster, pushed: dict[str, str]) -> Iterator[None
         yield
     finally:
         chart.uninstall(kind_cluster)
+        kind_cluster.restore_workers()

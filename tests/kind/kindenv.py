@@ -84,6 +84,24 @@ class KindCluster:
         assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
         return done.stdout
 
+    def restore_workers(self) -> None:
+        """hack/kind/add-node for every worker whose container a preemption left stopped: a test
+        that failed between its preemption and its add-node leaves the next ones the cluster
+        they expect."""
+        stopped = self.docker(
+            "ps",
+            "--all",
+            "--filter",
+            f"name=^{NAME}-worker",
+            "--filter",
+            "status=exited",
+            "--format",
+            "{{.Names}}",
+        ).split()
+        for node in stopped:
+            done = run(KIND_DIR / "add-node", node, env=self.env, timeout=900)
+            assert done.returncode == 0, f"hack/kind/add-node {node}:\n{done.stderr}"
+
     def docker(self, *args: str, timeout: int = 600) -> str:
         done = run("docker", *args, env=self.env, timeout=timeout)
         assert done.returncode == 0, f"docker {' '.join(args)}: {done.stderr}"

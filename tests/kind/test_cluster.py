@@ -1,6 +1,6 @@
 """A kind cluster on the node image built offline (hack/kind/node-image, hack/kind/up).
 
-Not in `make test` yet: `pytest -m kind tests/kind/test_cluster.py` builds what is missing
+`pytest -m kind tests/kind/test_cluster.py` builds what is missing
 (cold: the node image's parts and images, minutes), brings the cluster up, runs a pod from an
 image built here, and removes the cluster (and stops the Docker engine if it started it).
 """

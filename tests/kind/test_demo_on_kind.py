@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.kind.kindenv import HELM, NAME, REPO, KindCluster, run
+from tests.kind.kindenv import HELM, KUBECTL, NAME, REPO, KindCluster, run
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(3600)]
 
@@ -31,9 +32,23 @@ def test_the_demo_on_kind_survives_a_notice_and_an_abrupt_loss_and_draws_its_rep
     out = tmp_path / "demo-report.png"
     # the session's cluster must be left as the demo found it, whatever the caller keeps
     env = {**kind_cluster.env, "SPOTRUN_KIND_KEEP": "0"}
-    done = run(
-        REPO / "hack" / "demo", "--kind", "--seed", "11", "--out", str(out), env=env, timeout=3000
-    )
+    try:
+        done = run(
+            REPO / "hack" / "demo",
+            "--kind",
+            "--seed",
+            "11",
+            "--out",
+            str(out),
+            env=env,
+            timeout=3000,
+        )
+    except subprocess.TimeoutExpired:  # killed: its own cleanup never ran
+        run(HELM, "uninstall", "spotrun", "--namespace", "spotrun-system", env=env)
+        for namespace in ("spotrun-demo", "spotrun-system"):
+            run(KUBECTL, "delete", "namespace", namespace, "--ignore-not-found", env=env)
+        kind_cluster.restore_workers()
+        raise
     print(done.stdout)
     print(done.stderr[-6000:])
     assert done.returncode == 0, done.stderr[-3000:]

@@ -399,10 +399,14 @@ def test_images_are_tagged_by_version_and_inputs_and_reused(
 ) -> None:
     for name in ("operator", "sidecar", "trainer"):
         assert images[name].startswith(f"spotrun.local/{name}:{__version__}-"), images
-    assert images["python"].startswith(
-        f"spotrun.local/python:{versions()['DEBIAN_PYTHON_VERSION']}-bookworm-"
-    )
-    assert images["torch"].startswith(f"spotrun.local/torch:{versions()['TORCH_VERSION']}-")
+    if os.environ.get("SPOTRUN_IMAGES_FROM") == "pull":  # the Dockerfiles' default bases
+        assert images["python"].startswith("spotrun.local/python:pulled-"), images
+        assert images["torch"].startswith("spotrun.local/torch:pulled-"), images
+    else:
+        assert images["python"].startswith(
+            f"spotrun.local/python:{versions()['DEBIAN_PYTHON_VERSION']}-bookworm-"
+        )
+        assert images["torch"].startswith(f"spotrun.local/torch:{versions()['TORCH_VERSION']}-")
     again = subprocess.run(
         [str(REPO / "hack" / "kind" / "images"), "operator"],
         env=docker_engine,

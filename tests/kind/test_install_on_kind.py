@@ -22,7 +22,7 @@ import yaml
 
 from spotrun.version import __version__
 from tests.kind import chart
-from tests.kind.kindenv import REPO, KindCluster, wait_for
+from tests.kind.kindenv import KUBECTL, REPO, KindCluster, run, wait_for
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(1800)]
 
@@ -95,6 +95,13 @@ def test_kubectl_apply_of_install_yaml_as_written_runs_the_example_job(
         sidecars = [c["image"] for c in spec.get("initContainers", [])]
         assert sidecars == [f"ghcr.io/spotrun/trainer:{__version__}"], "the trainer's image"
         assert spec["containers"][0]["command"][:3] == ["spotrun", "exec", "--"], spec
-    finally:
-        k("delete", "namespace", NAMESPACE, "--ignore-not-found", "--timeout=300s")
-        k("delete", "-f", str(install), "--ignore-not-found", "--timeout=300s")
+    finally:  # not asserted: a cleanup failure must not hide the test's own
+        for args in (("namespace", NAMESPACE), ("-f", str(install))):
+            run(
+                KUBECTL,
+                "delete",
+                *args,
+                "--ignore-not-found",
+                "--timeout=300s",
+                env=kind_cluster.env,
+            )

@@ -1,6 +1,5 @@
-"""The kind tier's groundwork (hack/kind/, hack/README.md "kind (in progress)").
-
-Not in `make test` yet: run with `pytest -m kind tests/kind` after `make kind-prereqs`.
+"""The kind tier's groundwork (hack/kind/, hack/README.md "kind"): the runc wrapper, the
+engine's proof, the built parts' versions. `make test-kind` runs them with the rest of the tier.
 """
 
 from __future__ import annotations
