@@ -224,15 +224,24 @@ def already_there(registry: Registry, config: str, diff_ids: list[str]) -> list[
 
 
 def upload_export(registry: Registry, image: str) -> tuple[Blob, list[Blob]]:
-    """docker save IMAGE, streamed: every large member uploaded as it passes, the small ones
-    kept until manifest.json says which are the config and the layers."""
+    """docker save IMAGE, streamed through upload_stream."""
     save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
     assert save.stdout is not None
+    found = upload_stream(registry, save.stdout, f"docker save {image}")
+    if save.wait() != 0:
+        raise PushError(f"docker save {image} failed (exit {save.returncode})")
+    return found
+
+
+def upload_stream(registry: Registry, export: IO[bytes], what: str) -> tuple[Blob, list[Blob]]:
+    """An export in `docker save`'s format, read once: every large member uploaded as it passes,
+    the small ones kept until manifest.json says which are the config and the layers; the
+    (config, layers) it names, as uploaded."""
     uploaded: dict[str, Blob] = {}
     small: dict[str, bytes] = {}
     aliases: dict[str, str] = {}  # Docker 20.10 links a repeated layer to its first copy
-    with tarfile.open(fileobj=save.stdout, mode="r|") as export:
-        for member in export:
+    with tarfile.open(fileobj=export, mode="r|") as members:
+        for member in members:
             if member.issym():
                 folder = posixpath.dirname(member.name)
                 aliases[member.name] = posixpath.normpath(posixpath.join(folder, member.linkname))
@@ -242,7 +251,7 @@ def upload_export(registry: Registry, image: str) -> tuple[Blob, list[Blob]]:
                 continue
             if not member.isfile():
                 continue
-            source = export.extractfile(member)
+            source = members.extractfile(member)
             assert source is not None
             if member.size < SMALL:
                 small[member.name] = source.read()
@@ -253,10 +262,8 @@ def upload_export(registry: Registry, image: str) -> tuple[Blob, list[Blob]]:
                     f"  {member.name}: {blob.size / 1e6:.0f} MB in "
                     f"{time.monotonic() - start:.0f}s ({blob.digest[:19]})"
                 )
-    if save.wait() != 0:
-        raise PushError(f"docker save {image} failed (exit {save.returncode})")
     if "manifest.json" not in small:
-        raise PushError(f"docker save {image} wrote no manifest.json")
+        raise PushError(f"{what} wrote no manifest.json")
     (entry,) = json.loads(small["manifest.json"])
 
     def blob_of(name: str) -> Blob:
@@ -265,7 +272,7 @@ def upload_export(registry: Registry, image: str) -> tuple[Blob, list[Blob]]:
         if name in uploaded:
             return uploaded[name]
         if name not in small:
-            raise PushError(f"docker save {image}: manifest.json names {name}, not in the export")
+            raise PushError(f"{what}: manifest.json names {name}, not in the export")
         return registry.put_blob(small[name])
 
     return blob_of(entry["Config"]), [blob_of(name) for name in entry["Layers"]]
