@@ -83,8 +83,11 @@ kind-images:
 # make demo on kind (hack/localcluster/kinddemo.py): hack/cluster --kind up (reused when up), helm
 # install of the pushed images, the example job, a notice then an abrupt loss, the summary and
 # demo-report.png; removes what it started unless SPOTRUN_KIND_KEEP=1.
+# hack/kind/prebuild stops the Docker engine it started; the demo then starts it and, having
+# started it, stops it at the end (kind-prereqs would leave it running).
 .PHONY: demo-kind cluster-kind-up
-demo-kind: venv binaries kind-prereqs
+demo-kind: venv binaries
+	hack/kind/prebuild wait
 	hack/demo --kind
 
 cluster-kind-up: venv binaries kind-prereqs
