@@ -8,9 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from localcluster.kindcluster import parse_exports
 from tests.kind import chart
 from tests.kind import images as img
-from tests.kind.kindenv import KIND_DIR, KindCluster, exports, run
+from tests.kind.kindenv import KIND_DIR, KindCluster, run
 
 
 def _engine(command: str) -> subprocess.CompletedProcess[str]:
@@ -47,7 +48,7 @@ def kind_cluster(docker_engine: dict[str, str]) -> Iterator[KindCluster]:
     up = run(KIND_DIR / "up", "--on-demand", "1", "--spot", "1", env=docker_engine, timeout=3600)
     try:
         assert up.returncode == 0, f"hack/kind/up failed:\n{up.stderr[-4000:]}"
-        yield KindCluster({**docker_engine, **exports(up.stdout.strip().splitlines()[-1])})
+        yield KindCluster({**docker_engine, **parse_exports(up.stdout)})
     finally:
         if os.environ.get("SPOTRUN_KIND_KEEP") != "1":
             down = run(KIND_DIR / "down", env=docker_engine)
@@ -88,7 +89,7 @@ def kind_s3(kind_cluster: KindCluster) -> dict[str, str]:
     assert up.returncode == 0, up.stderr
     env = run(KIND_DIR / "s3", "env", env=kind_cluster.env)
     assert env.returncode == 0, env.stderr
-    return exports(env.stdout.strip())
+    return parse_exports(env.stdout)
 
 
 @pytest.fixture

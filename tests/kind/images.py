@@ -4,6 +4,7 @@ reach the loopback-only servers of hack/ (the S3 server, the API server)."""
 from __future__ import annotations
 
 import base64
+import json
 import socket
 import subprocess
 import urllib.error
@@ -91,3 +92,17 @@ def self_contained_kubeconfig(source: str, target: Path) -> Path:
     target.write_text(yaml.safe_dump(config))
     target.chmod(0o644)
     return target
+
+
+def registry_manifest(reference: str) -> tuple[dict[str, Any], str]:
+    """(the OCI manifest, its digest) the kind registry serves for HOST/REPOSITORY:TAG (what
+    hack/kind/registry push printed)."""
+    host, _, path = reference.partition("/")
+    repository, tag = path.rsplit(":", 1)
+    request = urllib.request.Request(
+        f"http://{host.replace('localhost', '127.0.0.1')}/v2/{repository}/manifests/{tag}",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        manifest: dict[str, Any] = json.load(answer)
+        return manifest, str(answer.headers["Docker-Content-Digest"])

@@ -95,26 +95,36 @@ def hack(cluster: KindCluster, script: str, *args: str) -> str:
     return done.stderr
 
 
-class Digits:
-    """The example job in its own namespace, and what the test reads of it."""
+class Job:
+    """A ResumableTrainingJob in its own namespace (the example's `digits` unless named), and
+    what a test reads of it."""
 
-    def __init__(self, cluster: KindCluster, s3: dict[str, str], namespace: str) -> None:
-        self.cluster, self.s3 = cluster, s3
-        self.namespace, self.prefix = namespace, f"digits-{secrets.token_hex(4)}"
+    def __init__(
+        self, cluster: KindCluster, s3: dict[str, str], namespace: str, name: str = "digits"
+    ) -> None:
+        self.cluster, self.s3, self.name = cluster, s3, name
+        self.namespace, self.prefix = namespace, f"{name}-{secrets.token_hex(4)}"
 
     def k(self, *args: str) -> str:
         return self.cluster.kubectl("-n", self.namespace, *args)
 
     def job(self) -> dict[str, Any]:
         found: dict[str, Any] = json.loads(
-            self.k("get", "resumabletrainingjob", "digits", "-o", "json")
+            self.k("get", "resumabletrainingjob", self.name, "-o", "json")
         )
         return found
 
+    def status(self) -> dict[str, Any]:
+        return dict(self.job().get("status") or {})
+
     def last_step(self) -> int | None:
         """status.lastCheckpoint.step: what the operator knows was saved."""
-        ref = self.job()["status"].get("lastCheckpoint") or {}
+        ref = self.status().get("lastCheckpoint") or {}
         return ref.get("step") if isinstance(ref.get("step"), int) else None
+
+    def pod(self, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(self.k("get", "pod", name, "-o", "json"))
+        return found
 
     def running_node(self, pod: str) -> str | None:
         for p in json.loads(self.k("get", "pods", "-o", "json"))["items"]:
@@ -128,23 +138,24 @@ class Digits:
         done = run(KUBECTL, "-n", self.namespace, "logs", pod, "-c", "trainer", env=env)
         return done.stdout if done.returncode == 0 else ""
 
-    def restored_log(self, pod: str) -> str:
-        """The trainer log once it says what it restored; empty before."""
+    def log_with(self, pod: str, text: str) -> str:
+        """The trainer log once it holds TEXT; empty before."""
         log = self.trainer_log(pod)
-        return log if "spotrun: restored step" in log else ""
+        return log if text in log else ""
 
     def events(self, reason: str) -> list[str]:
-        listed = json.loads(
-            self.k("get", "events", "--field-selector", "involvedObject.name=digits", "-o", "json")
-        )["items"]
+        selector = f"involvedObject.name={self.name}"
+        listed = json.loads(self.k("get", "events", "--field-selector", selector, "-o", "json"))[
+            "items"
+        ]
         return [e["message"] for e in listed if e["reason"] == reason]
 
     def finished(self) -> dict[str, Any]:
         return wait_for(
             "the job to finish",
-            lambda: (j := self.job())["status"].get("phase") in ("Succeeded", "Failed") and j,
+            lambda: (st := self.status()).get("phase") in ("Succeeded", "Failed") and st,
             900,
-        )["status"]
+        )
 
 
 @contextmanager
@@ -156,11 +167,11 @@ def started(
     workdir: Path,
     epochs: int,
     spot: dict[str, Any] | None = None,
-) -> Iterator[Digits]:
+) -> Iterator[Job]:
     """The example submitted with kubectl apply -f in its own NAMESPACE; yields once digits-1
     runs on the spot worker and a periodic checkpoint is in S3. The namespace is deleted after
     (while the operator runs: its finalizer on the job must be lifted by it)."""
-    d = Digits(cluster, s3, namespace)
+    d = Job(cluster, s3, namespace)
     manifests = workdir / f"{namespace}.yaml"
     manifests.write_text(example_manifests(trainer, s3, d.prefix, epochs, spot))
     cluster.kubectl("create", "namespace", namespace)

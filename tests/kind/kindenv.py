@@ -69,12 +69,6 @@ def run(
     )
 
 
-def exports(line: str) -> dict[str, str]:
-    """`export A=1 B=2` (what hack/kind/up prints last) as a dict."""
-    assert line.startswith("export "), line
-    return dict(pair.split("=", 1) for pair in line.removeprefix("export ").split())
-
-
 @dataclass(frozen=True)
 class KindCluster:
     env: dict[str, str]  # os.environ + KUBECONFIG + DOCKER_HOST

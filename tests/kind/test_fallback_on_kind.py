@@ -21,7 +21,7 @@ from tests.kind.jobs import (
     ON_DEMAND_WORKER,
     SPOT_WORKER,
     STEPS_PER_EPOCH,
-    Digits,
+    Job,
     hack,
     started,
 )
@@ -40,7 +40,7 @@ def fallback(
     kind_s3: dict[str, str],
     operator: None,
     tmp_path: Path,
-) -> Iterator[Digits]:
+) -> Iterator[Job]:
     spot = {"fallbackToOnDemandAfter": 1}
     with started(
         kind_cluster, kind_s3, pushed["trainer"], "fallback-kind", tmp_path, EPOCHS, spot
@@ -53,7 +53,7 @@ def fallback(
 
 
 def test_after_a_preemption_the_next_attempt_runs_on_demand_elsewhere_losing_no_step(
-    fallback: Digits, kind_cluster: KindCluster
+    fallback: Job, kind_cluster: KindCluster
 ) -> None:
     # a notice long enough that the operator, not the eviction, ends the pod
     preempt = hack(kind_cluster, "preempt", SPOT_WORKER, "--notice", "20")

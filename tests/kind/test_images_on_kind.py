@@ -8,12 +8,12 @@ image, the registry), brings the cluster up and removes it (hack/kind/down) at t
 from __future__ import annotations
 
 import json
-import urllib.request
 
 import pytest
 
 from spotrun.version import __version__
 from tests.kind import chart
+from tests.kind.images import registry_manifest
 from tests.kind.kindenv import KIND_DIR, NAME, REPO, KindCluster, run
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(3600)]
@@ -99,14 +99,7 @@ def test_the_registry_holds_each_image_as_built_with_its_layers_uncompressed(
     pushed: dict[str, str], built: dict[str, str], kind_cluster: KindCluster
 ) -> None:
     for name in ("operator", "trainer"):
-        host, _, path = pushed[name].partition("/")
-        repository, tag = path.rsplit(":", 1)
-        request = urllib.request.Request(
-            f"http://{host.replace('localhost', '127.0.0.1')}/v2/{repository}/manifests/{tag}",
-            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            manifest = json.load(answer)
+        manifest, _ = registry_manifest(pushed[name])
         local = json.loads(kind_cluster.docker("image", "inspect", built[name]))[0]
         # the image's own config and diff IDs: what the node runs is what was built
         assert manifest["config"]["digest"] == local["Id"]

@@ -14,7 +14,6 @@ under that operator; `kubectl delete -f install.yaml` removes the operator.
 from __future__ import annotations
 
 import json
-import urllib.request
 from typing import Any
 
 import pytest
@@ -22,7 +21,9 @@ import yaml
 
 from spotrun.version import __version__
 from tests.kind import chart
-from tests.kind.kindenv import KUBECTL, REPO, KindCluster, run, wait_for
+from tests.kind.images import registry_manifest
+from tests.kind.jobs import Job
+from tests.kind.kindenv import KUBECTL, REPO, KindCluster, run
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(1800)]
 
@@ -31,16 +32,7 @@ NAMESPACE = "install-kind"
 
 
 def pushed_digest(reference: str) -> str:
-    """The manifest digest the registry serves for HOST/REPOSITORY:TAG."""
-    host, _, path = reference.partition("/")
-    repository, tag = path.rsplit(":", 1)
-    request = urllib.request.Request(
-        f"http://{host.replace('localhost', '127.0.0.1')}/v2/{repository}/manifests/{tag}",
-        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
-        method="HEAD",
-    )
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return str(answer.headers["Docker-Content-Digest"])
+    return registry_manifest(reference)[1]
 
 
 def digits_one_epoch(s3: dict[str, str]) -> list[dict[str, Any]]:
@@ -53,12 +45,6 @@ def digits_one_epoch(s3: dict[str, str]) -> list[dict[str, Any]]:
     storage["uri"] = f"s3://{s3['SPOTRUN_TEST_BUCKET']}/install-{NAMESPACE}"
     storage["endpoint"] = s3["SPOTRUN_POD_S3_ENDPOINT"]
     return [chart.s3_secret(s3), job]
-
-
-def finished(cluster: KindCluster) -> dict[str, Any] | None:
-    got = json.loads(cluster.kubectl("-n", NAMESPACE, "get", "rtj", "digits", "-o", "json"))
-    status: dict[str, Any] = got.get("status", {})
-    return status if status.get("phase") in ("Succeeded", "Failed") else None
 
 
 def image_digest(pod: dict[str, Any], container: str) -> str:
@@ -85,7 +71,7 @@ def test_kubectl_apply_of_install_yaml_as_written_runs_the_example_job(
 
         k("create", "namespace", NAMESPACE)
         k("-n", NAMESPACE, "apply", "-f", "-", stdin=yaml.safe_dump_all(digits_one_epoch(kind_s3)))
-        status = wait_for("the job to finish", lambda: finished(kind_cluster), 600)
+        status = Job(kind_cluster, kind_s3, NAMESPACE).finished()
         assert status["phase"] == "Succeeded", status
         assert status["lastCheckpoint"]["step"] == 45  # one epoch of digits
         assert (status["attempt"], status["preemptions"], status["failures"]) == (1, 0, 0)

@@ -8,7 +8,6 @@ saves at the notice and nothing is restored.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ import pytest
 import yaml
 
 from tests.kind import chart
-from tests.kind.jobs import rtj
-from tests.kind.kindenv import KIND_DIR, KUBECTL, NAME, KindCluster, run, wait_for
+from tests.kind.jobs import Job, hack, rtj
+from tests.kind.kindenv import NAME, KindCluster, wait_for
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(3600)]
 
@@ -53,31 +52,6 @@ def job_manifest(image: str, s3: dict[str, str]) -> dict[str, Any]:
     return rtj(JOB, container, s3, backoff_limit=0, grace=30)
 
 
-class Plain:
-    def __init__(self, cluster: KindCluster) -> None:
-        self.cluster = cluster
-
-    def k(self, *args: str) -> str:
-        return self.cluster.kubectl("-n", NAMESPACE, *args)
-
-    def status(self) -> dict[str, Any]:
-        found: dict[str, Any] = json.loads(self.k("get", "resumabletrainingjob", JOB, "-o", "json"))
-        return dict(found.get("status", {}))
-
-    def log(self, pod: str) -> str:
-        done = run(KUBECTL, "-n", NAMESPACE, "logs", pod, "-c", "trainer", env=self.cluster.env)
-        return done.stdout if done.returncode == 0 else ""
-
-    def log_with(self, pod: str, text: str) -> str:
-        """The trainer's log once it holds TEXT; empty before."""
-        log = self.log(pod)
-        return log if text in log else ""
-
-    def pod(self, name: str) -> dict[str, Any]:
-        found: dict[str, Any] = json.loads(self.k("get", "pod", name, "-o", "json"))
-        return found
-
-
 @pytest.fixture
 def plain(
     kind_cluster: KindCluster,
@@ -85,7 +59,7 @@ def plain(
     kind_s3: dict[str, str],
     operator: None,
     tmp_path: Path,
-) -> Iterator[Plain]:
+) -> Iterator[Job]:
     manifests = tmp_path / "plain.yaml"
     manifests.write_text(
         yaml.safe_dump_all([chart.s3_secret(kind_s3), job_manifest(pushed["torch"], kind_s3)])
@@ -93,13 +67,13 @@ def plain(
     kind_cluster.kubectl("create", "namespace", NAMESPACE)
     try:
         kind_cluster.kubectl("-n", NAMESPACE, "apply", "-f", str(manifests))
-        yield Plain(kind_cluster)
+        yield Job(kind_cluster, kind_s3, NAMESPACE, JOB)
     finally:
         kind_cluster.kubectl("delete", "namespace", NAMESPACE, "--timeout=300s")
 
 
 def test_a_job_in_an_image_without_spotrun_runs_through_a_preemption(
-    plain: Plain, kind_cluster: KindCluster, pushed: dict[str, str]
+    plain: Job, kind_cluster: KindCluster, pushed: dict[str, str]
 ) -> None:
     first = wait_for("plain-1 to train", lambda: plain.log_with(f"{JOB}-1", "step 50"), 900)
     assert "spotrun installed: False" in first, first
@@ -110,20 +84,15 @@ def test_a_job_in_an_image_without_spotrun_runs_through_a_preemption(
     assert spec["nodeName"] == f"{NAME}-worker2", "a spot job runs on the spot worker"
 
     node = spec["nodeName"]
-    for args in (("preempt", node, "--notice", "5"), ("add-node", node)):
-        done = run(KIND_DIR / args[0], *args[1:], env=kind_cluster.env, timeout=900)
-        assert done.returncode == 0, f"hack/kind/{' '.join(args)}:\n{done.stderr}"
+    hack(kind_cluster, "preempt", node, "--notice", "5")
+    hack(kind_cluster, "add-node", node)
 
-    status = wait_for(
-        "the job to finish",
-        lambda: (st := plain.status()).get("phase") in ("Succeeded", "Failed") and st,
-        900,
-    )
+    status = plain.finished()
     assert status["phase"] == "Succeeded", status
     assert (status["preemptions"], status["failures"], status["attempt"]) == (1, 0, 2), status
     # what a script without the library loses: no checkpoint, attempt 2 starts over
     assert not status.get("lastCheckpoint"), status
-    second = plain.log(f"{JOB}-2")
+    second = plain.trainer_log(f"{JOB}-2")
     # the script's own lines (not spotrun-exec's, nor torch's warning that numpy is missing)
     own = [line for line in second.splitlines() if line.startswith(("spotrun ", "step ", "done "))]
     assert own[:2] == ["spotrun installed: False", "step 0"], second

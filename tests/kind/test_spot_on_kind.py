@@ -26,7 +26,7 @@ from spotrun import layout, reader
 from spotrun.localstore import LocalStore
 from spotrun.s3store import S3Store
 from spotrun.store import Store
-from tests.kind.jobs import STEPS_PER_EPOCH, Digits, committed_steps, hack, started
+from tests.kind.jobs import STEPS_PER_EPOCH, Job, committed_steps, hack, started
 from tests.kind.kindenv import NAME, KindCluster, wait_for
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(3600)]
@@ -60,7 +60,7 @@ def digits(
     kind_s3: dict[str, str],
     operator: None,
     tmp_path: Path,
-) -> Iterator[Digits]:
+) -> Iterator[Job]:
     """The example, running on the spot worker with a periodic checkpoint in S3."""
     with started(kind_cluster, kind_s3, pushed["trainer"], "digits-kind", tmp_path, EPOCHS) as d:
         yield d
@@ -103,7 +103,7 @@ def final_tensors(store: Store) -> dict[str, torch.Tensor]:
 
 
 def test_the_digits_example_survives_a_notice_and_an_abrupt_loss_bit_identical(
-    digits: Digits,
+    digits: Job,
     kind_cluster: KindCluster,
     built: dict[str, str],
     tmp_path: Path,
@@ -124,7 +124,8 @@ def test_the_digits_example_survives_a_notice_and_an_abrupt_loss_bit_identical(
     saved = int(ended[0].rsplit("(step ", 1)[1].rstrip(")"))
     node = wait_for("digits-2 to run", lambda: digits.running_node("digits-2"), 900)
     # attempt 2 restores exactly the step attempt 1 saved on SIGTERM: 0 steps lost
-    log = wait_for("digits-2 to restore", lambda: digits.restored_log("digits-2"), 300)
+    restored = "spotrun: restored step"
+    log = wait_for("digits-2 to restore", lambda: digits.log_with("digits-2", restored), 300)
     assert f"spotrun: restored step {saved} " in log, log[-2000:]
 
     # 2. abrupt loss: the node's container killed, no notice, nothing saved at the end
