@@ -8,6 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: venv test test-unit test-integration test-e2e lint demo demo-local bench bench-s3 clean crd
 .PHONY: binaries binaries-s3 binaries-lint binaries-entrypoint cluster-up cluster-down lint-hack manifests
+.PHONY: demo-process cluster-up-process cluster-down-process
 
 venv: $(STAMP)
 
@@ -49,11 +50,21 @@ binaries-lint:
 binaries-entrypoint:
 	hack/build-binaries entrypoint
 
+# The local cluster (hack/cluster, hack/README.md): kind with real kubelets in Docker; the
+# kind prerequisites are built first (hack/kind/prebuild, ~22 min cold, seconds warm).
 cluster-up: venv binaries
+	hack/kind/prebuild wait
 	hack/cluster up
 
 cluster-down:
 	hack/cluster down
+
+# The process node instead: a kubelet stand-in of host processes, up in seconds (the e2e tier's).
+cluster-up-process: venv binaries
+	hack/cluster --process up
+
+cluster-down-process:
+	hack/cluster --process down
 
 lint-hack: venv
 	cd hack && ../$(VENV)/bin/mypy --strict -p localcluster
@@ -80,19 +91,6 @@ kind-down:
 kind-images:
 	hack/kind/images
 
-# make demo on kind (hack/localcluster/kinddemo.py): hack/cluster --kind up (reused when up), helm
-# install of the pushed images, the example job, a notice then an abrupt loss, the summary and
-# demo-report.png; removes what it started unless SPOTRUN_KIND_KEEP=1.
-# hack/kind/prebuild stops the Docker engine it started; the demo then starts it and, having
-# started it, stops it at the end (kind-prereqs would leave it running).
-.PHONY: demo-kind cluster-kind-up
-demo-kind: venv binaries
-	hack/kind/prebuild wait
-	hack/demo --kind
-
-cluster-kind-up: venv binaries kind-prereqs
-	hack/cluster --kind up
-
 kind-engine-down:
 	hack/kind/docker-engine down
 
@@ -118,10 +116,18 @@ kind-prebuild-start:
 test: lint test-unit binaries binaries-s3 binaries-lint binaries-entrypoint kind-prebuild-start \
 	test-integration test-e2e test-kind
 
-# The cluster demo (hack/localcluster/demo.py): helm install, the example job, 2 preemptions,
-# a summary and demo-report.png. demo-local: the same kind of chaos without Kubernetes.
+# The demo on kind (hack/localcluster/kinddemo.py): hack/cluster up (reused when up), helm
+# install of the pushed images, the example job, a notice then an abrupt loss, the summary and
+# demo-report.png; removes what it started unless SPOTRUN_KIND_KEEP=1. hack/kind/prebuild
+# stops the Docker engine it started; the demo then starts it and, having started it, stops it
+# at the end. demo-process: the same on the process node (hack/localcluster/demo.py), in a
+# minute. demo-local: the same kind of chaos without Kubernetes.
 demo: venv binaries
+	hack/kind/prebuild wait
 	hack/demo
+
+demo-process: venv binaries
+	hack/demo --process
 
 demo-local: venv
 	$(VENV)/bin/spotrun chaos --kills 3 --sigkill 2 --seed 7 -- $(PY) examples/digits/train.py --epochs 4

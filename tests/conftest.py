@@ -4,8 +4,8 @@
   S3 server (versitygw, a few seconds) when none runs; ``SPOTRUN_TEST_S3_ENDPOINT`` (with
   ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``) targets another server instead.
 - ``s3_bucket``: a fresh, empty bucket per test (emptied and deleted afterwards).
-- ``cluster`` (session): the local control plane + process node (``hack/cluster up``), or
-  the cluster of ``SPOTRUN_E2E_KUBECONFIG`` (e.g. kind) when that is set.
+- ``cluster`` (session): the local control plane + process node (what ``hack/cluster --process
+  up`` starts), or the cluster of ``SPOTRUN_E2E_KUBECONFIG`` (e.g. kind) when that is set.
 - ``namespace``: a fresh namespace per test whose ``default`` ServiceAccount exists.
 - ``process_node``: the process node's handle (preempt, add_node, stop_lease, logs);
   tests that need it are skipped on an external cluster.

@@ -5,7 +5,10 @@
 NAME="${SPOTRUN_KIND_CLUSTER:-spotrun}"
 # shellcheck disable=SC2034
 API_PORT="${SPOTRUN_KIND_API_PORT:-36443}"
+# one state folder per cluster name (kubeconfig, kind config, logs): `cluster` for the default,
+# `cluster-<name>` for another one (kindcluster.py's cluster_state_dir says the same)
 CLUSTER_STATE="$KIND_STATE/cluster"
+[[ "$NAME" == spotrun ]] || CLUSTER_STATE="$KIND_STATE/cluster-$NAME"
 # shellcheck disable=SC2034
 KUBECONFIG_FILE="$CLUSTER_STATE/kubeconfig"
 

@@ -24,6 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from localcluster.node import nodes  # noqa: E402
 
 KUBELET_SETS = ("kubernetes.io/hostname", "kubernetes.io/os", "kubernetes.io/arch")
+# GKE's spot and preemptible nodes: 30 s in all, the last 15 s for system-critical pods, so a
+# regular pod has 15 s (README "Grace periods on real platforms")
+SHUTDOWN_GRACE, SHUTDOWN_GRACE_CRITICAL = "30s", "15s"
 
 
 def node_labels(capacity_type: str, zone: str) -> dict[str, str]:
@@ -54,7 +57,14 @@ def config(api_port: int, plain: int, spot: int, on_demand: int) -> dict[str, An
     workers = [worker(None, i) for i in range(plain)]
     workers += [worker(nodes.ON_DEMAND, i) for i in range(on_demand)]
     workers += [worker(nodes.SPOT, on_demand + i) for i in range(spot)]
-    kubelet = {"kind": "KubeletConfiguration", "failCgroupV1": False}
+    kubelet = {
+        "kind": "KubeletConfiguration",
+        "failCgroupV1": False,
+        # graceful node shutdown, as GKE sets it on spot nodes: a shutdown through logind
+        # (hack/kind/preempt NODE --shutdown, an ACPI power-off's path) ends the pods in time
+        "shutdownGracePeriod": SHUTDOWN_GRACE,
+        "shutdownGracePeriodCriticalPods": SHUTDOWN_GRACE_CRITICAL,
+    }
     return {
         "kind": "Cluster",
         "apiVersion": "kind.x-k8s.io/v1alpha4",

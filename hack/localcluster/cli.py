@@ -1,5 +1,5 @@
-"""``hack/cluster``: up, env, status, preempt, add-node, down on the process node; with --kind
-(or SPOTRUN_CLUSTER=kind) on hack/kind's cluster instead (kindcli.py)."""
+"""``hack/cluster``: up, env, status, preempt, add-node, down on hack/kind's cluster (kindcli.py);
+with --process (or SPOTRUN_CLUSTER=process) on the process node instead, the fast tier."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def cmd_up(args: argparse.Namespace, st: Path) -> int:
     if args.s3_only:
         return 0
     if controlplane.running(st, record.control_plane):
-        print("control plane already running; `hack/cluster down` first to change node counts")
+        print("control plane already running; `hack/cluster --process down` first to change "
+              "node counts")
     else:
         print("starting etcd, kube-apiserver, kube-scheduler, kube-controller-manager and the "
               "process node ...", flush=True)
@@ -46,14 +47,14 @@ def cmd_up(args: argparse.Namespace, st: Path) -> int:
         )
         state.save(st, record)
         print(f"cluster up in {time.monotonic() - started:.0f}s")
-    print(f"logs in {st / 'logs'}; `eval \"$(hack/cluster env)\"` to use it")
+    print(f"logs in {st / 'logs'}; `eval \"$(hack/cluster --process env)\"` to use it")
     return 0
 
 
 def cmd_env(args: argparse.Namespace, st: Path) -> int:
     record = state.load(st)
     if record.s3 is None and record.control_plane is None:
-        print("nothing is up: run `hack/cluster up` first", file=sys.stderr)
+        print("nothing is up: run `hack/cluster --process up` first", file=sys.stderr)
         return 1
     lines = []
     if record.control_plane is not None:
@@ -110,7 +111,7 @@ def cmd_status(args: argparse.Namespace, st: Path) -> int:
 def _node(st: Path) -> ProcessNode:
     record = state.load(st)
     if record.control_plane is None or not procs.running_pid(st, "node"):
-        raise SystemExit("the cluster is not up: run `hack/cluster up` first")
+        raise SystemExit("the process node is not up: run `hack/cluster --process up` first")
     return ProcessNode(record.control_plane.node_control_port, st)
 
 
@@ -129,7 +130,7 @@ def cmd_add_node(args: argparse.Namespace, st: Path) -> int:
     capacity_type = args.target or "spot"
     if capacity_type not in CAPACITY_TYPES:
         raise SystemExit(f"hack/cluster add-node: {capacity_type!r} is not one of "
-                         f"{', '.join(CAPACITY_TYPES)} (a kind worker: hack/cluster --kind "
+                         f"{', '.join(CAPACITY_TYPES)} (a kind worker: hack/cluster "
                          "add-node NODE)")
     print(_node(st).add_node(capacity_type))
     return 0
@@ -161,39 +162,53 @@ def node_counts(spot: int | None, on_demand: int | None, kind: bool) -> tuple[in
     return (default[0] if spot is None else spot, default[1] if on_demand is None else on_demand)
 
 
+def add_cluster_flags(p: argparse.ArgumentParser) -> None:
+    """--kind (the default) or --process: which cluster (kindcluster.backend decides)."""
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--kind", action="store_true",
+                       help="hack/kind's cluster: the default (also SPOTRUN_CLUSTER=kind)")
+    which.add_argument("--process", action="store_true",
+                       help="the process node, a kubelet stand-in of host processes "
+                            "(also SPOTRUN_CLUSTER=process)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hack/cluster", description=__doc__)
-    p.add_argument("--kind", action="store_true",
-                   help="the kind cluster of hack/kind (also SPOTRUN_CLUSTER=kind); "
-                        "default: the process node")
+    add_cluster_flags(p)
     sub = p.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the S3 server, the control plane and the nodes")
-    up.add_argument("--spot", type=int, help="spot nodes (default 3; kind: 1)")
-    up.add_argument("--on-demand", type=int, help="on-demand nodes (default 1; kind: 1)")
-    up.add_argument("--s3-only", action="store_true", help="start only the S3 server")
+    up.add_argument("--spot", type=int, help="spot nodes (default 1; --process: 3)")
+    up.add_argument("--on-demand", type=int, help="on-demand nodes (default 1)")
+    up.add_argument("--s3-only", action="store_true",
+                    help="--process: start only the S3 server")
     up.add_argument("--node-grace", type=int,
-                    help="--node-monitor-grace-period in seconds (default 20)")
+                    help="--process: --node-monitor-grace-period in seconds (default 20)")
     sub.add_parser("env", help="print export lines for KUBECONFIG, S3 endpoint, keys, bucket")
     sub.add_parser("status", help="show what runs")
     pre = sub.add_parser("preempt", help="interrupt a node like a cloud reclaims spot capacity")
     pre.add_argument("node")
     pre.add_argument("--notice", type=float, default=0, help="seconds of notice (default 0)")
     pre.add_argument("--abrupt", action="store_true",
-                     help="kind: the node vanishes with no notice (its container killed)")
+                     help="the node vanishes with no notice (its container killed); not "
+                          "with --process")
+    pre.add_argument("--shutdown", action="store_true",
+                     help="the node is powered off and the kubelet's graceful node shutdown "
+                          "ends its pods (GKE's way); not with --process")
     add = sub.add_parser("add-node", help="bring a fresh node")
     add.add_argument("target", nargs="?", metavar="spot|on-demand|NODE",
-                     help="process node: the capacity type (default spot); kind: the worker "
-                          "a preemption took away")
+                     help="the worker a preemption took away; --process: the capacity type "
+                          "(default spot)")
     down_ = sub.add_parser("down", help="stop everything; leaves no process behind")
     down_.add_argument("--engine", action="store_true",
-                       help="kind: also stop the Docker engine hack/kind started")
+                       help="also stop the Docker engine hack/kind started; not with "
+                            "--process")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        which = kindcluster.backend(args.kind, os.environ.get("SPOTRUN_CLUSTER"))
+        which = kindcluster.backend(args.kind, args.process, os.environ.get("SPOTRUN_CLUSTER"))
     except ValueError as err:
         print(f"hack/cluster: {err}", file=sys.stderr)
         return 2
@@ -201,10 +216,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import kindcli  # it imports this module
 
         return kindcli.main(args)
-    for option in ("abrupt", "engine"):
+    for option in ("abrupt", "shutdown", "engine"):
         if getattr(args, option, False):
-            print(f"hack/cluster {args.command}: --{option} needs the kind cluster "
-                  "(hack/cluster --kind)", file=sys.stderr)
+            print(f"hack/cluster {args.command}: --{option} is kind's, not the process "
+                  "node's: leave out --process", file=sys.stderr)
             return 2
     if args.command == "up":
         args.spot, args.on_demand = node_counts(args.spot, args.on_demand, kind=False)

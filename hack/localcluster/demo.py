@@ -1,12 +1,13 @@
 """`make demo`: the digits job on the local cluster, its spot node preempted twice.
 
-``main`` sets everything up (the S3 server, the control plane with 3 spot and 1 on-demand
-process nodes, ``helm install`` of charts/spotrun, the S3 Secret), submits
-manifests/examples/job.yaml, and hands over to ``watch_job``: live progress the way
-``kubectl get rtj -w`` shows it, two preemptions at random steps, then the summary and
-demo-report.png. Everything it started is stopped at the end, on an error or on Ctrl-C.
-``watch_job`` is also what the e2e test drives against the test session's cluster.
-``hack/demo --kind`` (or SPOTRUN_CLUSTER=kind) runs the same on hack/kind's cluster: kinddemo.py.
+``hack/demo`` runs it on hack/kind's cluster (kinddemo.py, the default). ``hack/demo --process``
+(or SPOTRUN_CLUSTER=process) runs it on the process node, where ``main`` sets everything up (the
+S3 server, the control plane with 3 spot and 1 on-demand process nodes, ``helm install`` of
+charts/spotrun, the S3 Secret), submits manifests/examples/job.yaml, and hands over to
+``watch_job``: live progress the way ``kubectl get rtj -w`` shows it, two preemptions at random
+steps, then the summary and demo-report.png. Everything it started is stopped at the end, on an
+error or on Ctrl-C. ``watch_job`` is also what the e2e test drives against the test session's
+cluster, and what kinddemo.py drives on kind.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 import yaml
 
 from . import config, controlplane, procs, s3server, state
-from .cli import down
+from .cli import add_cluster_flags, down
 from .demoreport import Attempt, Outcome, Preemption, draw, summary
 from .kindcluster import backend
 from .node.handle import ProcessNode
@@ -324,20 +325,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="where the preemptions fall")
     parser.add_argument("--out", type=Path, default=config.REPO_ROOT / "demo-report.png")
     parser.add_argument("--keep", action="store_true",
-                        help="leave the cluster up afterwards (`hack/cluster down` stops it; "
-                             "on kind also SPOTRUN_KIND_KEEP=1)")
-    parser.add_argument("--kind", action="store_true",
-                        help="on hack/kind's cluster (also SPOTRUN_CLUSTER=kind): kinddemo.py")
+                        help="leave the cluster up afterwards (kind: also SPOTRUN_KIND_KEEP=1, "
+                             "`hack/cluster down` removes it; --process: the demo prints how)")
+    add_cluster_flags(parser)
     args = parser.parse_args(argv)
     try:
-        which = backend(args.kind, os.environ.get("SPOTRUN_CLUSTER"))
+        which = backend(args.kind, args.process, os.environ.get("SPOTRUN_CLUSTER"))
     except ValueError as err:
         parser.error(str(err))
     if which == "kind":
         from . import kinddemo  # it imports this module
 
         return kinddemo.main(args)
-    # Its own state dir: the demo starts and stops its cluster, never one `hack/cluster up` made.
+    # Its own state dir: the demo starts and stops its cluster, never one that
+    # `hack/cluster --process up` made.
     st = Path(os.environ.get("SPOTRUN_STATE_DIR", config.cache_dir() / "demo"))
     print(f"spotrun demo: local cluster in {st}", flush=True)
     down(st)  # a re-run starts clean
@@ -364,8 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         if args.keep:
-            print("cluster left up: `eval \"$(hack/cluster env)\"` with "
-                  f"SPOTRUN_STATE_DIR={st}; `hack/cluster down` when done", flush=True)
+            print("cluster left up: `eval \"$(hack/cluster --process env)\"` with "
+                  f"SPOTRUN_STATE_DIR={st}; `hack/cluster --process down` when done", flush=True)
         else:
             down(st)
             print("demo cluster stopped; no process left", flush=True)

@@ -1,11 +1,13 @@
-"""``hack/cluster --kind`` (or SPOTRUN_CLUSTER=kind): cli.py's commands on hack/kind's cluster.
+"""``hack/cluster`` (the default; also --kind or SPOTRUN_CLUSTER=kind): cli.py's commands on
+hack/kind's cluster.
 
 up       hack/kind/up --on-demand M --spot N (1 and 1 unless given), registry up, s3 up,
          images (operator sidecar trainer) and registry push of them
 env      KUBECONFIG, PATH, DOCKER_HOST, hack/cluster env's S3 names, SPOTRUN_POD_S3_ENDPOINT and
          SPOTRUN_{OPERATOR,SIDECAR,TRAINER}_IMAGE (the pushed references)
 status   the engine, the cluster's containers and nodes, the pushed images
-preempt  hack/kind/preempt NODE --notice S | --abrupt;  add-node: hack/kind/add-node NODE
+preempt  hack/kind/preempt NODE --notice S | --abrupt | --shutdown
+add-node hack/kind/add-node NODE
 down     hack/kind/down [--engine]
 """
 
@@ -24,8 +26,8 @@ from .cli import node_counts, tools_path
 
 def cmd_up(args: argparse.Namespace) -> int:
     if args.s3_only or args.node_grace is not None:
-        raise ValueError("--s3-only and --node-grace are the process node's: leave them out "
-                         "with --kind")
+        raise ValueError("--s3-only and --node-grace are the process node's: add --process, or "
+                         "leave them out on kind")
     spot, on_demand = node_counts(args.spot, args.on_demand, kind=True)
     name = kindcluster.cluster_name(os.environ)
     print(f"kind cluster {name}: {on_demand} on-demand and {spot} spot worker(s), the registry, "
@@ -34,7 +36,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     cluster = kindcluster.up(spot, on_demand)
     print(f"kind cluster {name} up in {time.monotonic() - started:.0f}s; images: "
           f"{' '.join(cluster.images.values())}")
-    print('`eval "$(hack/cluster --kind env)"` to use it; `hack/cluster --kind down` removes it')
+    print('`eval "$(hack/cluster env)"` to use it; `hack/cluster down` removes it')
     return 0
 
 
@@ -53,7 +55,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         print("engine: " + kindcluster.script("docker-engine", "status", quiet=True).strip())
     except kindcluster.KindError:
-        print("engine: none answers (hack/cluster --kind up starts one)")
+        print("engine: none answers (hack/cluster up starts one)")
         return 0
     name = kindcluster.cluster_name(os.environ)
     running = kindcluster.probe()
@@ -72,14 +74,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_preempt(args: argparse.Namespace) -> int:
-    kindcluster.preempt(args.node, args.notice, args.abrupt)
+    kindcluster.preempt(args.node, args.notice, args.abrupt, shutdown=args.shutdown)
     return 0
 
 
 def cmd_add_node(args: argparse.Namespace) -> int:
     if not args.target:
         raise ValueError("add-node needs the worker to bring back: "
-                         "hack/cluster --kind add-node NODE")
+                         "hack/cluster add-node NODE")
     kindcluster.add_node(args.target)
     print(args.target)
     return 0
@@ -102,8 +104,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         return HANDLERS[args.command](args)
     except ValueError as err:
-        print(f"hack/cluster --kind {args.command}: {err}", file=sys.stderr)
+        print(f"hack/cluster {args.command}: {err}", file=sys.stderr)
         return 2
     except (kindcluster.KindError, config.MissingBinaryError) as err:
-        print(f"hack/cluster --kind {args.command}: {err}", file=sys.stderr)
+        print(f"hack/cluster {args.command}: {err}", file=sys.stderr)
         return 1

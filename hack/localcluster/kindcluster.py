@@ -1,4 +1,4 @@
-"""The kind cluster of hack/kind/ behind ``hack/cluster --kind`` and ``hack/demo --kind``.
+"""The kind cluster of hack/kind/ behind ``hack/cluster`` and ``hack/demo`` (their default).
 
 Thin on purpose: the hack/kind scripts do the work and print their progress and one-line
 failures (``[kind:<step>] ...``) on stderr, which passes through; this module runs them,
@@ -25,7 +25,7 @@ IMAGES = ("operator", "sidecar", "trainer")  # what `up` builds and pushes, in t
 # the kind tier's shape: <name>-worker on-demand, <name>-worker2 spot
 DEFAULT_SPOT, DEFAULT_ON_DEMAND = 1, 1
 STATE_FILE = "hack-cluster.json"
-# hack/cluster env's S3 names first, in its order, then the pods' endpoint
+# the process node's S3 names first, in its order, then the pods' endpoint
 S3_ORDER = (
     "AWS_ENDPOINT_URL_S3",
     "AWS_ACCESS_KEY_ID",
@@ -43,19 +43,29 @@ class KindError(RuntimeError):
 # --- pure ------------------------------------------------------------------------------------
 
 
-def backend(kind_flag: bool, setting: str | None) -> str:
-    """``kind`` for ``--kind`` or SPOTRUN_CLUSTER=kind; ``process`` (the process node) otherwise."""
-    if kind_flag:
-        return "kind"
-    value = (setting or "").strip() or "process"
+def backend(kind_flag: bool, process_flag: bool, setting: str | None) -> str:
+    """``kind`` (hack/kind's cluster: the default) or ``process`` (the process node) from
+    ``--kind``/``--process`` or else SPOTRUN_CLUSTER."""
+    if kind_flag and process_flag:
+        raise ValueError("--kind and --process contradict each other: give one")
+    if kind_flag or process_flag:
+        return "kind" if kind_flag else "process"
+    value = (setting or "").strip() or "kind"
     if value not in ("process", "kind"):
-        raise ValueError(f"SPOTRUN_CLUSTER={setting}: set it to kind or process, or leave it unset")
+        raise ValueError(f"SPOTRUN_CLUSTER={setting}: set it to kind or process, or leave it unset "
+                         "(kind)")
     return value
 
 
 def cluster_name(environ: Mapping[str, str]) -> str:
     """The cluster's name as hack/kind/cluster.sh reads it."""
     return environ.get("SPOTRUN_KIND_CLUSTER") or "spotrun"
+
+
+def cluster_state_dir(kind_state: Path, name: str) -> Path:
+    """hack/kind/cluster.sh's CLUSTER_STATE: one folder per cluster, so that a second cluster
+    never overwrites the first one's kubeconfig or removes it at its `down`."""
+    return kind_state / ("cluster" if name == "spotrun" else f"cluster-{name}")
 
 
 def parse_exports(text: str) -> dict[str, str]:
@@ -105,12 +115,16 @@ def up_args(spot: int, on_demand: int) -> list[str]:
     return ["--on-demand", str(on_demand), "--spot", str(spot)]
 
 
-def preempt_args(node: str, notice: float, abrupt: bool) -> list[str]:
-    """hack/kind/preempt's arguments: whole seconds of notice, or an abrupt loss (no notice)."""
-    if abrupt:
+def preempt_args(node: str, notice: float, abrupt: bool, shutdown: bool = False) -> list[str]:
+    """hack/kind/preempt's arguments: whole seconds of notice, an abrupt loss (no notice), or a
+    power-off the kubelet's graceful node shutdown handles (GKE's way; no taint either)."""
+    if abrupt and shutdown:
+        raise ValueError("--abrupt and --shutdown are two different endings: give one")
+    if abrupt or shutdown:
+        flag = "--abrupt" if abrupt else "--shutdown"
         if notice:
-            raise ValueError("--abrupt gives no notice: leave out --notice")
-        return [node, "--abrupt"]
+            raise ValueError(f"{flag} gives no notice: leave out --notice")
+        return [node, flag]
     if notice < 0 or notice != int(notice):
         raise ValueError(f"--notice {notice:g}: a kind node takes whole seconds of notice")
     return [node, "--notice", str(int(notice))]
@@ -134,9 +148,9 @@ def helm_image_values(pushed: Mapping[str, str]) -> list[str]:
 def env_pairs(
     cluster: Mapping[str, str], s3: Mapping[str, str], pushed: Mapping[str, str]
 ) -> list[tuple[str, str]]:
-    """What ``hack/cluster --kind env`` exports after KUBECONFIG and PATH: DOCKER_HOST, the S3
-    names of ``hack/cluster env`` (from ``hack/kind/s3 env``), the pods' S3 endpoint, then any
-    other name s3 env printed, then the pushed images."""
+    """What ``hack/cluster env`` exports after KUBECONFIG and PATH: DOCKER_HOST, the S3
+    names the process node's env has too (from ``hack/kind/s3 env``), the pods' S3 endpoint,
+    then any other name s3 env printed, then the pushed images."""
     pairs = [(k, cluster[k]) for k in ("DOCKER_HOST",) if k in cluster]
     pairs += [(k, s3[k]) for k in S3_ORDER if k in s3]
     pairs += [(k, v) for k, v in s3.items() if k not in S3_ORDER]
@@ -184,11 +198,11 @@ def kind_state_dir() -> Path:
 
 def kubeconfig_path() -> Path:
     """Where hack/kind/up writes the cluster's kubeconfig (never ~/.kube/config)."""
-    return kind_state_dir() / "cluster" / "kubeconfig"
+    return cluster_state_dir(kind_state_dir(), cluster_name(os.environ)) / "kubeconfig"
 
 
 def state_path() -> Path:
-    return kind_state_dir() / "cluster" / STATE_FILE
+    return cluster_state_dir(kind_state_dir(), cluster_name(os.environ)) / STATE_FILE
 
 
 def save(cluster: KindCluster) -> None:
@@ -201,7 +215,7 @@ def load() -> KindCluster:
     path = state_path()
     if not path.exists():
         raise KindError(f"no kind cluster of hack/cluster ({path} is missing): "
-                        "run `hack/cluster --kind up` first")
+                        "run `hack/cluster up` first")
     saved = json.loads(path.read_text())
     return KindCluster(dict(saved["exports"]), dict(saved["images"]))
 
@@ -250,8 +264,9 @@ def s3_env(cluster: KindCluster) -> dict[str, str]:
     return found
 
 
-def preempt(node: str, notice: float, abrupt: bool, env: Mapping[str, str] | None = None) -> None:
-    script("preempt", *preempt_args(node, notice, abrupt), env=env)
+def preempt(node: str, notice: float, abrupt: bool, env: Mapping[str, str] | None = None,
+            shutdown: bool = False) -> None:
+    script("preempt", *preempt_args(node, notice, abrupt, shutdown), env=env)
 
 
 def add_node(node: str, env: Mapping[str, str] | None = None) -> None:

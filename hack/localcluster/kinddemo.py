@@ -1,6 +1,6 @@
-"""`make demo` on kind (``hack/demo --kind``): the digits job on real kubelets, preempted twice.
+"""`make demo` on kind (``hack/demo``): the digits job on real kubelets, preempted twice.
 
-The cluster of ``hack/cluster --kind up`` (kindcluster.up; one that is up is reused), ``helm
+The cluster of ``hack/cluster up`` (kindcluster.up; one that is up is reused), ``helm
 install`` of charts/spotrun with the pushed operator and sidecar images, the S3 Secret, and
 manifests/examples/job.yaml with only the trainer image, the checkpoint endpoint (the S3 server
 as pods reach it), the bucket (under a fresh prefix) and the epochs substituted; then demo.py's
@@ -137,7 +137,7 @@ def teardown(steps: list[tuple[str, ...]]) -> None:
             else:
                 kindcluster.script(*step)
         except (KindError, config.MissingBinaryError) as err:
-            print(f"hack/demo --kind: cleanup step {' '.join(step)}: {err}", file=sys.stderr)
+            print(f"hack/demo: cleanup step {' '.join(step)}: {err}", file=sys.stderr)
 
 
 @dataclass
@@ -188,11 +188,11 @@ def main(args: argparse.Namespace) -> int:
         print("\ninterrupted: removing what the demo started", flush=True)
         status = 130
     except (subprocess.CalledProcessError, RuntimeError, TimeoutError) as err:
-        print(f"hack/demo --kind: {err}", file=sys.stderr)
+        print(f"hack/demo: {err}", file=sys.stderr)
     finally:
         teardown(teardown_steps(before, keep, progress.installed))
         if keep:
             print(f"kept (SPOTRUN_KIND_KEEP=1): the cluster, the operator and the job in "
-                  f"{NAMESPACE}; `eval \"$(hack/cluster --kind env)\"` to use them, "
-                  "`hack/cluster --kind down` removes it all", flush=True)
+                  f"{NAMESPACE}; `eval \"$(hack/cluster env)\"` to use them, "
+                  "`hack/cluster down` removes it all", flush=True)
     return status

@@ -17,7 +17,7 @@ from .state import S3Info
 NAME = "s3"
 BUCKET = "spotrun-test"
 REGION = "us-east-1"
-# Fixed, loopback-only credentials: a shell that evaluated `hack/cluster env` stays valid.
+# Fixed, loopback-only credentials: a shell that evaluated `hack/cluster --process env` stays valid.
 ACCESS_KEY = "spotrun-local"
 SECRET_KEY = "spotrun-local-secret"
 

@@ -1,5 +1,5 @@
-"""`hack/cluster up` twice is harmless and `hack/cluster down` leaves no process behind —
-run against a cluster of its own (its own state dir), pods included."""
+"""`hack/cluster --process up` twice is harmless and `hack/cluster --process down` leaves no
+process behind — run against a cluster of its own (its own state dir), pods included."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ pytestmark = pytest.mark.e2e
 
 
 def _hack_cluster(env, *args):
-    return subprocess.run([str(config.HACK_DIR / "cluster"), *args], env=env, check=True,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run([str(config.HACK_DIR / "cluster"), "--process", *args], env=env,
+                          check=True, capture_output=True, text=True, timeout=300)
 
 
 def test_up_twice_then_down_leaves_no_process(process_node, tmp_path):

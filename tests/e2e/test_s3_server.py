@@ -1,4 +1,4 @@
-"""The S3 server through boto3, configured only from `hack/cluster env`."""
+"""The S3 server through boto3, configured only from `hack/cluster --process env`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.e2e
 
 
 def _env_from_hack_cluster() -> dict[str, str]:
-    out = subprocess.run([str(config.HACK_DIR / "cluster"), "env"], check=True,
+    out = subprocess.run([str(config.HACK_DIR / "cluster"), "--process", "env"], check=True,
                          capture_output=True, text=True).stdout
     env = {}
     for line in out.splitlines():

@@ -100,3 +100,26 @@ def test_the_notice_is_trained_through_and_the_resumed_run_is_bit_identical(
     Run(tmp_path / "notice").finish()  # resumes at the saved step, trains to STEPS
     Run(tmp_path / "reference").finish()  # never interrupted
     assert compare(final_state(tmp_path / "reference"), final_state(tmp_path / "notice")) == []
+
+
+STEP_LINE = re.compile(r"step (\d+)$")
+
+
+def test_a_second_sigterm_ends_training_on_and_saves_at_once(tmp_path: Path) -> None:
+    """Opted in with a 600 s grace, the trainer would train on to the end of its 300 steps
+    (about 14 s); a second SIGTERM while it trains on ends that: it saves where it stands."""
+    run = Run(tmp_path, SPOTRUN_GRACE_SECONDS="600", SPOTRUN_SAVE_AT_ONCE="0")
+    run.wait_line("step 30")
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.output.wait_for(
+        lambda lines: any("training on until" in line for line in lines), timeout=WAIT
+    ), run.lines[-20:]
+    signalled = run.signal_step()
+    run.wait_line(f"step {signalled + 5}")  # it trains on after the first signal
+    seen = max(int(m[1]) for m in map(STEP_LINE.search, run.lines) if m)
+    run.proc.send_signal(signal.SIGTERM)
+    run.finish()
+    newest = reader.newest_valid(LocalStore(tmp_path))
+    assert newest is not None
+    assert signalled + 5 <= seen <= newest.step < STEPS  # saved where the second signal found it
+    assert newest.step - seen <= 20, (seen, newest.step)  # 1 s of steps: at once, not later

@@ -138,18 +138,32 @@ def test_two_overlapping_attempts_never_delete_each_others_newest(
     watcher = BucketWatcher(remote.client, s3_bucket, "jobs/overlap/")
     watcher.start()
     # the old attempt resumes on its own disk while the new one restores step 10 from S3;
-    # both keep only 1 checkpoint, so each one's retention would love to delete the other's
-    flags = ("--mb", "2", "--interval", "5", "--keep", "1")
-    old = toy(tmp_path / "a", env_a, *flags, "--steps", "40")
-    new = toy(tmp_path / "b", env_b, *flags, "--steps", "33")
-    for proc in (old, new):
+    # both keep only 1 checkpoint, so each one's retention would love to delete the other's.
+    # Both restore before either trains on: one that started late would restore the other's
+    # newer checkpoint instead (and the new one, restoring the old one's step 35, has no work)
+    go = tmp_path / "go"
+    flags = ("--mb", "2", "--interval", "5", "--keep", "1", "--go", str(go))
+    old = toy(tmp_path / "a", env_a, *flags, "--steps", "40", "--ready", str(tmp_path / "a.ready"))
+    new = toy(tmp_path / "b", env_b, *flags, "--steps", "33", "--ready", str(tmp_path / "b.ready"))
+    ready = [tmp_path / "a.ready", tmp_path / "b.ready"]
+    attempts = (old, new)
+    wait_for(
+        lambda: all(r.exists() for r in ready) or any(p.poll() is not None for p in attempts),
+        what="both attempts restored",
+    )
+    assert [r.read_text() for r in ready] == ["10", "10"], "old: its disk, new: S3's newest"
+    go.touch()
+    logs = []
+    for proc in attempts:
         _, err = proc.communicate(timeout=180)
         assert proc.returncode == 0, err.decode()
+        logs.append(err.decode())
     watcher.done.set()
     watcher.join()
     assert watcher.violations == []
     steps = {step for step, _ in layout.newest_first(remote.names()) if remote.has_manifest(_)}
-    assert {40, 33} <= steps, f"each attempt's newest must survive: {sorted(steps)}"
+    why = "\n--- old attempt ---\n{}\n--- new attempt ---\n{}".format(*logs)
+    assert {40, 33} <= steps, f"each attempt's newest must survive: {sorted(steps)}{why}"
     for step in (40, 33):
         reader.load_verified(remote, layout.step_dirname(step))
     fresh = LocalStore(tmp_path / "c")

@@ -2,6 +2,7 @@
 
     python toy_trainer.py DIR --mb 20 --interval 1 --steps 100000        # trains and saves
     python toy_trainer.py DIR --mb 20 --zygote                           # forks one per line
+    python toy_trainer.py DIR --ready R --go G       # writes its restored step to R, waits for G
 In zygote mode torch is imported once; each line on stdin forks a fresh trainer (so dozens of
 SIGKILLs cost no import time), printing ``pid N`` and later ``exit N <status>``.
 """
@@ -12,13 +13,23 @@ import argparse
 import logging
 import os
 import sys
+import time
+from pathlib import Path
 
 import torch
 
 from spotrun import Checkpointer
 
 
-def train(directory: str, mb: int, interval: int, steps: int, keep: int = 3) -> None:
+def train(
+    directory: str,
+    mb: int,
+    interval: int,
+    steps: int,
+    keep: int = 3,
+    ready: Path | None = None,
+    go: Path | None = None,
+) -> None:
     torch.manual_seed(0)
     width = max(int((mb * 2**20 / 4 / 3) ** 0.5), 8)  # params + two Adam moments = mb
     model = torch.nn.Linear(width, width)
@@ -27,6 +38,11 @@ def train(directory: str, mb: int, interval: int, steps: int, keep: int = 3) -> 
         directory, model=model, optimizer=opt, interval_steps=interval, keep=keep
     ) as ckpt:
         ckpt.restore()
+        if ready is not None:
+            ready.with_suffix(".tmp").write_text(str(ckpt.global_step))
+            ready.with_suffix(".tmp").rename(ready)  # whole, never read half-written
+        while go is not None and not go.exists():
+            time.sleep(0.05)
         x = torch.randn(4, width)
         while ckpt.global_step < steps:
             loss = model(x).pow(2).mean()
@@ -59,13 +75,15 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10**9)
     p.add_argument("--keep", type=int, default=3)
     p.add_argument("--zygote", action="store_true")
+    p.add_argument("--ready", type=Path, help="write the restored step here once restored")
+    p.add_argument("--go", type=Path, help="after restoring, train only once this file exists")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
     if args.zygote:
         zygote(args.dir, args.mb, args.interval, args.steps)
     else:
-        train(args.dir, args.mb, args.interval, args.steps, args.keep)
+        train(args.dir, args.mb, args.interval, args.steps, args.keep, args.ready, args.go)
 
 
 if __name__ == "__main__":

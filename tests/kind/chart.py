@@ -15,7 +15,7 @@ RELEASE, NAMESPACE = "spotrun", "spotrun-system"
 
 
 def install(cluster: KindCluster, pushed: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """helm install --wait with the values `hack/demo --kind` uses (kindcluster's); the caller
+    """helm install --wait with the values `hack/demo` uses on kind (kindcluster's); the caller
     asserts its exit code and calls uninstall."""
     return run(
         HELM,

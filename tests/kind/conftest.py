@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from localcluster.kindcluster import parse_exports
 from tests.kind import chart
 from tests.kind import images as img
+from tests.kind.jobs import Job, StartDigits, started
 from tests.kind.kindenv import KIND_DIR, KindCluster, run
 
 
@@ -22,6 +26,16 @@ def _engine(command: str) -> subprocess.CompletedProcess[str]:
         timeout=600,
         check=False,
     )
+
+
+# `hack/cluster down` as the README gives it removes the session's cluster: that test runs last.
+LAST = "test_hack_cluster_on_kind.py"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Move LAST's tests behind every other test (a stable sort keeps the rest in order)."""
+    del config
+    items.sort(key=lambda item: item.path.name == LAST)
 
 
 @pytest.fixture(scope="session")
@@ -103,3 +117,25 @@ def operator(kind_cluster: KindCluster, pushed: dict[str, str]) -> Iterator[None
     finally:
         chart.uninstall(kind_cluster)
         kind_cluster.restore_workers()
+
+
+
+@pytest.fixture
+def start_digits(
+    kind_cluster: KindCluster,
+    pushed: dict[str, str],
+    kind_s3: dict[str, str],
+    operator: None,
+    tmp_path: Path,
+) -> Iterator[StartDigits]:
+    """start_digits(namespace, epochs, spot=None): the example digits job under the helm-installed
+    operator, running on the spot worker with a periodic checkpoint in S3 (jobs.started); its
+    namespace is deleted after the test, while the operator still runs."""
+    with ExitStack() as stack:
+
+        def start(namespace: str, epochs: int, spot: dict[str, Any] | None = None) -> Job:
+            return stack.enter_context(
+                started(kind_cluster, kind_s3, pushed["trainer"], namespace, tmp_path, epochs, spot)
+            )
+
+        yield start

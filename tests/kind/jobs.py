@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -156,6 +156,10 @@ class Job:
             lambda: (st := self.status()).get("phase") in ("Succeeded", "Failed") and st,
             900,
         )
+
+
+# conftest.py's start_digits fixture: start_digits(namespace, epochs, spot=None) -> Job
+StartDigits = Callable[..., Job]
 
 
 @contextmanager

@@ -1,7 +1,7 @@
-"""`make demo` on kind: `hack/demo --kind` against the session's cluster, as a user runs it.
+"""`make demo` on kind: `hack/demo` against the session's cluster, as a user runs it.
 
 The demo reuses the cluster, registry and S3 server the session fixtures brought up
-(hack/kind/up, registry, s3: `hack/cluster --kind up` finds them running and pushes only what
+(hack/kind/up, registry, s3: `hack/cluster up` finds them running and pushes only what
 changed), `helm install`s the chart with the pushed images, submits manifests/examples/job.yaml
 with the trainer image, the pods' S3 endpoint, the bucket and --epochs 100 substituted, gives
 the spot worker an interruption notice (hack/kind/preempt --notice 5), then loses it abruptly
@@ -32,10 +32,10 @@ def test_the_demo_on_kind_survives_a_notice_and_an_abrupt_loss_and_draws_its_rep
     out = tmp_path / "demo-report.png"
     # the session's cluster must be left as the demo found it, whatever the caller keeps
     env = {**kind_cluster.env, "SPOTRUN_KIND_KEEP": "0"}
+    env.pop("SPOTRUN_CLUSTER", None)
     try:
         done = run(
-            REPO / "hack" / "demo",
-            "--kind",
+            REPO / "hack" / "demo",  # kind: the default
             "--seed",
             "11",
             "--out",

@@ -51,3 +51,22 @@ def test_up_names_a_taken_api_port_and_the_fix(docker_engine: dict[str, str]) ->
     (line,) = _failure_lines(done.stderr)
     assert f"port {port} on 127.0.0.1" in line and "is taken" in line
     assert "SPOTRUN_KIND_API_PORT" in line
+
+
+def test_up_refuses_when_too_few_inotify_instances_are_free(docker_engine: dict[str, str]) -> None:
+    # a host whose fs.inotify.max_user_instances other clusters used up: nodes would never be
+    # Ready (kube-proxy crash-loops); `up` says so before creating anything
+    with socket.socket() as probe:  # a free API port: the session's cluster may hold 36443
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = _up(
+        **docker_engine,
+        SPOTRUN_KIND_INOTIFY_PER_NODE="1000000",
+        SPOTRUN_KIND_CLUSTER="spotrun-inotify-test",
+        SPOTRUN_KIND_API_PORT=str(port),
+    )
+    assert done.returncode != 0
+    (line,) = _failure_lines(done.stderr)
+    assert "inotify instances free (fs.inotify.max_user_instances=" in line, line
+    assert "2 new nodes need 2000000" in line and "sysctl -w fs.inotify" in line, line
+    assert "creating cluster" not in done.stderr

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
 
-from goodput import calculator, generate, measure, schedule, trace  # noqa: E402
+from goodput import calculator, finalsave, generate, measure, schedule, trace  # noqa: E402
 from goodput.calculator import Costs, Segment  # noqa: E402
 
 TRACES = REPO / "bench" / "goodput" / "traces"
@@ -344,3 +344,14 @@ def test_the_replay_refuses_a_multi_zone_trace_and_says_where_it_can_go():
     zones = trace.combine([("a", 10.0, (1,)), ("b", 10.0, (1,))])
     with pytest.raises(ValueError, match=r"this trace has 2 \(a, b\).*--policy stay\|move"):
         schedule.plan(zones, notice=8.0)
+
+
+def test_a_final_upload_that_fits_the_notice_keeps_the_steps_a_full_one_loses():
+    t = one_zone([1] * 100 + [0] * 10 + [1] * 100, gap=60.0)  # one reclaim
+    base = finalsave.costs(save=19.0, resume=240.0, interval_steps=600, step=1.0)
+    rows = finalsave.table(t, base, {"full": 215.0, "delta": 60.0}, [120.0]).splitlines()[2:]
+    stay = {r.split("|")[3].split()[0]: [c.strip() for c in r.split("|")] for r in rows
+            if r.split("|")[2].strip() == "stay"}
+    assert stay["full"][4] == "no" and stay["delta"][4] == "yes"  # 19 + 215 > 120 >= 19 + 60
+    assert stay["full"][7] == "300" and stay["delta"][7] == "0"  # half an interval lost
+    assert float(stay["delta"][5]) > float(stay["full"][5])  # paid goodput

@@ -1,6 +1,6 @@
-"""`hack/cluster --kind`: what it makes of the hack/kind scripts' output, the arguments it
-passes them, and what `up`/`env` do with stand-in scripts that print what the real ones print
-(the real ones need Docker: tests/kind runs those)."""
+"""`hack/cluster` on kind (the default): what it makes of the hack/kind scripts' output, the
+arguments it passes them, and what `up`/`env` do with stand-in scripts that print what the real
+ones print (the real ones need Docker: tests/kind runs those)."""
 
 from __future__ import annotations
 
@@ -36,15 +36,25 @@ PUSHED = {
 }
 
 
-def test_the_kind_cluster_is_chosen_by_flag_or_spotrun_cluster_and_the_process_node_stays_default(
-) -> None:
-    assert kindcluster.backend(False, None) == "process"
-    assert kindcluster.backend(False, "") == "process"
-    assert kindcluster.backend(False, "kind") == "kind"
-    assert kindcluster.backend(True, None) == "kind"
-    assert kindcluster.backend(True, "process") == "kind"  # the flag wins
+def test_kind_is_the_default_and_the_process_node_is_chosen_by_flag_or_spotrun_cluster() -> None:
+    assert kindcluster.backend(False, False, None) == "kind"
+    assert kindcluster.backend(False, False, "") == "kind"
+    assert kindcluster.backend(False, False, "process") == "process"
+    assert kindcluster.backend(False, True, None) == "process"
+    assert kindcluster.backend(True, False, "process") == "kind"  # a flag wins
+    assert kindcluster.backend(False, True, "kind") == "process"
     with pytest.raises(ValueError, match="SPOTRUN_CLUSTER=kubernetes: set it to kind or process"):
-        kindcluster.backend(False, "kubernetes")
+        kindcluster.backend(False, False, "kubernetes")
+    with pytest.raises(ValueError, match="--kind and --process contradict each other"):
+        kindcluster.backend(True, True, None)
+
+
+def test_each_cluster_name_keeps_its_own_state_folder() -> None:
+    state = Path("/c/kind")
+    assert kindcluster.cluster_state_dir(state, "spotrun") == state / "cluster"
+    assert kindcluster.cluster_state_dir(state, "smoke") == state / "cluster-smoke"
+    script = (Path(kindcluster.KIND_DIR) / "cluster.sh").read_text()
+    assert 'CLUSTER_STATE="$KIND_STATE/cluster-$NAME"' in script  # the scripts agree
 
 
 def test_export_lines_of_up_and_s3_env_become_one_dict_and_other_lines_are_skipped() -> None:
@@ -80,6 +90,12 @@ def test_node_options_and_preemptions_map_to_the_scripts_arguments() -> None:
     assert kindcluster.preempt_args("spotrun-worker2", 0, False) == [
         "spotrun-worker2", "--notice", "0"]
     assert kindcluster.preempt_args("spotrun-worker2", 0, True) == ["spotrun-worker2", "--abrupt"]
+    assert kindcluster.preempt_args("spotrun-worker2", 0, False, shutdown=True) == [
+        "spotrun-worker2", "--shutdown"]
+    with pytest.raises(ValueError, match="two different endings"):
+        kindcluster.preempt_args("spotrun-worker2", 0, True, shutdown=True)
+    with pytest.raises(ValueError, match="--shutdown gives no notice"):
+        kindcluster.preempt_args("spotrun-worker2", 5, False, shutdown=True)
     with pytest.raises(ValueError, match="whole seconds"):
         kindcluster.preempt_args("spotrun-worker2", 2.5, False)
     with pytest.raises(ValueError, match="--abrupt gives no notice"):
@@ -156,7 +172,7 @@ def fake_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_up_runs_the_scripts_in_order_and_env_then_exports_what_pods_and_the_host_need(
     fake_kind: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(["--kind", "up"]) == 0
+    assert cli.main(["up"]) == 0  # kind unless --process
     assert fake_kind.read_text().splitlines() == [
         "up --on-demand 1 --spot 1",
         "registry up",
@@ -166,7 +182,7 @@ def test_up_runs_the_scripts_in_order_and_env_then_exports_what_pods_and_the_hos
         "spotrun.local/trainer:0.1.0-f3",
     ]
     capsys.readouterr()
-    assert cli.main(["--kind", "env"]) == 0
+    assert cli.main(["env"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert all(line.startswith("export ") for line in lines), lines
     exported = dict(line.removeprefix("export ").split("=", 1) for line in lines)
@@ -186,14 +202,16 @@ def test_node_options_preempt_add_node_and_down_reach_the_scripts(
     assert cli.main(["up", "--spot", "2", "--on-demand", "0"]) == 0
     assert cli.main(["preempt", "spotrun-worker2", "--notice", "5"]) == 0
     assert cli.main(["preempt", "spotrun-worker2", "--abrupt"]) == 0
+    assert cli.main(["preempt", "spotrun-worker2", "--shutdown"]) == 0
     assert cli.main(["add-node", "spotrun-worker2"]) == 0
     assert cli.main(["down"]) == 0
     assert cli.main(["down", "--engine"]) == 0
     calls = fake_kind.read_text().splitlines()
     assert calls[0] == "up --on-demand 0 --spot 2"
-    assert calls[-5:] == [
+    assert calls[-6:] == [
         "preempt spotrun-worker2 --notice 5", "preempt spotrun-worker2 --abrupt",
-        "add-node spotrun-worker2", "down ", "down --engine",
+        "preempt spotrun-worker2 --shutdown", "add-node spotrun-worker2", "down ",
+        "down --engine",
     ]
 
 
@@ -204,10 +222,16 @@ def test_bad_requests_fail_with_one_line_before_any_script_runs(
     assert "whole seconds" in capsys.readouterr().err
     assert cli.main(["--kind", "up", "--s3-only"]) == 2
     assert "--s3-only and --node-grace are the process node's" in capsys.readouterr().err
-    assert cli.main(["--kind", "add-node"]) == 2
-    assert "hack/cluster --kind add-node NODE" in capsys.readouterr().err
-    assert cli.main(["preempt", "spot-1", "--abrupt"]) == 2  # the process node has no abrupt loss
-    assert "--abrupt needs the kind cluster" in capsys.readouterr().err
+    assert cli.main(["add-node"]) == 2
+    assert "hack/cluster add-node NODE" in capsys.readouterr().err
+    # the process node has no abrupt loss
+    assert cli.main(["--process", "preempt", "spot-1", "--abrupt"]) == 2
+    assert "--abrupt is kind's, not the process node's" in capsys.readouterr().err
+    assert cli.main(["--process", "preempt", "spot-1", "--shutdown"]) == 2
+    assert "--shutdown is kind's, not the process node's" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: not allowed with argument --kind
+        cli.main(["--kind", "--process", "status"])
+    assert "not allowed with argument" in capsys.readouterr().err
     monkeypatch.setenv("SPOTRUN_CLUSTER", "kube")
     assert cli.main(["status"]) == 2
     assert "set it to kind or process" in capsys.readouterr().err
@@ -219,7 +243,7 @@ def test_env_before_up_and_a_failing_script_say_what_to_do(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert cli.main(["--kind", "env"]) == 1
-    assert "run `hack/cluster --kind up` first" in capfd.readouterr().err
+    assert "run `hack/cluster up` first" in capfd.readouterr().err
     failing = tmp_path / "failing"
     failing.mkdir()
     monkeypatch.setattr(kindcluster, "KIND_DIR", fake_kind_dir(failing, fail="images"))

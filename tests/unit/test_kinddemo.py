@@ -1,5 +1,5 @@
-"""`hack/demo --kind`: the job it submits, the preemptions it asks hack/kind for, what it
-removes at the end, and how watch_job's preemption thread reports."""
+"""`hack/demo` on kind (the default): the job it submits, the preemptions it asks hack/kind for,
+what it removes at the end, and how watch_job's preemption thread reports."""
 
 from __future__ import annotations
 

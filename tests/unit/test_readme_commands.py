@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,8 @@ QUICKSTART = "tests/e2e/install/test_readme_quickstart.py::test_readme_quickstar
 CLI = "tests/integration/test_readme_cli.py::test_the_cli_block_runs_as_written"
 MANIFESTS = "tests/e2e/install/test_install_manifests.py"
 WHEEL = "tests/integration/test_wheel.py"
+HACK_CLUSTER = ("tests/kind/test_hack_cluster_on_kind.py::"
+                "test_the_readme_hack_cluster_commands_drive_the_kind_cluster_and_down_leaves_nothing")
 
 COMMANDS: dict[str, By | NotHere] = {
     "helm install spotrun charts/spotrun --namespace spotrun-system --create-namespace":
@@ -62,14 +65,9 @@ COMMANDS: dict[str, By | NotHere] = {
     "kubectl get rtj -w": By(QUICKSTART, ("README",)),
     "kubectl describe rtj digits": By(QUICKSTART, ("README",)),
     "make demo": By(
-        "tests/e2e/operator/test_operator_demo.py::"
-        "test_demo_survives_two_preemptions_losing_no_step_and_draws_its_report",
-        ("watch_job", "JOB_FILE"),
-    ),
-    "make demo-kind": By(
         "tests/kind/test_demo_on_kind.py::"
         "test_the_demo_on_kind_survives_a_notice_and_an_abrupt_loss_and_draws_its_report",
-        ('"demo"', '"--kind"'),
+        ('"hack" / "demo"', "kind: the default"),
     ),
     # The same installs from the wheel built from this tree (PyPI serves only releases).
     "pip install 'spotrun[torch]'": By(
@@ -94,14 +92,10 @@ COMMANDS: dict[str, By | NotHere] = {
         "test_digits_under_five_sigterms_and_two_sigkills_ends_bit_identical",
         ('"chaos"', "--kills", "--sigkill", "examples/digits/train.py", "--epochs"),
     ),
-    "hack/cluster up": By("tests/e2e/test_cluster_down.py::"
-                          "test_up_twice_then_down_leaves_no_process", ('"up"',)),
-    'eval "$(hack/cluster env)"': By(
-        "tests/e2e/test_s3_server.py::test_multipart_put_get_list_delete",
-        ('"cluster"', '"env"')),
-    "hack/cluster preempt NODE": By(QUICKSTART, ("README",)),
-    "hack/cluster down": By("tests/e2e/test_cluster_down.py::"
-                            "test_up_twice_then_down_leaves_no_process", ('"down"',)),
+    # The README's block is read and run line by line, on kind, by one test.
+    **{command: By(HACK_CLUSTER, ("readme_hack_cluster_lines",)) for command in (
+        "hack/cluster up", 'eval "$(hack/cluster env)"', "hack/cluster preempt NODE",
+        "hack/cluster add-node NODE", "hack/cluster down")},
 }
 
 
@@ -116,6 +110,12 @@ def readme_commands(text: str) -> list[str]:
                 out.append(re.sub(r"\s+", " ", command))
     return out
 
+
+
+def readme_command(prefix: str) -> list[str]:
+    """README.md's one command that starts with PREFIX, split as a shell would."""
+    [command] = [c for c in readme_commands(README.read_text()) if c.startswith(prefix)]
+    return shlex.split(command)
 
 def _test_exists(spec: str) -> str:
     path, _, name = spec.partition("::")

@@ -104,7 +104,7 @@ class Syncer:
             return True
         try:
             mirror.upload(self.local, name, self.remote)
-            prune(self.remote, self.keep, self.best)
+            deleted = prune(self.remote, self.keep, self.best)
         except StoreError as e:
             self._fail(e)
             return False
@@ -116,6 +116,9 @@ class Syncer:
             if (self.local.dir / name / layout.MANIFEST).exists():
                 log.warning("spotrun: not uploading %s: %s", name, e)
             return False
+        if deleted:
+            steps = ", ".join(map(str, deleted))
+            log.info("spotrun: retention deleted step(s) %s from %s", steps, self.remote.uri)
         self.durable_step, self.durable_at = step, time.time()
         self._ok()
         return True

@@ -5,7 +5,6 @@ cluster its spot node is taken away mid-run with `hack/cluster preempt NODE`."""
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -19,18 +18,12 @@ from install_support import EXAMPLES, REPO, Tools, delete_jobs_and_wait, example
 from localcluster import config
 
 sys.path.insert(0, str(REPO / "tests" / "unit"))
-from test_readme_commands import README, readme_commands  # noqa: E402
+from test_readme_commands import readme_command as _command  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
 # The process node shares the host network: this test's own ports (README ports are defaults).
 PORTS = ("--set", "ports.health=18981", "--set", "ports.metrics=18982")
-
-
-def _command(prefix: str) -> list[str]:
-    """The README's command that starts with ``prefix``, split as a shell would."""
-    [command] = [c for c in readme_commands(README.read_text()) if c.startswith(prefix)]
-    return shlex.split(command)
 
 
 def test_readme_quickstart_as_written(
@@ -81,7 +74,9 @@ def test_readme_quickstart_as_written(
                 if not preempted and " Running " in line and _checkpointed(cluster, namespace):
                     node = wait_for(lambda: _running_node(cluster, namespace), "digits-1 to run")
                     argv = _command("hack/cluster preempt")
-                    env_preempt = {**env, "SPOTRUN_STATE_DIR": str(cluster.state_dir)}
+                    # the README's command; its cluster here is the process node
+                    env_preempt = {**env, "SPOTRUN_STATE_DIR": str(cluster.state_dir),
+                                   "SPOTRUN_CLUSTER": "process"}
                     subprocess.run([str(config.HACK_DIR / "cluster"), *argv[1:-1], node],
                                    env=env_preempt, check=True, timeout=120,
                                    capture_output=True)
