@@ -6,9 +6,12 @@ The operator is installed by `helm install` from the pushed operator image; the 
 manifests/examples/job.yaml and s3-secret.yaml submitted with `kubectl apply -f`, with these
 values substituted: the trainer image (the pushed one), the checkpoint endpoint (the S3 server as
 pods reach it, hack/kind/s3) and bucket, the Secret's two credentials, and two that make the
-interruption land mid-training: --epochs 100 (the example's 20 epochs take ~20 s here, less
-than its 60 s notice) and SPOTRUN_SAVE_AT_ONCE=1 (save on SIGTERM instead of training on
-through the notice, as tests/e2e's digits job does).
+interruption land mid-training: --epochs 400 (the example's 20 epochs take ~20 s here, less
+than its 60 s notice; attempt 2 must still be training when the test has seen its first
+checkpoint and kills its node, which took ~13 s here and longer under CI's load: a CI run
+with 100 epochs saw attempt 2's trainer finish, exit 0, just before the kill) and
+SPOTRUN_SAVE_AT_ONCE=1 (save on SIGTERM instead of training on through the notice, as
+tests/e2e's digits job does).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -31,7 +35,7 @@ from tests.kind.kindenv import NAME, KindCluster, wait_for
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(3600)]
 
-EPOCHS = 100
+EPOCHS = 400
 
 
 def test_workers_carry_the_process_nodes_labels_and_spot_taint(kind_cluster: KindCluster) -> None:
@@ -96,6 +100,14 @@ def reference_run(cluster: KindCluster, image: str, workdir: Path) -> subprocess
         )
 
 
+def container_state(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    """The container NAME's state ({"running": ...}, {"terminated": ...}) in POD's status."""
+    for status in pod["status"].get("containerStatuses") or []:
+        if status["name"] == name:
+            return dict(status.get("state") or {})
+    return {}
+
+
 def final_tensors(store: Store) -> dict[str, torch.Tensor]:
     return reader.tensors_of(
         reader.load_verified(store, layout.step_dirname(EPOCHS * STEPS_PER_EPOCH))
@@ -134,6 +146,8 @@ def test_the_digits_example_survives_a_notice_and_an_abrupt_loss_bit_identical(
         lambda: (digits.last_step() or 0) > saved,
         300,
     )
+    trainer = container_state(digits.pod("digits-2"), "trainer")
+    assert "running" in trainer, f"digits-2's trainer is not training any more: {trainer}"
     preempt = hack(kind_cluster, "preempt", node, "--abrupt")
     assert f"node {node} is gone (container killed, Node deleted)" in preempt, preempt
     newest = max(committed_steps(digits.s3, digits.prefix))  # nothing commits after the kill
@@ -160,7 +174,7 @@ def test_the_digits_example_survives_a_notice_and_an_abrupt_loss_bit_identical(
     assert f"spotrun: restored step {newest} " in log, log[-2000:]
 
     # the weights after two preemptions are the uninterrupted run's, bit for bit
-    assert reference.wait(timeout=600) == 0, (tmp_path / "reference.log").read_text()[-2000:]
+    assert reference.wait(timeout=900) == 0, (tmp_path / "reference.log").read_text()[-2000:]
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
         monkeypatch.setenv(key, digits.s3[key])
     remote = S3Store.from_uri(
