@@ -128,14 +128,22 @@ def start_digits(
     operator: None,
     tmp_path: Path,
 ) -> Iterator[StartDigits]:
-    """start_digits(namespace, epochs, spot=None): the example digits job under the helm-installed
-    operator, running on the spot worker with a periodic checkpoint in S3 (jobs.started); its
-    namespace is deleted after the test, while the operator still runs."""
+    """start_digits(namespace, epochs, spot=None, save_at_once=True): the example digits job
+    under the helm-installed operator, running on the spot worker with a periodic checkpoint in
+    S3 (jobs.started); its namespace is deleted after the test, while the operator still runs."""
     with ExitStack() as stack:
 
-        def start(namespace: str, epochs: int, spot: dict[str, Any] | None = None) -> Job:
+        def start(
+            namespace: str,
+            epochs: int,
+            spot: dict[str, Any] | None = None,
+            save_at_once: bool = True,
+        ) -> Job:
+            image = pushed["trainer"]
             return stack.enter_context(
-                started(kind_cluster, kind_s3, pushed["trainer"], namespace, tmp_path, epochs, spot)
+                started(
+                    kind_cluster, kind_s3, image, namespace, tmp_path, epochs, spot, save_at_once
+                )
             )
 
         yield start

@@ -50,18 +50,25 @@ def rtj(
 
 
 def example_manifests(
-    trainer: str, s3: dict[str, str], prefix: str, epochs: int, spot: dict[str, Any] | None = None
+    trainer: str,
+    s3: dict[str, str],
+    prefix: str,
+    epochs: int,
+    spot: dict[str, Any] | None = None,
+    save_at_once: bool = True,
 ) -> str:
     """s3-secret.yaml + job.yaml with only the image, endpoint, bucket, credentials and epochs
     substituted (and SPOT merged into spec.spot), as one multi-document YAML for `kubectl apply
-    -f`."""
+    -f`. SAVE_AT_ONCE sets SPOTRUN_SAVE_AT_ONCE: 1 saves at the SIGTERM (a notice lands at a
+    step the test can predict), 0 trains on through the notice (README, "Using the whole
+    notice")."""
     secret = chart.s3_secret(s3)
     job = yaml.safe_load((EXAMPLES / "job.yaml").read_text())
     (container,) = job["spec"]["template"]["spec"]["containers"]
     container["image"] = trainer
     assert container["command"][-2:] == ["--epochs", "20"], container["command"]
     container["command"][-1] = str(epochs)
-    container["env"] = [{"name": "SPOTRUN_SAVE_AT_ONCE", "value": "1"}]
+    container["env"] = [{"name": "SPOTRUN_SAVE_AT_ONCE", "value": "1" if save_at_once else "0"}]
     storage = job["spec"]["checkpoint"]["storage"]
     storage["uri"] = f"s3://{s3['SPOTRUN_TEST_BUCKET']}/{prefix}"
     storage["endpoint"] = s3["SPOTRUN_POD_S3_ENDPOINT"]
@@ -158,7 +165,8 @@ class Job:
         )
 
 
-# conftest.py's start_digits fixture: start_digits(namespace, epochs, spot=None) -> Job
+# conftest.py's start_digits fixture:
+# start_digits(namespace, epochs, spot=None, save_at_once=True) -> Job
 StartDigits = Callable[..., Job]
 
 
@@ -171,13 +179,14 @@ def started(
     workdir: Path,
     epochs: int,
     spot: dict[str, Any] | None = None,
+    save_at_once: bool = True,
 ) -> Iterator[Job]:
     """The example submitted with kubectl apply -f in its own NAMESPACE; yields once digits-1
     runs on the spot worker and a periodic checkpoint is in S3. The namespace is deleted after
     (while the operator runs: its finalizer on the job must be lifted by it)."""
     d = Job(cluster, s3, namespace)
     manifests = workdir / f"{namespace}.yaml"
-    manifests.write_text(example_manifests(trainer, s3, d.prefix, epochs, spot))
+    manifests.write_text(example_manifests(trainer, s3, d.prefix, epochs, spot, save_at_once))
     cluster.kubectl("create", "namespace", namespace)
     try:
         d.k("apply", "-f", str(manifests))
