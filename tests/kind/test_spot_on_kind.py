@@ -20,7 +20,6 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -30,6 +29,7 @@ from spotrun import layout, reader
 from spotrun.localstore import LocalStore
 from spotrun.s3store import S3Store
 from spotrun.store import Store
+from spotrun_operator.podstate import container_status
 from tests.kind.jobs import STEPS_PER_EPOCH, Job, committed_steps, hack, started
 from tests.kind.kindenv import NAME, KindCluster, wait_for
 
@@ -100,14 +100,6 @@ def reference_run(cluster: KindCluster, image: str, workdir: Path) -> subprocess
         )
 
 
-def container_state(pod: dict[str, Any], name: str) -> dict[str, Any]:
-    """The container NAME's state ({"running": ...}, {"terminated": ...}) in POD's status."""
-    for status in pod["status"].get("containerStatuses") or []:
-        if status["name"] == name:
-            return dict(status.get("state") or {})
-    return {}
-
-
 def final_tensors(store: Store) -> dict[str, torch.Tensor]:
     return reader.tensors_of(
         reader.load_verified(store, layout.step_dirname(EPOCHS * STEPS_PER_EPOCH))
@@ -146,7 +138,7 @@ def test_the_digits_example_survives_a_notice_and_an_abrupt_loss_bit_identical(
         lambda: (digits.last_step() or 0) > saved,
         300,
     )
-    trainer = container_state(digits.pod("digits-2"), "trainer")
+    trainer = (container_status(digits.pod("digits-2"), "trainer") or {}).get("state") or {}
     assert "running" in trainer, f"digits-2's trainer is not training any more: {trainer}"
     preempt = hack(kind_cluster, "preempt", node, "--abrupt")
     assert f"node {node} is gone (container killed, Node deleted)" in preempt, preempt
