@@ -119,7 +119,6 @@ def operator(kind_cluster: KindCluster, pushed: dict[str, str]) -> Iterator[None
         kind_cluster.restore_workers()
 
 
-
 @pytest.fixture
 def start_digits(
     kind_cluster: KindCluster,
@@ -128,7 +127,8 @@ def start_digits(
     operator: None,
     tmp_path: Path,
 ) -> Iterator[StartDigits]:
-    """start_digits(namespace, epochs, spot=None, save_at_once=True): the example digits job
+    """start_digits(namespace, epochs, spot=None, save_at_once=True, command=None): the example
+    digits job (COMMAND, given, in place of its own)
     under the helm-installed operator, running on the spot worker with a periodic checkpoint in
     S3 (jobs.started); its namespace is deleted after the test, while the operator still runs."""
     with ExitStack() as stack:
@@ -138,11 +138,20 @@ def start_digits(
             epochs: int,
             spot: dict[str, Any] | None = None,
             save_at_once: bool = True,
+            command: list[str] | None = None,
         ) -> Job:
             image = pushed["trainer"]
             return stack.enter_context(
                 started(
-                    kind_cluster, kind_s3, image, namespace, tmp_path, epochs, spot, save_at_once
+                    kind_cluster,
+                    kind_s3,
+                    image,
+                    namespace,
+                    tmp_path,
+                    epochs,
+                    spot,
+                    save_at_once,
+                    command,
                 )
             )
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,18 +57,20 @@ def example_manifests(
     epochs: int,
     spot: dict[str, Any] | None = None,
     save_at_once: bool = True,
+    command: list[str] | None = None,
 ) -> str:
     """s3-secret.yaml + job.yaml with only the image, endpoint, bucket, credentials and epochs
     substituted (and SPOT merged into spec.spot), as one multi-document YAML for `kubectl apply
     -f`. SAVE_AT_ONCE sets SPOTRUN_SAVE_AT_ONCE: 1 saves at the SIGTERM (a notice lands at a
     step the test can predict), 0 trains on through the notice (README, "Using the whole
-    notice")."""
+    notice"). COMMAND, given, replaces the example's command after the epochs are set in it."""
     secret = chart.s3_secret(s3)
     job = yaml.safe_load((EXAMPLES / "job.yaml").read_text())
     (container,) = job["spec"]["template"]["spec"]["containers"]
     container["image"] = trainer
     assert container["command"][-2:] == ["--epochs", "20"], container["command"]
     container["command"][-1] = str(epochs)
+    container["command"] = command or container["command"]
     container["env"] = [{"name": "SPOTRUN_SAVE_AT_ONCE", "value": "1" if save_at_once else "0"}]
     storage = job["spec"]["checkpoint"]["storage"]
     storage["uri"] = f"s3://{s3['SPOTRUN_TEST_BUCKET']}/{prefix}"
@@ -76,16 +79,20 @@ def example_manifests(
     return yaml.safe_dump_all([secret, job])
 
 
-def committed_steps(s3: dict[str, str], prefix: str) -> list[int]:
-    """Steps whose MANIFEST is in the bucket (the host's endpoint)."""
-    client = boto3.client(
+def s3_client(s3: dict[str, str]) -> Any:
+    """A boto3 S3 client of this S3 server through the host's endpoint."""
+    return boto3.client(
         "s3",
         endpoint_url=s3["AWS_ENDPOINT_URL_S3"],
         aws_access_key_id=s3["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=s3["AWS_SECRET_ACCESS_KEY"],
         region_name=s3["AWS_DEFAULT_REGION"],
     )
-    listed = client.list_objects_v2(
+
+
+def committed_steps(s3: dict[str, str], prefix: str) -> list[int]:
+    """Steps whose MANIFEST is in the bucket (the host's endpoint)."""
+    listed = s3_client(s3).list_objects_v2(
         Bucket=s3["SPOTRUN_TEST_BUCKET"], Prefix=f"{prefix}/{layout.CHECKPOINTS}/"
     )
     steps = []
@@ -150,6 +157,23 @@ class Job:
         log = self.trainer_log(pod)
         return log if text in log else ""
 
+    @contextmanager
+    def followed(self, pod: str, container: str, path: Path) -> Iterator[Path]:
+        """POD's CONTAINER log, followed into PATH (`kubectl logs -f`) until the container ends:
+        once a node is gone, the kubelet that holds its pods' logs is gone with it."""
+        with path.open("wb") as out:
+            follow = subprocess.Popen(
+                [str(KUBECTL), "-n", self.namespace, "logs", "-f", pod, "-c", container],
+                env=self.cluster.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                yield path
+            finally:
+                follow.terminate()
+                follow.wait(timeout=30)
+
     def events(self, reason: str) -> list[str]:
         selector = f"involvedObject.name={self.name}"
         listed = json.loads(self.k("get", "events", "--field-selector", selector, "-o", "json"))[
@@ -166,7 +190,7 @@ class Job:
 
 
 # conftest.py's start_digits fixture:
-# start_digits(namespace, epochs, spot=None, save_at_once=True) -> Job
+# start_digits(namespace, epochs, spot=None, save_at_once=True, command=None) -> Job
 StartDigits = Callable[..., Job]
 
 
@@ -180,13 +204,16 @@ def started(
     epochs: int,
     spot: dict[str, Any] | None = None,
     save_at_once: bool = True,
+    command: list[str] | None = None,
 ) -> Iterator[Job]:
     """The example submitted with kubectl apply -f in its own NAMESPACE; yields once digits-1
     runs on the spot worker and a periodic checkpoint is in S3. The namespace is deleted after
     (while the operator runs: its finalizer on the job must be lifted by it)."""
     d = Job(cluster, s3, namespace)
     manifests = workdir / f"{namespace}.yaml"
-    manifests.write_text(example_manifests(trainer, s3, d.prefix, epochs, spot, save_at_once))
+    manifests.write_text(
+        example_manifests(trainer, s3, d.prefix, epochs, spot, save_at_once, command)
+    )
     cluster.kubectl("create", "namespace", namespace)
     try:
         d.k("apply", "-f", str(manifests))

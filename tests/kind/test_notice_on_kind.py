@@ -14,14 +14,13 @@ that holds the log is gone with it.
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.kind.jobs import SPOT_WORKER, Job, StartDigits, committed_steps, hack
-from tests.kind.kindenv import KUBECTL, wait_for
+from tests.kind.kindenv import wait_for
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(1800)]
 
@@ -43,19 +42,8 @@ def digits(start_digits: StartDigits) -> Job:
 @pytest.fixture
 def followed(digits: Job, tmp_path: Path) -> Iterator[Path]:
     """digits-1's trainer log, followed into a file until the container ends."""
-    path = tmp_path / "digits-1.log"
-    with path.open("wb") as out:
-        follow = subprocess.Popen(
-            [str(KUBECTL), "-n", digits.namespace, "logs", "-f", "digits-1", "-c", "trainer"],
-            env=digits.cluster.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield path
-        finally:
-            follow.terminate()
-            follow.wait(timeout=30)
+    with digits.followed("digits-1", "trainer", tmp_path / "digits-1.log") as path:
+        yield path
 
 
 def test_opted_in_the_trainer_trains_through_the_notice_and_the_next_attempt_loses_nothing(
