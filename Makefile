@@ -137,7 +137,7 @@ crd: venv
 	$(PY) -m spotrun_operator.crd manifests/crd.yaml
 	$(PY) -m spotrun_operator.reference docs/reference.md
 	cp manifests/crd.yaml charts/spotrun/files/crd.yaml
-	if [ -f manifests/kopf-peering-crd.yaml ]; then cp manifests/kopf-peering-crd.yaml charts/spotrun/files/; fi
+	cp manifests/kopf-peering-crd.yaml charts/spotrun/crds/kopf-peering-crd.yaml
 
 # manifests/{install,rbac,operator}.yaml rendered from charts/spotrun (a test fails when stale).
 manifests: venv crd chart-readme

@@ -17,9 +17,22 @@ RELEASE, NAMESPACE = "spotrun", "spotrun-system"
 def install(cluster: KindCluster, pushed: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """helm install --wait with the values `hack/demo` uses on kind (kindcluster's); the caller
     asserts its exit code and calls uninstall."""
+    return helm(cluster, pushed, "install")
+
+
+def upgrade(
+    cluster: KindCluster, pushed: dict[str, str], *values: str
+) -> subprocess.CompletedProcess[str]:
+    """helm upgrade --wait of the release to the same images, with VALUES (--set ...) added."""
+    return helm(cluster, pushed, "upgrade", *values)
+
+
+def helm(
+    cluster: KindCluster, pushed: dict[str, str], command: str, *values: str
+) -> subprocess.CompletedProcess[str]:
     return run(
         HELM,
-        "install",
+        command,
         RELEASE,
         REPO / "charts" / "spotrun",
         "--namespace",
@@ -27,6 +40,7 @@ def install(cluster: KindCluster, pushed: dict[str, str]) -> subprocess.Complete
         "--create-namespace",
         "--take-ownership",  # of the CRD, when `kubectl apply -f manifests/crd.yaml` made it
         *kindcluster.helm_image_values(pushed),
+        *values,
         "--wait",
         "--timeout",
         "10m",

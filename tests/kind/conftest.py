@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -127,10 +127,10 @@ def start_digits(
     operator: None,
     tmp_path: Path,
 ) -> Iterator[StartDigits]:
-    """start_digits(namespace, epochs, spot=None, save_at_once=True, command=None): the example
-    digits job (COMMAND, given, in place of its own)
-    under the helm-installed operator, running on the spot worker with a periodic checkpoint in
-    S3 (jobs.started); its namespace is deleted after the test, while the operator still runs."""
+    """start_digits(namespace, epochs, spot=None, save_at_once=True, edit=None): the example
+    digits job (changed by EDIT, given: jobs.example_manifests) under the helm-installed
+    operator, running on the spot worker with a periodic checkpoint in S3 (jobs.started); its
+    namespace is deleted after the test, while the operator still runs."""
     with ExitStack() as stack:
 
         def start(
@@ -138,7 +138,7 @@ def start_digits(
             epochs: int,
             spot: dict[str, Any] | None = None,
             save_at_once: bool = True,
-            command: list[str] | None = None,
+            edit: Callable[[dict[str, Any]], None] | None = None,
         ) -> Job:
             image = pushed["trainer"]
             return stack.enter_context(
@@ -151,7 +151,7 @@ def start_digits(
                     epochs,
                     spot,
                     save_at_once,
-                    command,
+                    edit,
                 )
             )
 

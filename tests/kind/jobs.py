@@ -57,25 +57,26 @@ def example_manifests(
     epochs: int,
     spot: dict[str, Any] | None = None,
     save_at_once: bool = True,
-    command: list[str] | None = None,
+    edit: Callable[[dict[str, Any]], None] | None = None,
 ) -> str:
     """s3-secret.yaml + job.yaml with only the image, endpoint, bucket, credentials and epochs
     substituted (and SPOT merged into spec.spot), as one multi-document YAML for `kubectl apply
     -f`. SAVE_AT_ONCE sets SPOTRUN_SAVE_AT_ONCE: 1 saves at the SIGTERM (a notice lands at a
     step the test can predict), 0 trains on through the notice (README, "Using the whole
-    notice"). COMMAND, given, replaces the example's command after the epochs are set in it."""
+    notice"). EDIT, given, changes the job (a dict) after these substitutions."""
     secret = chart.s3_secret(s3)
     job = yaml.safe_load((EXAMPLES / "job.yaml").read_text())
     (container,) = job["spec"]["template"]["spec"]["containers"]
     container["image"] = trainer
     assert container["command"][-2:] == ["--epochs", "20"], container["command"]
     container["command"][-1] = str(epochs)
-    container["command"] = command or container["command"]
     container["env"] = [{"name": "SPOTRUN_SAVE_AT_ONCE", "value": "1" if save_at_once else "0"}]
     storage = job["spec"]["checkpoint"]["storage"]
     storage["uri"] = f"s3://{s3['SPOTRUN_TEST_BUCKET']}/{prefix}"
     storage["endpoint"] = s3["SPOTRUN_POD_S3_ENDPOINT"]
     job["spec"]["spot"].update(spot or {})
+    if edit is not None:
+        edit(job)
     return yaml.safe_dump_all([secret, job])
 
 
@@ -190,7 +191,7 @@ class Job:
 
 
 # conftest.py's start_digits fixture:
-# start_digits(namespace, epochs, spot=None, save_at_once=True, command=None) -> Job
+# start_digits(namespace, epochs, spot=None, save_at_once=True, edit=None) -> Job
 StartDigits = Callable[..., Job]
 
 
@@ -204,16 +205,14 @@ def started(
     epochs: int,
     spot: dict[str, Any] | None = None,
     save_at_once: bool = True,
-    command: list[str] | None = None,
+    edit: Callable[[dict[str, Any]], None] | None = None,
 ) -> Iterator[Job]:
     """The example submitted with kubectl apply -f in its own NAMESPACE; yields once digits-1
     runs on the spot worker and a periodic checkpoint is in S3. The namespace is deleted after
     (while the operator runs: its finalizer on the job must be lifted by it)."""
     d = Job(cluster, s3, namespace)
     manifests = workdir / f"{namespace}.yaml"
-    manifests.write_text(
-        example_manifests(trainer, s3, d.prefix, epochs, spot, save_at_once, command)
-    )
+    manifests.write_text(example_manifests(trainer, s3, d.prefix, epochs, spot, save_at_once, edit))
     cluster.kubectl("create", "namespace", namespace)
     try:
         d.k("apply", "-f", str(manifests))

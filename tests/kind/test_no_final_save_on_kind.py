@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,10 +42,14 @@ runpy.run_path("examples/digits/train.py", run_name="__main__")
 """
 
 
+def crash_on_sigterm(job: dict[str, Any]) -> None:
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    container["command"] = ["python", "-c", CRASH_ON_SIGTERM, str(EPOCHS)]
+
+
 @pytest.fixture
 def digits(start_digits: StartDigits) -> Job:
-    command = ["python", "-c", CRASH_ON_SIGTERM, str(EPOCHS)]
-    return start_digits("unsaved-kind", EPOCHS, command=command)
+    return start_digits("unsaved-kind", EPOCHS, edit=crash_on_sigterm)
 
 
 @pytest.fixture
