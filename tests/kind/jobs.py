@@ -23,6 +23,7 @@ from tests.kind.kindenv import KIND_DIR, KUBECTL, NAME, REPO, KindCluster, run, 
 EXAMPLES = REPO / "manifests" / "examples"
 STEPS_PER_EPOCH = 45
 SPOT_WORKER, ON_DEMAND_WORKER = f"{NAME}-worker2", f"{NAME}-worker"
+RESTORED = "spotrun: restored step"  # the library's log line: "... restored step N (epoch E) ..."
 
 
 def rtj(
@@ -175,6 +176,14 @@ class Job:
                 follow.terminate()
                 follow.wait(timeout=30)
 
+    def restored_in(self, pod: str, step: int) -> str:
+        """Waits until POD runs and its trainer has restored, asserts the step it restored was
+        STEP, and returns the node it runs on."""
+        node = wait_for(f"{pod} to run", lambda: self.running_node(pod), 900)
+        log = wait_for(f"{pod} to restore", lambda: self.log_with(pod, RESTORED), 300)
+        assert f"{RESTORED} {step} " in log, log[-2000:]
+        return node
+
     def events(self, reason: str) -> list[str]:
         selector = f"involvedObject.name={self.name}"
         listed = json.loads(self.k("get", "events", "--field-selector", selector, "-o", "json"))[
@@ -185,7 +194,7 @@ class Job:
     def finished(self) -> dict[str, Any]:
         return wait_for(
             "the job to finish",
-            lambda: (st := self.status()).get("phase") in ("Succeeded", "Failed") and st,
+            lambda: st if (st := self.status()).get("phase") in ("Succeeded", "Failed") else None,
             900,
         )
 

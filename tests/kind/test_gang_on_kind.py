@@ -42,6 +42,7 @@ from tests.kind import chart
 from tests.kind.jobs import (
     EXAMPLES,
     ON_DEMAND_WORKER,
+    RESTORED,
     SPOT_WORKER,
     Job,
     committed_steps,
@@ -56,7 +57,6 @@ EPOCHS = 10
 STEPS = EPOCHS * 23  # 1437 training samples in global batches of 4 ranks x 16
 ARGS = ["--epochs", str(EPOCHS), "--save-every", "10"]
 NAMESPACE = "gang-kind"
-RESTORED = "spotrun: restored step"
 
 
 def gang_manifests(trainer: str, s3: dict[str, str], prefix: str) -> str:

@@ -24,7 +24,6 @@ from typing import Any
 import pytest
 
 from tests.kind.jobs import SPOT_WORKER, Job, StartDigits, committed_steps, hack
-from tests.kind.kindenv import wait_for
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(1800)]
 
@@ -70,10 +69,7 @@ def test_a_trainer_dead_without_saving_ends_the_sidecars_wait_and_the_next_resto
     assert '"finalSaved":false' in log, log[-3000:]
 
     hack(digits.cluster, "add-node", SPOT_WORKER)  # the cloud brings capacity back
-    wait_for("digits-2 to run", lambda: digits.running_node("digits-2"), 900)
-    restored = "spotrun: restored step"
-    attempt2 = wait_for("digits-2 to restore", lambda: digits.log_with("digits-2", restored), 300)
-    assert f"spotrun: restored step {newest} " in attempt2, attempt2[-2000:]
+    digits.restored_in("digits-2", newest)
     status = digits.status()
     assert (status["preemptions"], status["failures"], status["attempt"]) == (1, 0, 2), status
     assert not status["lastCheckpoint"].get("finalSaved"), status

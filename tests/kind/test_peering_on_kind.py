@@ -89,10 +89,7 @@ def test_the_active_replica_sigkilled_at_a_preemption_the_job_is_handled_once(
     )
     assert len(ended) == 1 and "ended: its final save made it (step " in ended[0], ended
     saved = int(ended[0].rsplit("(step ", 1)[1].rstrip(")"))
-    wait_for("digits-2 to run", lambda: digits.running_node("digits-2"), 900)
-    restored = "spotrun: restored step"
-    log = wait_for("digits-2 to restore", lambda: digits.log_with("digits-2", restored), 300)
-    assert f"spotrun: restored step {saved} " in log, log[-2000:]
+    digits.restored_in("digits-2", saved)
     status = digits.status()
     assert (status["preemptions"], status["failures"], status["attempt"]) == (1, 0, 2), status
     assert scheduled(digits) == ["digits-1", "digits-2"]
