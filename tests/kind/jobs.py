@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
+import torch
 import yaml
 
-from spotrun import layout
+from spotrun import layout, reader
+from spotrun.s3store import S3Store
 from tests.kind import chart
 from tests.kind.kindenv import KIND_DIR, KUBECTL, NAME, REPO, KindCluster, run, wait_for
 
@@ -183,6 +186,20 @@ class Job:
         log = wait_for(f"{pod} to restore", lambda: self.log_with(pod, RESTORED), 300)
         assert f"{RESTORED} {step} " in log, log[-2000:]
         return node
+
+    def assert_final_equals(
+        self, step: int, want: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The checkpoint of STEP the job committed in S3 holds WANT's tensors bit for bit:
+        the same names, dtypes and values."""
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+            monkeypatch.setenv(key, self.s3[key])
+        uri = f"s3://{self.s3['SPOTRUN_TEST_BUCKET']}/{self.prefix}"
+        remote = S3Store.from_uri(uri, self.s3["AWS_ENDPOINT_URL_S3"])
+        got = reader.tensors_of(reader.load_verified(remote, layout.step_dirname(step)))
+        assert sorted(got) == sorted(want)
+        differ = [k for k in want if not (got[k].dtype == want[k].dtype and got[k].equal(want[k]))]
+        assert differ == [], f"tensors not bit-identical to the uninterrupted run: {differ}"
 
     def events(self, reason: str) -> list[str]:
         selector = f"involvedObject.name={self.name}"

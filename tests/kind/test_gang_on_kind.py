@@ -35,7 +35,6 @@ import yaml
 
 from spotrun import layout, reader
 from spotrun.localstore import LocalStore
-from spotrun.s3store import S3Store
 from spotrun_operator.podstate import container_status
 from tests.integration.test_gang_resume import restore_like_the_sidecar
 from tests.kind import chart
@@ -238,12 +237,4 @@ def test_a_gang_survives_a_preempted_node_and_a_killed_rank_bit_identical(
 
     # 3. after a preemption and a crash, the weights are the uninterrupted run's, bit for bit
     want = reference_run(kind_cluster, built["trainer"], tmp_path / "reference")
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
-        monkeypatch.setenv(key, gang.s3[key])
-    remote = S3Store.from_uri(
-        f"s3://{gang.s3['SPOTRUN_TEST_BUCKET']}/{gang.prefix}", gang.s3["AWS_ENDPOINT_URL_S3"]
-    )
-    got = reader.tensors_of(reader.load_verified(remote, layout.step_dirname(STEPS)))
-    assert sorted(got) == sorted(want)
-    differ = [k for k in want if not (got[k].dtype == want[k].dtype and got[k].equal(want[k]))]
-    assert differ == [], f"tensors not bit-identical to the uninterrupted run: {differ}"
+    gang.assert_final_equals(STEPS, want, monkeypatch)

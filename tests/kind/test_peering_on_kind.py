@@ -42,7 +42,8 @@ def operator_pods(cluster: KindCluster) -> list[dict[str, Any]]:
 
 
 def peers(cluster: KindCluster) -> dict[str, int]:
-    """{identity (a pod name): priority} of the live entries of the peering object."""
+    """{identity (a pod name): priority} of every entry of the peering object (a dead
+    replica's stays until a live one cleans it out)."""
     found = json.loads(cluster.kubectl("get", "clusterkopfpeering", "spotrun", "-o", "json"))
     return {name: int(info["priority"]) for name, info in (found.get("status") or {}).items()}
 
