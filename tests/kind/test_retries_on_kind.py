@@ -34,10 +34,12 @@ Submit = Callable[..., Job]  # submit(name, code, **spot)
 NAMESPACE = "retries-kind"
 BACKOFF_LIMIT = 1
 # Attempt 1 trains until SIGTERM (then exits 0, as spotrun's trainers do); later ones give up.
+# Both lines go to stderr: containerd reads a container's stdout and stderr pipes separately, so
+# lines on the two streams can reach the log (and the termination message) in either order.
 FLAKY = """
 import os, signal, sys, time
 attempt = os.environ["SPOTRUN_ATTEMPT"]
-print(f"attempt {attempt} training", flush=True)
+print(f"attempt {attempt} training", file=sys.stderr, flush=True)
 if attempt == "1":
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     time.sleep(3600)
