@@ -29,10 +29,10 @@ test-unit: venv
 	$(VENV)/bin/pytest -m unit
 
 test-integration: venv binaries-s3 binaries-lint binaries-entrypoint
-	$(VENV)/bin/pytest -m integration
+	$(VENV)/bin/pytest -m integration --durations=10
 
 test-e2e: venv binaries
-	$(VENV)/bin/pytest -m e2e
+	$(VENV)/bin/pytest -m e2e --durations=10
 
 # The local real environment (hack/README.md): binaries built once into ~/.cache/spotrun.
 binaries:
@@ -100,7 +100,7 @@ kind-engine-down:
 # as the cache.
 test-kind: venv binaries binaries-s3
 	hack/kind/prebuild wait
-	$(VENV)/bin/pytest -m kind tests/kind
+	$(VENV)/bin/pytest -m kind tests/kind --durations=25
 
 # Starts hack/kind/prebuild in the background (after the control plane's Go build, whose cache
 # the node's parts share), so that a cold machine builds the kind tier's prerequisites while the

@@ -14,7 +14,7 @@ import pytest
 from localcluster.kindcluster import parse_exports
 from tests.kind import chart
 from tests.kind import images as img
-from tests.kind.jobs import Job, StartDigits, started
+from tests.kind.jobs import ON_DEMAND_WORKER, SPOT_WORKER, Job, StartDigits, started
 from tests.kind.kindenv import KIND_DIR, KindCluster, run
 
 
@@ -93,6 +93,16 @@ def pushed(kind_cluster: KindCluster, built: dict[str, str]) -> Iterator[dict[st
     )
     assert push.returncode == 0, push.stderr[-3000:]
     yield dict(zip(names, push.stdout.split(), strict=True))
+
+
+@pytest.fixture(scope="session")
+def trainer_on_workers(kind_cluster: KindCluster, pushed: dict[str, str]) -> str:
+    """The pushed trainer image, pulled by both workers (`crictl pull` on each: seconds when the
+    node holds it, ~2 min for a first pull): for a test whose clock starts when its job is
+    created (spec.deadline), which a first pull would eat into."""
+    for node in (ON_DEMAND_WORKER, SPOT_WORKER):
+        kind_cluster.docker("exec", node, "crictl", "pull", pushed["trainer"], timeout=900)
+    return pushed["trainer"]
 
 
 @pytest.fixture(scope="session")

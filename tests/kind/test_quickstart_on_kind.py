@@ -1,8 +1,8 @@
 """README.md's Quickstart as a user runs it, on kind's real kubelets, then `helm upgrade` to a
 newer chart and operator image with the job running, and `helm uninstall`.
 
-The README's commands are read from README.md (as tests/e2e/install/test_readme_quickstart.py
-reads them), so a change there changes what runs here:
+The README's commands are read from README.md (tests/unit/test_readme_commands.py's
+readme_command), so a change there changes what runs here:
 - `helm install spotrun charts/spotrun --namespace spotrun-system --create-namespace` with no
   image values: the chart's default `ghcr.io/spotrun/operator:<appVersion>` resolves through the
   ghcr.io mirror `hack/kind/registry up` writes into every node. The only flags added are

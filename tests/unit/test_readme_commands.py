@@ -32,9 +32,10 @@ class NotHere:
     reason: str
 
 
-QUICKSTART = "tests/e2e/install/test_readme_quickstart.py::test_readme_quickstart_as_written"
+QUICKSTART = ("tests/kind/test_quickstart_on_kind.py::"
+              "test_readme_quickstart_then_helm_upgrade_mid_run_then_uninstall")
 CLI = "tests/integration/test_readme_cli.py::test_the_cli_block_runs_as_written"
-MANIFESTS = "tests/e2e/install/test_install_manifests.py"
+MANIFESTS = "tests/kind/test_install_on_kind.py"
 WHEEL = "tests/integration/test_wheel.py"
 HACK_CLUSTER = ("tests/kind/test_hack_cluster_on_kind.py::"
                 "test_the_readme_hack_cluster_commands_drive_the_kind_cluster_and_down_leaves_nothing")
@@ -50,7 +51,7 @@ COMMANDS: dict[str, By | NotHere] = {
     "kubectl apply -f https://github.com/spotrun/spotrun/releases/download/v0.1.0/install.yaml":
         NotHere("GitHub is not reachable here; test_release_assets.py builds install.yaml"),
     "kubectl apply -f manifests/crd.yaml -f manifests/install.yaml":
-        By(f"{MANIFESTS}::test_kubectl_apply_install_yaml_runs_a_job_to_succeeded",
+        By(f"{MANIFESTS}::test_kubectl_apply_of_install_yaml_as_written_runs_the_example_job",
            ("crd.yaml", "install.yaml", "apply")),
     "kubectl create secret generic s3-credentials "
     "--from-literal=AWS_ACCESS_KEY_ID=... --from-literal=AWS_SECRET_ACCESS_KEY=...":

@@ -118,25 +118,6 @@ def operator_pod(core: client.CoreV1Api, namespace: str, release: str) -> Any | 
     return None
 
 
-def with_ports(docs: list[dict[str, Any]], health: int, metrics: int) -> list[dict[str, Any]]:
-    """The operator Deployment of ``docs`` on other ports: on the process node every pod
-    shares the host network, so the defaults (8081, 8080) may be taken on this machine."""
-    out = copy.deepcopy(docs)
-    for d in out:
-        if d["kind"] != "Deployment":
-            continue
-        c = d["spec"]["template"]["spec"]["containers"][0]
-        values = {"SPOTRUN_LIVENESS": f"http://0.0.0.0:{health}/healthz",
-                  "SPOTRUN_METRICS_PORT": str(metrics)}
-        for e in c["env"]:
-            if e["name"] in values:
-                e["value"] = values[e["name"]]
-        ports = {"health": health, "metrics": metrics}
-        for p in c["ports"]:
-            p["containerPort"] = ports[p["name"]]
-    return out
-
-
 def render(helm_bin: Path, *sets: str, namespace: str = "spotrun-system",
            release: str = "spotrun") -> list[dict[str, Any]]:
     """``helm template`` of the chart with ``--set`` values."""

@@ -1,13 +1,12 @@
 """Multi-node attempts on the real control plane with process nodes: a gang of 2 pods under
 torchrun (gang_worker.py: gloo, one all_reduce, then wait for SIGTERM) rendezvous across 2
 nodes; a preempted node ends the whole attempt as a preemption and attempt 2 runs 2 pods
-again; a rank SIGKILLed is a failure and the gang restarts."""
+again. A rank SIGKILLed (a failure; the whole gang restarts from the newest checkpoint committed
+in S3) is tested on kind: tests/kind/test_gang_on_kind.py."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 from typing import Any
 
 import pytest
@@ -92,22 +91,3 @@ def test_two_pods_on_two_nodes_rendezvous_and_a_preempted_node_restarts_the_whol
     assert [(s["attempt"], s["world"], s["sum"]) for s in seen2] == [(2, 2, 3)] * 2
     wait_for(lambda: read_pod(core, namespace, "gang-1-1") is None, "gang-1-1 released, gone",
              timeout=60)
-
-
-def test_a_rank_sigkilled_is_a_failure_and_the_whole_gang_restarts(
-    cluster, namespace, operator, process_node, s3, s3_bucket
-):
-    core, custom = submit(cluster, namespace, s3,
-                          gang_job("kill", s3_bucket, s3.endpoint_url, 18871, backoffLimit=2))
-    _, seen = wait_gang(core, process_node, namespace, "kill", 1)
-    os.kill(seen[1]["pid"], signal.SIGKILL)  # rank 1's worker, no save, no goodbye
-
-    after = wait_for(lambda: (st := status_of(custom, namespace, "kill")).get("attempt") == 2
-                     and st, "attempt 2 after the failure", timeout=240)
-    assert (after["failures"], after["preemptions"]) == (1, 0)
-    events = events_once(core, namespace, "kill", {"AttemptFailed": 1})
-    failed = [m for r, m in events if r == "AttemptFailed"]
-    assert len(failed) == 1 and "rank 1 (kill-1-1" in failed[0], events
-    assert "rank=0 stopping on SIGTERM" in process_node.log(namespace, "kill-1-0", "trainer")
-    _, seen2 = wait_gang(core, process_node, namespace, "kill", 2)
-    assert [(s["attempt"], s["world"], s["sum"]) for s in seen2] == [(2, 2, 3)] * 2

@@ -131,7 +131,7 @@ if int(os.environ["SPOTRUN_ATTEMPT"]) <= int(os.environ["PREEMPTIBLE_ATTEMPTS"])
 def quick_job(name: str, bucket: str, endpoint: str, preemptions: int, port: int) -> Any:
     # no warm start: a warm next pod is made while its node is still up, and the test counts
     # the attempts of pods made one per preemption
-    # (tests/e2e/operator/test_operator_warm_start.py covers the warm start)
+    # (tests/kind/test_fallback_on_kind.py covers the warm start)
     return job(name, bucket, endpoint, {"PREEMPTIBLE_ATTEMPTS": str(preemptions)}, port=port,
                code=QUICK_TRAINER, spot={"backoffSeconds": 0.2, "warmStart": False})
 
