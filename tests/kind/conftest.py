@@ -96,13 +96,12 @@ def pushed(kind_cluster: KindCluster, built: dict[str, str]) -> Iterator[dict[st
 
 
 @pytest.fixture(scope="session")
-def trainer_on_workers(kind_cluster: KindCluster, pushed: dict[str, str]) -> str:
-    """The pushed trainer image, pulled by both workers (`crictl pull` on each: seconds when the
+def trainer_on_workers(kind_cluster: KindCluster, pushed: dict[str, str]) -> None:
+    """The pushed trainer image pulled by both workers (`crictl pull` on each: seconds when the
     node holds it, ~2 min for a first pull): for a test whose clock starts when its job is
     created (spec.deadline), which a first pull would eat into."""
     for node in (ON_DEMAND_WORKER, SPOT_WORKER):
         kind_cluster.docker("exec", node, "crictl", "pull", pushed["trainer"], timeout=900)
-    return pushed["trainer"]
 
 
 @pytest.fixture(scope="session")

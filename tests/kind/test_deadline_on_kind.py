@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from spotrun_operator.builders import LABEL_CAPACITY
 from tests.kind.jobs import (
     ON_DEMAND_WORKER,
     SPOT_WORKER,
@@ -32,7 +33,6 @@ pytestmark = [pytest.mark.kind, pytest.mark.timeout(1800)]
 EPOCHS = 400  # 18000 steps: ~100 s of training here (~5.5 ms a step)
 TOTAL = EPOCHS * STEPS_PER_EPOCH
 WITHIN = 450  # seconds from the job's start: room for steps twice as slow, and the restarts
-CAPACITY = "spotrun.dev/capacity"
 
 
 def with_deadline(job: dict[str, Any]) -> None:
@@ -47,7 +47,7 @@ def told(digits: Job, words: str) -> list[str] | None:
 def running_on(digits: Job, pod: str, node: str, capacity: str) -> None:
     assert wait_for(f"{pod} to run", lambda: digits.running_node(pod), 600) == node
     labels = digits.pod(pod)["metadata"]["labels"]
-    assert labels[CAPACITY] == capacity, labels
+    assert labels[LABEL_CAPACITY] == capacity, labels
 
 
 def when(stamp: str) -> datetime:
