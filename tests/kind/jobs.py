@@ -247,4 +247,4 @@ def started(
         wait_for("a periodic checkpoint in S3", lambda: committed_steps(s3, d.prefix), 300)
         yield d
     finally:
-        cluster.kubectl("delete", "namespace", namespace, "--timeout=300s")
+        cluster.delete_namespace(namespace)

@@ -88,7 +88,7 @@ def jobs(
         yield j
     finally:
         # while the operator runs: its finalizer on the jobs must be lifted by it
-        kind_cluster.kubectl("delete", "namespace", NAMESPACE, "--timeout=300s")
+        kind_cluster.delete_namespace(NAMESPACE)
 
 
 def assert_failed_as_its_own(jobs: Jobs, name: str, cause: str, exit_code: int) -> None:

@@ -103,7 +103,7 @@ def gang(
         wait_for("a committed checkpoint", lambda: committed_steps(kind_s3, job.prefix), 600)
         yield job
     finally:
-        kind_cluster.kubectl("delete", "namespace", NAMESPACE, "--timeout=300s")
+        kind_cluster.delete_namespace(NAMESPACE)
 
 
 def restored(job: Job, attempt: int) -> list[str]:

@@ -69,7 +69,7 @@ def plain(
         kind_cluster.kubectl("-n", NAMESPACE, "apply", "-f", str(manifests))
         yield Job(kind_cluster, kind_s3, NAMESPACE, JOB)
     finally:
-        kind_cluster.kubectl("delete", "namespace", NAMESPACE, "--timeout=300s")
+        kind_cluster.delete_namespace(NAMESPACE)
 
 
 def test_a_job_in_an_image_without_spotrun_runs_through_a_preemption(

@@ -96,7 +96,7 @@ def submit(
     try:
         yield apply
     finally:
-        kind_cluster.kubectl("delete", "namespace", NAMESPACE, "--timeout=300s")
+        kind_cluster.delete_namespace(NAMESPACE)
 
 
 def test_a_preemption_with_notice_is_not_charged_exit_1_is_and_max_preemptions_fails(
