@@ -98,10 +98,21 @@ def pushed(kind_cluster: KindCluster, built: dict[str, str]) -> Iterator[dict[st
 @pytest.fixture(scope="session")
 def trainer_on_workers(kind_cluster: KindCluster, pushed: dict[str, str]) -> None:
     """The pushed trainer image pulled by both workers (`crictl pull` on each: seconds when the
-    node holds it, ~2 min for a first pull): for a test whose clock starts when its job is
-    created (spec.deadline), which a first pull would eat into."""
-    for node in (ON_DEMAND_WORKER, SPOT_WORKER):
-        kind_cluster.docker("exec", node, "crictl", "pull", pushed["trainer"], timeout=900)
+    node holds it, ~2 min for a first pull; the two nodes at once): for a test whose clock
+    starts when its job is created (spec.deadline), which a first pull would eat into."""
+    pulls = [
+        subprocess.Popen(
+            ["docker", "exec", node, "crictl", "pull", pushed["trainer"]],
+            env=kind_cluster.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for node in (ON_DEMAND_WORKER, SPOT_WORKER)
+    ]
+    for pull in pulls:
+        _, err = pull.communicate(timeout=900)
+        assert pull.returncode == 0, f"{' '.join(map(str, pull.args))}: {err}"
 
 
 @pytest.fixture(scope="session")
