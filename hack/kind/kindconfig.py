@@ -1,6 +1,10 @@
 """The kind cluster's config (JSON, which kind reads as YAML), printed by
-`kindconfig.py API_PORT PLAIN SPOT ON_DEMAND`: a control plane, PLAIN unlabelled workers, then
-ON_DEMAND on-demand and SPOT spot workers.
+`kindconfig.py API_PORT PLAIN SPOT ON_DEMAND RWX`: a control plane, PLAIN unlabelled workers,
+then ON_DEMAND on-demand and SPOT spot workers.
+
+Every worker mounts the host's directory RWX at RWX_PATH: a hostPath PersistentVolume under it
+is the same files on every node, as an NFS export is, so a ReadWriteMany claim can be tested
+across nodes (tests/kind/test_pvc_on_kind.py).
 
 Spot and on-demand workers carry exactly the labels and taint of hack/'s process nodes
 (localcluster/node/nodes.py: capacity-type labels of Karpenter, EKS, GKE and AKS, a zone of
@@ -27,6 +31,7 @@ KUBELET_SETS = ("kubernetes.io/hostname", "kubernetes.io/os", "kubernetes.io/arc
 # GKE's spot and preemptible nodes: 30 s in all, the last 15 s for system-critical pods, so a
 # regular pod has 15 s (README "Grace periods on real platforms")
 SHUTDOWN_GRACE, SHUTDOWN_GRACE_CRITICAL = "30s", "15s"
+RWX_PATH = "/mnt/spotrun-rwx"
 
 
 def node_labels(capacity_type: str, zone: str) -> dict[str, str]:
@@ -41,8 +46,11 @@ def zone(index: int) -> str:
     return "local-" + "abc"[index % 3]
 
 
-def worker(capacity_type: str | None, index: int) -> dict[str, Any]:
-    node: dict[str, Any] = {"role": "worker"}
+def worker(capacity_type: str | None, index: int, rwx: str) -> dict[str, Any]:
+    node: dict[str, Any] = {
+        "role": "worker",
+        "extraMounts": [{"hostPath": rwx, "containerPath": RWX_PATH}],
+    }
     if capacity_type is None:
         return node
     node["labels"] = node_labels(capacity_type, zone(index))
@@ -53,10 +61,10 @@ def worker(capacity_type: str | None, index: int) -> dict[str, Any]:
     return node
 
 
-def config(api_port: int, plain: int, spot: int, on_demand: int) -> dict[str, Any]:
-    workers = [worker(None, i) for i in range(plain)]
-    workers += [worker(nodes.ON_DEMAND, i) for i in range(on_demand)]
-    workers += [worker(nodes.SPOT, on_demand + i) for i in range(spot)]
+def config(api_port: int, plain: int, spot: int, on_demand: int, rwx: str) -> dict[str, Any]:
+    workers = [worker(None, i, rwx) for i in range(plain)]
+    workers += [worker(nodes.ON_DEMAND, i, rwx) for i in range(on_demand)]
+    workers += [worker(nodes.SPOT, on_demand + i, rwx) for i in range(spot)]
     kubelet = {
         "kind": "KubeletConfiguration",
         "failCgroupV1": False,
@@ -81,13 +89,14 @@ def config(api_port: int, plain: int, spot: int, on_demand: int) -> dict[str, An
 
 
 def main(argv: list[str]) -> int:
-    usage = "usage: kindconfig.py API_PORT PLAIN SPOT ON_DEMAND"
+    usage = "usage: kindconfig.py API_PORT PLAIN SPOT ON_DEMAND RWX"
     try:
-        api_port, plain, spot, on_demand = (int(a) for a in argv)
+        *numbers, rwx = argv
+        api_port, plain, spot, on_demand = (int(a) for a in numbers)
     except ValueError:
         print(usage, file=sys.stderr)
         return 2
-    print(json.dumps(config(api_port, plain, spot, on_demand), indent=2))
+    print(json.dumps(config(api_port, plain, spot, on_demand, rwx), indent=2))
     return 0
 
 

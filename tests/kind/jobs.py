@@ -54,6 +54,19 @@ def rtj(
     }
 
 
+def example_job(trainer: str, epochs: int, save_at_once: bool = True) -> dict[str, Any]:
+    """job.yaml with the image and epochs substituted. SAVE_AT_ONCE sets SPOTRUN_SAVE_AT_ONCE:
+    1 saves at the SIGTERM (a notice lands at a step the test can predict), 0 trains on through
+    the notice (README, "Using the whole notice")."""
+    job: dict[str, Any] = yaml.safe_load((EXAMPLES / "job.yaml").read_text())
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    container["image"] = trainer
+    assert container["command"][-2:] == ["--epochs", "20"], container["command"]
+    container["command"][-1] = str(epochs)
+    container["env"] = [{"name": "SPOTRUN_SAVE_AT_ONCE", "value": "1" if save_at_once else "0"}]
+    return job
+
+
 def example_manifests(
     trainer: str,
     s3: dict[str, str],
@@ -65,16 +78,10 @@ def example_manifests(
 ) -> str:
     """s3-secret.yaml + job.yaml with only the image, endpoint, bucket, credentials and epochs
     substituted (and SPOT merged into spec.spot), as one multi-document YAML for `kubectl apply
-    -f`. SAVE_AT_ONCE sets SPOTRUN_SAVE_AT_ONCE: 1 saves at the SIGTERM (a notice lands at a
-    step the test can predict), 0 trains on through the notice (README, "Using the whole
-    notice"). EDIT, given, changes the job (a dict) after these substitutions."""
+    -f`. SAVE_AT_ONCE as example_job's. EDIT, given, changes the job (a dict) after these
+    substitutions."""
     secret = chart.s3_secret(s3)
-    job = yaml.safe_load((EXAMPLES / "job.yaml").read_text())
-    (container,) = job["spec"]["template"]["spec"]["containers"]
-    container["image"] = trainer
-    assert container["command"][-2:] == ["--epochs", "20"], container["command"]
-    container["command"][-1] = str(epochs)
-    container["env"] = [{"name": "SPOTRUN_SAVE_AT_ONCE", "value": "1" if save_at_once else "0"}]
+    job = example_job(trainer, epochs, save_at_once)
     storage = job["spec"]["checkpoint"]["storage"]
     storage["uri"] = f"s3://{s3['SPOTRUN_TEST_BUCKET']}/{prefix}"
     storage["endpoint"] = s3["SPOTRUN_POD_S3_ENDPOINT"]

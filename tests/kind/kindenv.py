@@ -78,6 +78,12 @@ class KindCluster:
         assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
         return done.stdout
 
+    @property
+    def rwx(self) -> Path:
+        """The host's directory every worker mounts at kindconfig.RWX_PATH (hack/kind/up: beside
+        the kubeconfig)."""
+        return Path(self.env["KUBECONFIG"]).parent / "rwx"
+
     def delete_namespace(self, namespace: str) -> None:
         """A test's namespace deleted in seconds: the namespace first (a terminating namespace
         takes no new pod, so the operator starts no next attempt), then its pods with a 1 s
