@@ -26,6 +26,20 @@ from tests.kind.kindenv import KIND_DIR, KUBECTL, NAME, REPO, KindCluster, run, 
 EXAMPLES = REPO / "manifests" / "examples"
 STEPS_PER_EPOCH = 45
 SPOT_WORKER, ON_DEMAND_WORKER = f"{NAME}-worker2", f"{NAME}-worker"
+# spec.spot.nodeSelectorTerms naming both workers: for a job that needs two nodes (a gang) or a
+# choice of zones, the on-demand worker counts as spot capacity too (the field's purpose: which
+# nodes this job calls spot)
+BOTH_WORKERS = [
+    {
+        "matchExpressions": [
+            {
+                "key": "kubernetes.io/hostname",
+                "operator": "In",
+                "values": [ON_DEMAND_WORKER, SPOT_WORKER],
+            }
+        ]
+    }
+]
 RESTORED = "spotrun: restored step"  # the library's log line: "... restored step N (epoch E) ..."
 
 
@@ -89,6 +103,35 @@ def example_manifests(
     if edit is not None:
         edit(job)
     return yaml.safe_dump_all([secret, job])
+
+
+def multinode_manifests(
+    trainer: str,
+    s3: dict[str, str],
+    prefix: str,
+    args: list[str],
+    edit: Callable[[dict[str, Any]], None] | None = None,
+) -> str:
+    """s3-secret.yaml + multinode.yaml (2 pods x 2 torchrun workers) with these substituted: the
+    trainer image, the endpoint and bucket (and the Secret's keys), the training ARGS instead of
+    `--epochs 5`, SPOTRUN_SAVE_AT_ONCE=1 (save on the SIGTERM: the preempted step is the one every
+    rank stops at), a CPU request of 250m instead of 2 (a kind node offers the host's two cores,
+    part of them requested already) and BOTH_WORKERS as spot capacity. EDIT, given, changes the
+    job (a dict) after these substitutions."""
+    job = yaml.safe_load((EXAMPLES / "multinode.yaml").read_text())
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["torchrun", "examples/ddp/train.py", "--epochs", "5"]
+    container["image"] = trainer
+    container["command"] = [*container["command"][:2], *args]
+    container["env"] = [{"name": "SPOTRUN_SAVE_AT_ONCE", "value": "1"}]
+    container["resources"]["requests"]["cpu"] = "250m"
+    storage = job["spec"]["checkpoint"]["storage"]
+    storage["uri"] = f"s3://{s3['SPOTRUN_TEST_BUCKET']}/{prefix}"
+    storage["endpoint"] = s3["SPOTRUN_POD_S3_ENDPOINT"]
+    job["spec"]["spot"]["nodeSelectorTerms"] = BOTH_WORKERS
+    if edit is not None:
+        edit(job)
+    return yaml.safe_dump_all([chart.s3_secret(s3), job])
 
 
 def s3_client(s3: dict[str, str]) -> Any:
@@ -157,6 +200,17 @@ class Job:
             if p["metadata"]["name"] == pod and p["status"].get("phase") == "Running":
                 return str(p["spec"]["nodeName"])
         return None
+
+    def evict(self, pod: str) -> None:
+        """POD evicted through the Eviction API, as a drain, Karpenter or a node termination
+        handler does it (the API server marks it DisruptionTarget; its kubelet sends SIGTERM)."""
+        eviction = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": pod, "namespace": self.namespace},
+        }
+        path = f"/api/v1/namespaces/{self.namespace}/pods/{pod}/eviction"
+        self.cluster.kubectl("create", "--raw", path, "-f", "-", stdin=json.dumps(eviction))
 
     def trainer_log(self, pod: str) -> str:
         """The pod's trainer log; empty while there is none yet."""
@@ -253,5 +307,33 @@ def started(
         assert node == SPOT_WORKER, "the spot job runs on the spot worker"
         wait_for("a periodic checkpoint in S3", lambda: committed_steps(s3, d.prefix), 300)
         yield d
+    finally:
+        cluster.delete_namespace(namespace)
+
+
+@contextmanager
+def gang_started(
+    cluster: KindCluster,
+    s3: dict[str, str],
+    namespace: str,
+    workdir: Path,
+    manifests: Callable[[str], str],
+) -> Iterator[Job]:
+    """The multinode example's gang `digits-ddp`, MANIFESTS(prefix) (its YAML for the job's S3
+    prefix) applied in its own NAMESPACE; yields once both pods of attempt 1 run, one per worker,
+    and a checkpoint is committed in S3. The namespace is deleted after."""
+    job = Job(cluster, s3, namespace, name="digits-ddp")
+    path = workdir / f"{namespace}.yaml"
+    path.write_text(manifests(job.prefix))
+    cluster.kubectl("create", "namespace", namespace)
+    try:
+        job.k("apply", "-f", str(path))
+        placed = {
+            wait_for(f"{pod} to run", lambda p=pod: job.running_node(p), 900)  # type: ignore[misc]
+            for pod in ("digits-ddp-1-0", "digits-ddp-1-1")
+        }
+        assert placed == {ON_DEMAND_WORKER, SPOT_WORKER}, "one pod of the gang per node"
+        wait_for("a committed checkpoint", lambda: committed_steps(s3, job.prefix), 600)
+        yield job
     finally:
         cluster.delete_namespace(namespace)

@@ -33,6 +33,9 @@ def versions() -> dict[str, str]:
 
 NAME = os.environ.get("SPOTRUN_KIND_CLUSTER", "spotrun")
 # A stock node image (where images can be pulled): hack/kind builds none of the node's parts.
+RWX_PATH = (
+    "/mnt/spotrun-rwx"  # hack/kind/kindconfig.py's: every worker mounts KindCluster.rwx there
+)
 STOCK_NODE_IMAGE = os.environ.get("SPOTRUN_KIND_NODE_IMAGE", "")
 VERSIONS = versions()
 KUBECTL = CACHE / "bin" / f"kubernetes-{VERSIONS['KUBERNETES_VERSION']}" / "kubectl"

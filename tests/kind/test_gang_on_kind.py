@@ -2,14 +2,10 @@
 torchrun workers (world size 4, gloo), one pod per node, the rendezvous through the operator's
 headless Service and CoreDNS, each pod's sidecar uploading its node's part to the S3 server.
 
-The job is manifests/examples/multinode.yaml submitted with `kubectl apply -f`, with these values
-substituted: the trainer image, the endpoint and bucket (and the Secret's keys), the training
-arguments (--epochs 10 --save-every 10 --step-delay 0.25: a few minutes of training, checkpoints
-every 10 steps), SPOTRUN_SAVE_AT_ONCE=1 (save on the SIGTERM: the preempted step is the one
-every rank stops at), a CPU request of 250m instead of 2 (a kind node offers the host's two
-cores, part of them requested already) and spec.spot.nodeSelectorTerms naming both workers: the
-session cluster has one spot worker, and a gang needs one node per pod, so here the on-demand
-worker counts as spot capacity too (the field's purpose: which nodes this job calls spot).
+The job is manifests/examples/multinode.yaml submitted with `kubectl apply -f`, with the values
+of jobs.multinode_manifests substituted (the image, S3, SPOTRUN_SAVE_AT_ONCE=1, 250m CPU, both
+workers as spot capacity: a gang needs one node per pod) and the training arguments --epochs 10
+--save-every 10 --step-delay 0.25 (a few minutes of training, checkpoints every 10 steps).
 
 One job, three attempts:
 1. the spot worker preempted with a 5 s notice (hack/kind/preempt), capacity back (add-node):
@@ -31,21 +27,19 @@ from typing import Any
 
 import pytest
 import torch
-import yaml
 
 from spotrun import layout, reader
 from spotrun.localstore import LocalStore
 from spotrun_operator.podstate import container_status
 from tests.integration.test_gang_resume import restore_like_the_sidecar
-from tests.kind import chart
 from tests.kind.jobs import (
-    EXAMPLES,
-    ON_DEMAND_WORKER,
     RESTORED,
     SPOT_WORKER,
     Job,
     committed_steps,
+    gang_started,
     hack,
+    multinode_manifests,
     s3_client,
 )
 from tests.kind.kindenv import KindCluster, wait_for
@@ -58,27 +52,6 @@ ARGS = ["--epochs", str(EPOCHS), "--save-every", "10"]
 NAMESPACE = "gang-kind"
 
 
-def gang_manifests(trainer: str, s3: dict[str, str], prefix: str) -> str:
-    """s3-secret.yaml + multinode.yaml with the substitutions of the module docstring."""
-    job = yaml.safe_load((EXAMPLES / "multinode.yaml").read_text())
-    (container,) = job["spec"]["template"]["spec"]["containers"]
-    assert container["command"] == ["torchrun", "examples/ddp/train.py", "--epochs", "5"]
-    container["image"] = trainer
-    container["command"] = [*container["command"][:2], *ARGS, "--step-delay", "0.25"]
-    container["env"] = [{"name": "SPOTRUN_SAVE_AT_ONCE", "value": "1"}]
-    container["resources"]["requests"]["cpu"] = "250m"
-    storage = job["spec"]["checkpoint"]["storage"]
-    storage["uri"] = f"s3://{s3['SPOTRUN_TEST_BUCKET']}/{prefix}"
-    storage["endpoint"] = s3["SPOTRUN_POD_S3_ENDPOINT"]
-    both = {
-        "key": "kubernetes.io/hostname",
-        "operator": "In",
-        "values": [ON_DEMAND_WORKER, SPOT_WORKER],
-    }
-    job["spec"]["spot"]["nodeSelectorTerms"] = [{"matchExpressions": [both]}]
-    return yaml.safe_dump_all([chart.s3_secret(s3), job])
-
-
 @pytest.fixture
 def gang(
     kind_cluster: KindCluster,
@@ -87,23 +60,16 @@ def gang(
     operator: None,
     tmp_path: Path,
 ) -> Iterator[Job]:
-    """The gang submitted in its own namespace, once both pods of attempt 1 run and a
-    checkpoint is committed in S3; the namespace is deleted after."""
-    job = Job(kind_cluster, kind_s3, NAMESPACE, name="digits-ddp")
-    manifests = tmp_path / "gang.yaml"
-    manifests.write_text(gang_manifests(pushed["trainer"], kind_s3, job.prefix))
-    kind_cluster.kubectl("create", "namespace", NAMESPACE)
-    try:
-        job.k("apply", "-f", str(manifests))
-        placed = {
-            wait_for(f"{pod} to run", lambda p=pod: job.running_node(p), 900)  # type: ignore[misc]
-            for pod in ("digits-ddp-1-0", "digits-ddp-1-1")
-        }
-        assert placed == {ON_DEMAND_WORKER, SPOT_WORKER}, "one pod of the gang per node"
-        wait_for("a committed checkpoint", lambda: committed_steps(kind_s3, job.prefix), 600)
+    """The gang running on both workers with a checkpoint committed (jobs.gang_started)."""
+    args = [*ARGS, "--step-delay", "0.25"]
+    with gang_started(
+        kind_cluster,
+        kind_s3,
+        NAMESPACE,
+        tmp_path,
+        lambda prefix: multinode_manifests(pushed["trainer"], kind_s3, prefix, args),
+    ) as job:
         yield job
-    finally:
-        kind_cluster.delete_namespace(NAMESPACE)
 
 
 def restored(job: Job, attempt: int) -> list[str]:

@@ -23,7 +23,6 @@ from tests.unit.test_readme_commands import README, readme_commands
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(1800)]
 
 
-
 def readme_hack_cluster_lines() -> list[str]:
     """The README's `hack/cluster ...` commands, comments dropped, in the README's order."""
     return [c for c in readme_commands(README.read_text()) if "hack/cluster " in c]
@@ -32,16 +31,28 @@ def readme_hack_cluster_lines() -> list[str]:
 def hack_cluster(kind_cluster: KindCluster, line: str, node: str = "") -> str:
     """One README line, run by bash from the repository root, NODE replaced by `node`."""
     command = line.replace("NODE", node) if node else line
-    done = subprocess.run(["bash", "-c", command], cwd=REPO, env=_user_env(kind_cluster),
-                          capture_output=True, text=True, timeout=1500, check=False)
+    done = subprocess.run(
+        ["bash", "-c", command],
+        cwd=REPO,
+        env=_user_env(kind_cluster),
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+    )
     assert done.returncode == 0, f"{command}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
     return done.stdout + done.stderr
 
 
 def _user_env(kind_cluster: KindCluster) -> dict[str, str]:
     """The session's environment without what `hack/cluster env` is meant to provide."""
-    hidden = ("KUBECONFIG", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-              "SPOTRUN_CLUSTER")
+    hidden = (
+        "KUBECONFIG",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "SPOTRUN_CLUSTER",
+    )
     return {k: v for k, v in kind_cluster.env.items() if k not in hidden}
 
 
@@ -50,8 +61,10 @@ def _containers(kind_cluster: KindCluster) -> list[str]:
     return sorted(n for n in names if n == NAME or n.startswith(f"{NAME}-"))
 
 
-@pytest.mark.skipif(os.environ.get("SPOTRUN_KIND_KEEP") == "1",
-                    reason="SPOTRUN_KIND_KEEP=1 asks to keep the cluster this test removes")
+@pytest.mark.skipif(
+    os.environ.get("SPOTRUN_KIND_KEEP") == "1",
+    reason="SPOTRUN_KIND_KEEP=1 asks to keep the cluster this test removes",
+)
 def test_the_readme_hack_cluster_commands_drive_the_kind_cluster_and_down_leaves_nothing(
     kind_cluster: KindCluster, pushed: dict[str, str], kind_s3: dict[str, str]
 ) -> None:
@@ -91,8 +104,9 @@ def test_the_readme_hack_cluster_commands_drive_the_kind_cluster_and_down_leaves
 
     def spot_ready() -> bool:
         node = json.loads(kind_cluster.kubectl("get", "node", SPOT_WORKER, "-o", "json"))
-        return any(c["type"] == "Ready" and c["status"] == "True"
-                   for c in node["status"]["conditions"])
+        return any(
+            c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"]
+        )
 
     wait_for(f"{SPOT_WORKER} Ready again", spot_ready, 600)
 

@@ -34,8 +34,7 @@ def _patch(job: Job, kind: str, body: object) -> None:
 
 def _restored(job: Job, pod: str) -> int:
     """The step the trainer of POD says it restored, once it says so."""
-    log = wait_for(f"{pod} to restore", lambda: job.log_with(pod, "spotrun: restored step "),
-                   600)
+    log = wait_for(f"{pod} to restore", lambda: job.log_with(pod, "spotrun: restored step "), 600)
     found = re.search(r"spotrun: restored step (\d+) ", log)
     assert found, log[-2000:]
     return int(found.group(1))
@@ -46,8 +45,11 @@ def test_suspend_resume_and_a_template_edit_each_restore_the_step_saved_on_sigte
 ) -> None:
     # suspend: attempt 1 gets SIGTERM, saves, and no pod of the job runs
     _patch(digits, "merge", {"spec": {"suspend": True}})
-    suspended = wait_for("the job to be Suspended",
-                         lambda: (st := digits.status()).get("phase") == "Suspended" and st, 300)
+    suspended = wait_for(
+        "the job to be Suspended",
+        lambda: (st := digits.status()).get("phase") == "Suspended" and st,
+        300,
+    )
     checkpoint = suspended["lastCheckpoint"]
     assert checkpoint["finalSaved"] is True, suspended
     saved = checkpoint["step"]
@@ -64,16 +66,27 @@ def test_suspend_resume_and_a_template_edit_each_restore_the_step_saved_on_sigte
     assert restoring == [f"attempt 2 (digits-2) on spot nodes restores from step {saved}"]
 
     # edit the template while attempt 2 trains past its restore: attempt 3 runs the new one
-    wait_for("attempt 2 to commit a step of its own",
-             lambda: max(committed_steps(digits.s3, digits.prefix)) > saved, 300)
+    wait_for(
+        "attempt 2 to commit a step of its own",
+        lambda: max(committed_steps(digits.s3, digits.prefix)) > saved,
+        300,
+    )
     job = digits.job()
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[-2:] == ["--epochs", str(EPOCHS)], command
     assert job["status"]["phase"] == "Running", job["status"]
     generation = job["metadata"]["generation"]  # suspend and resume changed the spec too
-    _patch(digits, "json", [{"op": "replace",
-                             "path": f"/spec/template/spec/containers/0/command/{len(command) - 1}",
-                             "value": str(EDITED_EPOCHS)}])
+    _patch(
+        digits,
+        "json",
+        [
+            {
+                "op": "replace",
+                "path": f"/spec/template/spec/containers/0/command/{len(command) - 1}",
+                "value": str(EDITED_EPOCHS),
+            }
+        ],
+    )
     wait_for("digits-3 to run", lambda: digits.running_node("digits-3"), 600)
     (changed,) = wait_for(
         "the TemplateChanged Event of attempt 2's end",
@@ -86,8 +99,7 @@ def test_suspend_resume_and_a_template_edit_each_restore_the_step_saved_on_sigte
     edited_save = int(found.group(1))
     assert edited_save > saved
     assert _restored(digits, "digits-3") == edited_save
-    (trainer,) = [c for c in digits.pod("digits-3")["spec"]["containers"]
-                  if c["name"] == "trainer"]
+    (trainer,) = [c for c in digits.pod("digits-3")["spec"]["containers"] if c["name"] == "trainer"]
     assert trainer["command"][-1] == str(EDITED_EPOCHS), trainer["command"]
 
     status = digits.finished()

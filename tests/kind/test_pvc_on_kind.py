@@ -33,14 +33,13 @@ from tests.kind.jobs import (
     example_job,
     hack,
 )
-from tests.kind.kindenv import KindCluster, run, wait_for
+from tests.kind.kindenv import RWX_PATH, KindCluster, run, wait_for
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(1800)]
 
 NAMESPACE = "pvc-kind"
 CLAIM = "checkpoints"
 VOLUME = f"spotrun-rwx-{NAMESPACE}"
-RWX_PATH = "/mnt/spotrun-rwx"  # hack/kind/kindconfig.py's
 EPOCHS = 200  # 9000 steps: ~50 s of training here, so the notice lands mid-run
 STEPS = EPOCHS * STEPS_PER_EPOCH
 # "attempt 1 (digits-1) preempted (pod deleted); last checkpoint step 2409 on PVC checkpoints
