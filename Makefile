@@ -167,6 +167,13 @@ bench-slow-status: venv binaries
 bench-resume: venv binaries
 	$(PY) bench/resume_bench.py
 
+# The same on kind's real kubelets, 10 preemptions of a worker (bench/RESUME_KIND_RESULTS.md,
+# ~15 min on a warm cache); the cluster of hack/cluster up, reused when it is up.
+.PHONY: bench-resume-kind
+bench-resume-kind: venv binaries
+	hack/kind/prebuild wait
+	$(PY) bench/resume_kind_bench.py
+
 # Goodput on a spot trace through the real operator and trainer, the notice used vs saving at
 # once (bench/GOODPUT_RESULTS.md, ~12 min); GOODPUT_ARGS=--quick: one short run, nothing written.
 .PHONY: bench-goodput

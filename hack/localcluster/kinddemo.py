@@ -105,9 +105,9 @@ def _kubectl() -> str:
     return str(config.binary("kubectl"))
 
 
-def uninstall(kubeconfig: str) -> None:
+def uninstall(kubeconfig: str, namespace: str = NAMESPACE) -> None:
     """The job's namespace (while the operator runs: it lifts its finalizers), then the release."""
-    _succeeds([_kubectl(), "delete", "namespace", NAMESPACE, "--ignore-not-found",
+    _succeeds([_kubectl(), "delete", "namespace", namespace, "--ignore-not-found",
               "--timeout=300s"], kubeconfig)
     _succeeds([str(config.binary("helm")), "uninstall", RELEASE, "--namespace",
               OPERATOR_NAMESPACE, "--wait"], kubeconfig)
@@ -115,25 +115,25 @@ def uninstall(kubeconfig: str) -> None:
               "--timeout=300s"], kubeconfig)
 
 
-def prepare(kubeconfig: str) -> None:
-    """On a cluster that was up: a kept earlier demo is removed; another spotrun release stops
-    the demo (it would not remove what it did not install)."""
-    if _succeeds([_kubectl(), "get", "namespace", NAMESPACE], kubeconfig, show=False):
-        print(f"# namespace {NAMESPACE} is there: an earlier demo was kept; removing it",
+def prepare(kubeconfig: str, namespace: str = NAMESPACE) -> None:
+    """On a cluster that was up: a kept earlier run's NAMESPACE is removed; another spotrun
+    release stops the run (it would not remove what it did not install)."""
+    if _succeeds([_kubectl(), "get", "namespace", namespace], kubeconfig, show=False):
+        print(f"# namespace {namespace} is there: an earlier run was kept; removing it",
               flush=True)
-        uninstall(kubeconfig)
+        uninstall(kubeconfig, namespace)
     elif _succeeds([str(config.binary("helm")), "status", RELEASE, "--namespace",
                     OPERATOR_NAMESPACE], kubeconfig, show=False):
         raise KindError(f"a helm release {RELEASE} is installed in {OPERATOR_NAMESPACE} already "
-                        f"(not the demo's): `helm uninstall {RELEASE} -n {OPERATOR_NAMESPACE}` "
-                        "first, or run the demo on another cluster (SPOTRUN_KIND_CLUSTER)")
+                        f"(not this run's): `helm uninstall {RELEASE} -n {OPERATOR_NAMESPACE}` "
+                        "first, or use another cluster (SPOTRUN_KIND_CLUSTER)")
 
 
-def teardown(steps: list[tuple[str, ...]]) -> None:
+def teardown(steps: list[tuple[str, ...]], namespace: str = NAMESPACE) -> None:
     for step in steps:
         try:
             if step == ("uninstall",):
-                uninstall(str(kindcluster.kubeconfig_path()))
+                uninstall(str(kindcluster.kubeconfig_path()), namespace)
             else:
                 kindcluster.script(*step)
         except (KindError, config.MissingBinaryError) as err:

@@ -90,11 +90,15 @@ def elastic(
 
 
 def traces(trace: Path) -> list[tuple[str, list[dict[str, Any]]]]:
-    """Each rank-run's trace file name and lines (the first says the step it restored)."""
-    out = []
+    """Each rank-run's trace file name and lines, the first saying the step it restored. A
+    container's pids are small numbers: two attempts' ranks may append to the same file
+    (rank-R-world-W-pid-P.jsonl), so a file holds one run per `restored` line."""
+    out: list[tuple[str, list[dict[str, Any]]]] = []
     for f in sorted(trace.glob("rank-*.jsonl")):
-        lines = [json.loads(x) for x in f.read_text().splitlines() if x.strip().endswith("}")]
-        out.append((f.name, lines))
+        for x in (json.loads(x) for x in f.read_text().splitlines() if x.strip().endswith("}")):
+            if "restored" in x:
+                out.append((f.name, []))
+            out[-1][1].append(x)
     return out
 
 
