@@ -7,7 +7,7 @@ pushed to hack/kind/registry, the S3 server; one that is up is reused), the oper
 helm-installed from the pushed image and pinned to the control-plane node (a system node pool:
 every worker may be reclaimed here), and the example digits job (manifests/examples/job.yaml
 with the image, S3 and epochs substituted: checkpoints in S3 through the sidecar, the warm start
-on, the trainer training on through the notice) with spec.spot.nodeSelectorTerms naming both
+on, the trainer saving at once on SIGTERM) with spec.spot.nodeSelectorTerms naming both
 workers, so that each interruption's next attempt has somewhere to go: the other worker.
 RESUMES times the worker the job's pod runs on is preempted the way a cloud does it
 (hack/kind/preempt --notice 5: the interruption taint, eviction with the pod's grace, the node's
@@ -32,6 +32,7 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import statistics
 import sys
 import time
@@ -59,9 +60,11 @@ RWX_PATH = "/mnt/spotrun-rwx"  # on each worker (hack/kind/kindconfig.py)
 CONTROL_PLANE = "node-role.kubernetes.io/control-plane"
 # (row key, what it holds), the table's order
 PHASES = [
-    ("notice -> old final save", "the old trainer trains on through the notice, then saves"),
+    ("notice -> old final save", "the old trainer saves at once on SIGTERM (the default)"),
+    ("notice -> new trainer's restore()",
+     "the next pod, made at the notice: scheduled, started, python + torch import, data, model"),
     ("final save -> restored",
-     "the final upload, the new sidecar's download, the library's restore"),
+     "the final upload and the new sidecar's download, or the new trainer's start: the later"),
     ("library restore", "restore() on the new pod: waits for the sidecar, loads from the volume"),
     ("restored -> first step", "the first optimizer step after the restore"),
 ]
@@ -115,6 +118,7 @@ def resume_row(notice: float, old: dict[str, float], new: dict[str, float]) -> d
     """Seconds per phase and the steps lost of one resume (pure)."""
     return {
         "notice -> old final save": old["last"] - notice,
+        "notice -> new trainer's restore()": new["restored"] - new["restore_seconds"] - notice,
         "final save -> restored": new["restored"] - old["last"],
         "library restore": new["restore_seconds"],
         "restored -> first step": new["first_step"] - new["restored"],
@@ -228,19 +232,18 @@ def report(r: dict[str, Any]) -> str:
     return f"""# Resume benchmark on kind (`make bench-resume-kind`)
 
 `bench/resume_kind_bench.py`, run {when} on {platform.machine()} with {os.cpu_count()} CPU cores
-(Python {platform.python_version()}), on hack/kind's cluster (real kubelets and containerd in
-node containers, Kubernetes v1.37) with the S3 server (versitygw) in a container beside it, all
-on this machine. Load average (1 / 5 min) at each preemption: {", ".join(r["loads"])}.
+(Python {platform.python_version()}), on hack/kind's cluster (real kubelets and containerd in node
+containers, Kubernetes v1.37) with the S3 server (versitygw) in a container beside it, all on
+this machine. Load average (1 / 5 min) at each preemption: {", ".join(r["loads"])}.
 
 Method: the digits example (`manifests/examples/job.yaml`: `examples/digits/train.py` on CPU,
-checkpoints in S3 through the sidecar, the warm start on, the trainer training on through the
-notice) with both workers as its spot capacity; the operator on the control-plane node. {len(rows)}
+checkpoints in S3 through the sidecar, the warm start on, the trainer saving at once on SIGTERM)
+with both workers as its spot capacity; the operator on the control-plane node. {len(rows)}
 times, once the attempt has trained {TRAIN_STEPS} steps, the worker it runs on is preempted
 (`hack/kind/preempt --notice {NOTICE}`: the interruption taint, eviction with the pod's grace,
 the node stopped and its Node deleted), then added back (`hack/kind/add-node`). Times come from
-the trainers' progress logs (one host clock); the preemption's start from the bench's.
-The job ended with {r["status"].get("preemptions")} preemptions recorded, attempt
-{r["status"].get("attempt")}.
+the trainers' progress logs (one host clock); the preemption's start from the bench's. The job
+ended with {r["status"].get("preemptions")} preemptions recorded, attempt {r["status"].get("attempt")}.
 
 {table(rows)}
 
@@ -257,6 +260,7 @@ def main() -> int:
     p.add_argument("--resumes", type=int, default=10)
     p.add_argument("--no-write", action="store_true", help="print only; keep the results file")
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the cleanup in run() still runs
     r = run(args.resumes)
     print(table(r["rows"]))
     if not args.no_write:

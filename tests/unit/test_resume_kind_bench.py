@@ -69,6 +69,7 @@ def test_a_resume_is_timed_from_the_old_trainers_final_save_and_counts_steps_los
     )
     row = bench.resume_row(95.0, old, new)
     assert row["notice -> old final save"] == pytest.approx(7.5)
+    assert row["notice -> new trainer's restore()"] == pytest.approx(7.75)
     assert row["final save -> restored"] == pytest.approx(0.5)
     assert row["library restore"] == pytest.approx(0.25)
     assert row["restored -> first step"] == pytest.approx(0.5)
