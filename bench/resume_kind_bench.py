@@ -229,6 +229,7 @@ def report(r: dict[str, Any]) -> str:
     lost = [int(row["lost"]) for row in rows]
     totals = [row[TOTAL] for row in rows]
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    preemptions, attempt = r["status"].get("preemptions"), r["status"].get("attempt")
     return f"""# Resume benchmark on kind (`make bench-resume-kind`)
 
 `bench/resume_kind_bench.py`, run {when} on {platform.machine()} with {os.cpu_count()} CPU cores
@@ -243,7 +244,7 @@ times, once the attempt has trained {TRAIN_STEPS} steps, the worker it runs on i
 (`hack/kind/preempt --notice {NOTICE}`: the interruption taint, eviction with the pod's grace,
 the node stopped and its Node deleted), then added back (`hack/kind/add-node`). Times come from
 the trainers' progress logs (one host clock); the preemption's start from the bench's. The job
-ended with {r["status"].get("preemptions")} preemptions recorded, attempt {r["status"].get("attempt")}.
+ended with {preemptions} preemptions recorded, attempt {attempt}.
 
 {table(rows)}
 
