@@ -15,7 +15,6 @@ namespace and helm release go, and the registry or S3 container if it started th
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import secrets
 import subprocess
@@ -32,6 +31,7 @@ from .demo import (
     helm_install,
     load_job,
     watch_job,
+    with_epochs,
 )
 from .kindcluster import KindError, Running
 
@@ -48,13 +48,8 @@ PREEMPTIONS = (
 def with_trainer(job: dict[str, Any], image: str, epochs: int) -> dict[str, Any]:
     """``job`` whose trainer (the first container) runs ``image`` for ``epochs`` epochs (when
     its command says ``--epochs N``); nothing else changes."""
-    job = copy.deepcopy(job)
-    trainer = job["spec"]["template"]["spec"]["containers"][0]
-    trainer["image"] = image
-    for key in ("command", "args"):
-        argv = trainer.get(key) or []
-        if "--epochs" in argv[:-1]:
-            argv[argv.index("--epochs") + 1] = str(epochs)
+    job = with_epochs(job, epochs)
+    job["spec"]["template"]["spec"]["containers"][0]["image"] = image
     return job
 
 

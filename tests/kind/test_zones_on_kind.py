@@ -33,7 +33,7 @@ from tests.kind.kindenv import NAME, KindCluster, wait_for
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(1800)]
 
 ZONE = "topology.kubernetes.io/zone"
-ZONES = {ON_DEMAND_WORKER: "local-a", SPOT_WORKER: "local-b"}  # hack/kind/kindconfig.py
+# hack/kind/kindconfig.py puts the on-demand worker in zone local-a, the spot worker in local-b
 CONTROL_PLANE = f"{NAME}-control-plane"
 # kubeadm's static pod: the kubelet stops the scheduler when its manifest leaves this folder
 SCHEDULER = "/etc/kubernetes/manifests/kube-scheduler.yaml"

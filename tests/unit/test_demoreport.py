@@ -6,7 +6,13 @@ import random
 
 import pytest
 
-from localcluster.demo import load_job, planned_epochs, preemption_steps
+from localcluster.demo import (
+    PROCESS_EPOCHS,
+    load_job,
+    planned_epochs,
+    preemption_steps,
+    with_epochs,
+)
 from localcluster.demoreport import Attempt, Outcome, Preemption, cost_lines, losses, summary
 
 pytestmark = pytest.mark.unit
@@ -88,3 +94,6 @@ def test_preemptions_fall_early_and_late_and_the_epochs_come_from_the_command(tm
     assert job["spec"]["checkpoint"]["storage"] == {
         "uri": "s3://local-bucket/digits", "endpoint": "http://127.0.0.1:9999"}
     assert planned_epochs(job) == 30
+    longer = with_epochs(job, PROCESS_EPOCHS)
+    assert planned_epochs(longer) == PROCESS_EPOCHS and planned_epochs(job) == 30
+    assert longer["spec"]["checkpoint"] == job["spec"]["checkpoint"]

@@ -20,7 +20,8 @@ def test_demo_survives_two_preemptions_losing_no_step_and_draws_its_report(
     tmp_path: Path,
 ) -> None:
     s3_secret(cluster.core(), namespace, s3)
-    job = demo.load_job(demo.JOB_FILE, s3_bucket, s3.endpoint_url)
+    job = demo.with_epochs(demo.load_job(demo.JOB_FILE, s3_bucket, s3.endpoint_url),
+                           demo.PROCESS_EPOCHS)
     job["spec"]["checkpoint"]["sidecarPort"] = 18901
     out = tmp_path / "demo-report.png"
     shown: list[str] = []
