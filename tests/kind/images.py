@@ -106,3 +106,12 @@ def registry_manifest(reference: str) -> tuple[dict[str, Any], str]:
     with urllib.request.urlopen(request, timeout=30) as answer:
         manifest: dict[str, Any] = json.load(answer)
         return manifest, str(answer.headers["Docker-Content-Digest"])
+
+
+def pod_image_digest(pod: dict[str, Any], container: str) -> str:
+    """The digest of the image CONTAINER (or init container) of POD runs, as its kubelet says."""
+    statuses = pod["status"].get("containerStatuses", []) + pod["status"].get(
+        "initContainerStatuses", []
+    )
+    (found,) = [s for s in statuses if s["name"] == container]
+    return str(found["imageID"]).rpartition("@")[2]

@@ -21,7 +21,7 @@ import yaml
 
 from spotrun.version import __version__
 from tests.kind import chart
-from tests.kind.images import registry_manifest
+from tests.kind.images import pod_image_digest, registry_manifest
 from tests.kind.jobs import Job
 from tests.kind.kindenv import KUBECTL, REPO, KindCluster, run
 
@@ -47,14 +47,6 @@ def digits_one_epoch(s3: dict[str, str]) -> list[dict[str, Any]]:
     return [chart.s3_secret(s3), job]
 
 
-def image_digest(pod: dict[str, Any], container: str) -> str:
-    statuses = pod["status"].get("containerStatuses", []) + pod["status"].get(
-        "initContainerStatuses", []
-    )
-    (found,) = [s for s in statuses if s["name"] == container]
-    return str(found["imageID"]).rpartition("@")[2]
-
-
 def test_kubectl_apply_of_install_yaml_as_written_runs_the_example_job(
     kind_cluster: KindCluster, pushed: dict[str, str], kind_s3: dict[str, str]
 ) -> None:
@@ -67,7 +59,7 @@ def test_kubectl_apply_of_install_yaml_as_written_runs_the_example_job(
         assert operator["spec"]["containers"][0]["image"] == (
             f"ghcr.io/spotrun/operator:{__version__}"
         )
-        assert image_digest(operator, "operator") == pushed_digest(pushed["operator"])
+        assert pod_image_digest(operator, "operator") == pushed_digest(pushed["operator"])
 
         k("create", "namespace", NAMESPACE)
         k("-n", NAMESPACE, "apply", "-f", "-", stdin=yaml.safe_dump_all(digits_one_epoch(kind_s3)))
@@ -76,7 +68,7 @@ def test_kubectl_apply_of_install_yaml_as_written_runs_the_example_job(
         assert status["lastCheckpoint"]["step"] == 45  # one epoch of digits
         assert (status["attempt"], status["preemptions"], status["failures"]) == (1, 0, 0)
         pod = json.loads(k("-n", NAMESPACE, "get", "pod", "digits-1", "-o", "json"))
-        assert image_digest(pod, "trainer") == pushed_digest(pushed["trainer"])
+        assert pod_image_digest(pod, "trainer") == pushed_digest(pushed["trainer"])
         spec = pod["spec"]
         sidecars = [c["image"] for c in spec.get("initContainers", [])]
         assert sidecars == [f"ghcr.io/spotrun/trainer:{__version__}"], "the trainer's image"
