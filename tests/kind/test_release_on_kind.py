@@ -124,9 +124,8 @@ def test_the_published_chart_and_install_yaml_install_the_operator_as_the_readme
         status = job.finished()
         assert status["phase"] == "Succeeded", status
         assert (status["attempt"], status["preemptions"], status["failures"]) == (1, 0, 0)
-        kind_cluster.delete_namespace(NAMESPACE)  # while the operator runs: it lifts finalizers
     finally:  # not asserted: a cleanup failure must not hide the test's own
-        kind_cluster.delete_namespace(NAMESPACE)
+        kind_cluster.delete_namespace(NAMESPACE)  # while the operator runs: it lifts finalizers
         chart.uninstall(kind_cluster)
 
     apply = readme_command("kubectl apply -f https://github.com/")
