@@ -3,12 +3,15 @@ image (explicit image.repository/tag, sidecar.image: never a coincidence of tags
 
 from __future__ import annotations
 
+import json
 import subprocess
 from typing import Any
 
 import yaml
 
 from localcluster import kindcluster
+from spotrun.version import __version__
+from tests.kind.images import pod_image_digest, registry_manifest
 from tests.kind.kindenv import HELM, REPO, KindCluster, run
 
 RELEASE, NAMESPACE = "spotrun", "spotrun-system"
@@ -66,3 +69,18 @@ def s3_secret(s3: dict[str, str]) -> dict[str, Any]:
         "AWS_SECRET_ACCESS_KEY": s3["AWS_SECRET_ACCESS_KEY"],
     }
     return secret
+
+
+
+def released_operator(cluster: KindCluster, pushed: dict[str, str]) -> dict[str, Any]:
+    """The operator's one pod once its Deployment has rolled out, checked to run the release's
+    reference (ghcr.io/spotrun/operator:<version>, as the chart's default and install.yaml name
+    it) with the digest pushed from this tree: not some other image of that name."""
+    cluster.kubectl("-n", NAMESPACE, "rollout", "status", "deployment", "--timeout=300s")
+    listed = json.loads(cluster.kubectl("-n", NAMESPACE, "get", "pods", "-o", "json"))
+    running = [p for p in listed["items"] if not p["metadata"].get("deletionTimestamp")]
+    assert len(running) == 1, [p["metadata"]["name"] for p in running]
+    pod: dict[str, Any] = running[0]
+    assert pod["spec"]["containers"][0]["image"] == f"ghcr.io/spotrun/operator:{__version__}"
+    assert pod_image_digest(pod, "operator") == registry_manifest(pushed["operator"])[1]
+    return pod

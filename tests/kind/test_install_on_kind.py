@@ -54,12 +54,7 @@ def test_kubectl_apply_of_install_yaml_as_written_runs_the_example_job(
     k = kind_cluster.kubectl
     k("apply", "-f", str(MANIFESTS / "crd.yaml"), "-f", str(install))
     try:
-        k("-n", chart.NAMESPACE, "rollout", "status", "deployment", "--timeout=300s")
-        (operator,) = json.loads(k("-n", chart.NAMESPACE, "get", "pods", "-o", "json"))["items"]
-        assert operator["spec"]["containers"][0]["image"] == (
-            f"ghcr.io/spotrun/operator:{__version__}"
-        )
-        assert pod_image_digest(operator, "operator") == pushed_digest(pushed["operator"])
+        chart.released_operator(kind_cluster, pushed)
 
         k("create", "namespace", NAMESPACE)
         k("-n", NAMESPACE, "apply", "-f", "-", stdin=yaml.safe_dump_all(digits_one_epoch(kind_s3)))

@@ -24,13 +24,11 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from spotrun.version import __version__
 from tests.kind import chart
-from tests.kind.images import pod_image_digest, registry_manifest
 from tests.kind.jobs import Job, example_manifests
 from tests.kind.kindenv import HELM, KUBECTL, REPO, KindCluster, run
 from tests.unit.test_readme_commands import readme_command
@@ -39,7 +37,6 @@ pytestmark = [pytest.mark.kind, pytest.mark.timeout(1800)]
 
 NAMESPACE = "release-kind"
 PUBLISHED = "oci://ghcr.io/spotrun/charts"  # release.yml's oci://ghcr.io/<owner>/charts
-RELEASED_OPERATOR = f"ghcr.io/spotrun/operator:{__version__}"
 RELEASED_TRAINER = f"ghcr.io/spotrun/trainer:{__version__}"
 
 
@@ -61,22 +58,6 @@ def helm_env(cluster: KindCluster, home: Path) -> dict[str, str]:
         "HELM_DATA_HOME": str(home / "data"),
         "HELM_REGISTRY_CONFIG": str(home / "config" / "registry.json"),
     }
-
-
-def operator_pod(cluster: KindCluster) -> dict[str, Any]:
-    """The operator's one pod, once its Deployment has rolled out."""
-    cluster.kubectl("-n", chart.NAMESPACE, "rollout", "status", "deployment", "--timeout=300s")
-    listed = json.loads(cluster.kubectl("-n", chart.NAMESPACE, "get", "pods", "-o", "json"))
-    running = [p for p in listed["items"] if not p["metadata"].get("deletionTimestamp")]
-    assert len(running) == 1, [p["metadata"]["name"] for p in running]
-    pod: dict[str, Any] = running[0]
-    return pod
-
-
-def assert_released_operator(cluster: KindCluster, pushed: dict[str, str]) -> None:
-    pod = operator_pod(cluster)
-    assert pod["spec"]["containers"][0]["image"] == RELEASED_OPERATOR
-    assert pod_image_digest(pod, "operator") == registry_manifest(pushed["operator"])[1]
 
 
 def test_the_published_chart_and_install_yaml_install_the_operator_as_the_readme_says(
@@ -115,7 +96,7 @@ def test_the_published_chart_and_install_yaml_install_the_operator_as_the_readme
         assert [(r["name"], r["chart"], r["app_version"]) for r in listed] == [
             ("spotrun", f"spotrun-{__version__}", __version__)
         ], listed
-        assert_released_operator(kind_cluster, pushed)
+        chart.released_operator(kind_cluster, pushed)
 
         kind_cluster.kubectl("create", "namespace", NAMESPACE)
         job = Job(kind_cluster, kind_s3, NAMESPACE)
@@ -124,15 +105,15 @@ def test_the_published_chart_and_install_yaml_install_the_operator_as_the_readme
         status = job.finished()
         assert status["phase"] == "Succeeded", status
         assert (status["attempt"], status["preemptions"], status["failures"]) == (1, 0, 0)
-    finally:  # not asserted: a cleanup failure must not hide the test's own
-        kind_cluster.delete_namespace(NAMESPACE)  # while the operator runs: it lifts finalizers
+    finally:  # the job's namespace first, while the operator runs: it lifts its finalizers
+        kind_cluster.delete_namespace(NAMESPACE)
         chart.uninstall(kind_cluster)
 
     apply = readme_command("kubectl apply -f https://github.com/")
     assert apply[-1].endswith(f"/v{__version__}/install.yaml"), apply
     try:
         kind_cluster.kubectl(*apply[1:-1], str(install_yaml))
-        assert_released_operator(kind_cluster, pushed)
+        chart.released_operator(kind_cluster, pushed)
     finally:  # the operator and its RBAC; the CRD stays, as after helm uninstall
         run(
             KUBECTL,
