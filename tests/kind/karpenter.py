@@ -36,7 +36,8 @@ NODEPOOL = "karpenter.sh/nodepool"
 UNBLOCK = '{"metadata":{"finalizers":null}}'
 # KWOK's stages (kustomize/stage in its module): nodes made Ready with their leases renewed (else
 # kube-controller-manager calls them unreachable), bound pods made Running, deleted pods removed
-# (a delete with grace 0, which keeps the operator's finalizer, as a kubelet's does).
+# (a delete with grace 0, which keeps the operator's finalizer, as a kubelet's does) once they
+# have ended (POD_TERMINATED, below: a selector added to KWOK's pod-delete).
 STAGES = (
     "node/fast/node-initialize.yaml",
     "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
@@ -44,6 +45,44 @@ STAGES = (
     "pod/fast/pod-delete.yaml",
 )
 POD_IPS = "{{ $podIPs := PodIPsWith"
+# What a kubelet writes of a deleted pod's containers once it has stopped them (SIGTERM obeyed:
+# exit 143), before the pod object goes: without it the operator would wait for an ended
+# attempt's outcome until its grace and a minute more (warmstart.LOST_AFTER_SECONDS).
+POD_TERMINATED: dict[str, Any] = {
+    "apiVersion": "kwok.x-k8s.io/v1alpha1",
+    "kind": "Stage",
+    "metadata": {"name": "pod-terminated"},
+    "spec": {
+        "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+        "selector": {
+            "matchExpressions": [
+                {"key": ".metadata.deletionTimestamp", "operator": "Exists"},
+                {"key": ".status.phase", "operator": "In", "values": ["Pending", "Running"]},
+            ]
+        },
+        "next": {
+            "statusTemplate": "\n".join(
+                [
+                    "{{ $now := Now }}",
+                    "phase: Failed",
+                    "containerStatuses:",
+                    "{{ range .spec.containers }}",
+                    "- name: {{ .name | Quote }}",
+                    "  image: {{ .image | Quote }}",
+                    "  ready: false",
+                    "  restartCount: 0",
+                    "  state:",
+                    "    terminated:",
+                    "      exitCode: 143",
+                    "      reason: Error",
+                    "      finishedAt: {{ $now | Quote }}",
+                    "{{ end }}",
+                ]
+            )
+        },
+    },
+}
+ENDED = {"key": ".status.phase", "operator": "NotIn", "values": ["Pending", "Running"]}
 # KWOK's options: a --config file gets none of its defaults, so its workers are counted here (the
 # values of its own kustomize/kwok/kwok.yaml); node leases of 40 s, as a kubelet's.
 KWOK_CONFIGURATION = {
@@ -80,13 +119,29 @@ def without_pod_ips(stage: str) -> str:
     return "".join(lines[:start] + lines[end + 1 :])
 
 
+def deleted_once_ended(stage: str) -> str:
+    """KWOK's pod-delete STAGE for ended pods only (ENDED added to its selector): a deleted pod
+    that still runs goes through POD_TERMINATED first."""
+    doc = yaml.safe_load(stage)
+    expressions = doc["spec"]["selector"]["matchExpressions"]
+    if {"key": ".metadata.deletionTimestamp", "operator": "Exists"} not in expressions:
+        raise ValueError("this pod-delete stage does not select deleted pods (KWOK changed it?)")
+    expressions.append(ENDED)
+    return str(yaml.safe_dump(doc, sort_keys=False))
+
+
 def kwok_config(stages: Path) -> str:
-    """KWOK's --config: KWOK_CONFIGURATION and the STAGES read from the folder STAGES, the
-    pod-ready one without pod IPs."""
+    """KWOK's --config: KWOK_CONFIGURATION, the STAGES read from the folder STAGES (pod-ready
+    without pod IPs, pod-delete for ended pods) and POD_TERMINATED."""
     docs = [yaml.safe_dump(KWOK_CONFIGURATION, sort_keys=False)]
     for name in STAGES:
         text = (stages / name).read_text()
-        docs.append(without_pod_ips(text) if name.endswith("pod-ready.yaml") else text)
+        if name.endswith("pod-ready.yaml"):
+            text = without_pod_ips(text)
+        elif name.endswith("pod-delete.yaml"):
+            text = deleted_once_ended(text)
+        docs.append(text)
+    docs.append(yaml.safe_dump(POD_TERMINATED, sort_keys=False))
     return "---\n".join(d if d.endswith("\n") else d + "\n" for d in docs)
 
 
