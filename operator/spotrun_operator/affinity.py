@@ -3,8 +3,9 @@
 A NodeSelector's terms are ORed and a term's expressions ANDed, so the template's required
 terms and ours (spot or on-demand nodes) are joined pairwise: a node must satisfy one of theirs
 AND one of ours. Preferred terms (each scored by its weight) are simply listed together:
-theirs first, then ours. The rest of the template's affinity (podAffinity, podAntiAffinity)
-is kept as it is. Pure: dicts in, a new dict out.
+theirs first, then ours, less those of ours that no node the required terms allow could meet
+(``never_met``). The rest of the template's affinity (podAffinity, podAntiAffinity) is kept as
+it is. Pure: dicts in, a new dict out.
 """
 
 from __future__ import annotations
@@ -37,9 +38,37 @@ def _both(theirs: Obj, ours: Obj) -> Obj:
     return out
 
 
+def _excludes(preference: Obj, term: Obj) -> bool:
+    """A node that satisfies the required ``term`` never meets ``preference``: one of the
+    preference's NotIn expressions excludes every value the term allows for that key (In)."""
+    wanted = _list((preference.get("preference") or {}).get("matchExpressions"))
+    pinned = [e for e in _list(term.get("matchExpressions")) if isinstance(e, dict)]
+    for avoid in wanted:
+        if not isinstance(avoid, dict) or avoid.get("operator") != "NotIn":
+            continue
+        excluded = set(_list(avoid.get("values")))
+        for need in pinned:
+            allowed = set(_list(need.get("values")))
+            same_key = need.get("key") == avoid.get("key")
+            if same_key and need.get("operator") == "In" and allowed and allowed <= excluded:
+                return True
+    return False
+
+
+def never_met(preference: Obj, terms: list[Obj]) -> bool:
+    """No node that satisfies one of the required ``terms`` could meet ``preference`` (a
+    preferred term). Such a preference changes nothing for kube-scheduler, but Karpenter's
+    scheduling simulation ANDs it with the requirement: ``karpenter.sh/nodepool In [p]`` and
+    ``NotIn [p]`` become "no such label", which every node outside Karpenter's pools matches,
+    so Karpenter takes them for room for the pod (it launches nothing for it, and it removes
+    the node the pod runs on as underutilized)."""
+    return bool(terms) and all(_excludes(preference, term) for term in terms)
+
+
 def merged(own: Any, required: list[Obj], preferred: list[Obj]) -> Obj:
     """The affinity of a pod whose template says ``own``: its required node terms ANDed with
-    ``required`` (ours), its preferred terms followed by ``preferred`` (ours)."""
+    ``required`` (ours), its preferred terms followed by those of ``preferred`` (ours) that a
+    node it may use could meet."""
     affinity: Obj = copy.deepcopy(own) if isinstance(own, dict) else {}
     node = affinity.get("nodeAffinity")
     node = node if isinstance(node, dict) else {}
@@ -53,7 +82,8 @@ def merged(own: Any, required: list[Obj], preferred: list[Obj]) -> Obj:
     terms = [_both(a, b) for a in theirs for b in ours] if theirs and ours else theirs or ours
     if terms:
         node[REQUIRED] = {"nodeSelectorTerms": terms}
-    prefer = _list(node.get(PREFERRED)) + copy.deepcopy(preferred)
+    meetable = [t for t in preferred if not never_met(t, terms)]
+    prefer = _list(node.get(PREFERRED)) + copy.deepcopy(meetable)
     if prefer:
         node[PREFERRED] = prefer
     if node:

@@ -411,7 +411,9 @@ class SpotSpec(_Model):
         "cloud.google.com/gke-nodepool, eks.amazonaws.com/nodegroup, karpenter.sh/nodepool, "
         "kubernetes.azure.com/agentpool) the preempted attempt ran in, for this many seconds: "
         "a preferred node affinity added to the template's own, never a requirement (where "
-        "only reclaimed places have room, the attempt runs there). 0: no preference.",
+        "only reclaimed places have room, the attempt runs there). A pool or zone the job's "
+        "required node terms pin (e.g. nodeSelectorTerms karpenter.sh/nodepool In [p]) is not "
+        "preferred away from: no node it may use could meet that. 0: no preference.",
     )
     warmStart: bool = Field(
         default=True,

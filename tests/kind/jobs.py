@@ -195,6 +195,18 @@ class Job:
         found: dict[str, Any] = json.loads(self.k("get", "pod", name, "-o", "json"))
         return found
 
+    def avoided(self, pod: str) -> list[tuple[str, str]]:
+        """(key, value) of each NotIn in POD's preferred node terms: the places the operator's
+        retry elsewhere keeps it away from (docs/retry-elsewhere.md)."""
+        affinity = self.pod(pod)["spec"]["affinity"]["nodeAffinity"]
+        return [
+            (e["key"], value)
+            for term in affinity.get("preferredDuringSchedulingIgnoredDuringExecution", [])
+            for e in term["preference"]["matchExpressions"]
+            if e["operator"] == "NotIn"
+            for value in e["values"]
+        ]
+
     def running_node(self, pod: str) -> str | None:
         for p in json.loads(self.k("get", "pods", "-o", "json"))["items"]:
             if p["metadata"]["name"] == pod and p["status"].get("phase") == "Running":

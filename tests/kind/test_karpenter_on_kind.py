@@ -6,13 +6,16 @@ operator helm-installed on kind.
 Two NodePools alike (on-demand, family c: Karpenter replaces an on-demand node with a cheaper
 one by default, a spot node only behind its SpotToSpotConsolidation gate), one job on each: the
 example digits job, submitted with `kubectl apply -f`, its spec.spot.nodeSelectorTerms naming the
-pool. `protected` keeps the default spec.disruption.doNotDisrupt; `allowed` sets it false.
+pool (`karpenter.sh/nodepool In [pool]`). `protected` keeps the default
+spec.disruption.doNotDisrupt; `allowed` sets it false.
 
 1. A filler pod of 2.5 CPU per pool: Karpenter launches a node of 4 CPU (c-4x) for it, and each
    job's digits-1 (1 CPU) is scheduled into the room left beside it.
 2. The fillers deleted: each node now holds 1 CPU of 4, and a node of 2 CPU costs half.
    Karpenter replaces `allowed`'s node (a cheaper one launched, digits-1 evicted, the node
-   deleted): the operator counts a preemption and digits-2 runs on the new node. `protected`'s
+   deleted): the operator counts a preemption and digits-2 runs on the new node, preferring
+   another zone but not another pool (its own terms pin the pool: docs/retry-elsewhere.md, the
+   contradiction Karpenter misreads) and staying there. `protected`'s
    node stays, with Karpenter's DisruptionBlocked Event naming the pod's annotation, and its
    digits-1 runs on untouched.
 3. The annotation taken off `protected`'s digits-1 (the pod only): Karpenter replaces that node
@@ -31,19 +34,14 @@ from typing import Any
 import pytest
 
 from tests.kind import jobs
-from tests.kind.karpenter import Karpenter, running
+from tests.kind.karpenter import NODEPOOL, Karpenter, running
 from tests.kind.kindenv import KindCluster, wait_for
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(1800)]
 
 DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
 PROTECTED, ALLOWED = "protected", "allowed"
-# The label the pools' template puts on their nodes, which the jobs select: not Karpenter's own
-# karpenter.sh/nodepool. In one run with that one required, Karpenter v1.15 nominated a kind worker
-# (no such label, room to spare) for a pending attempt pod, then deleted the pool node that pod ran
-# on as underutilized; the kube-scheduler refused the worker and the next attempt stayed Pending.
-# Seen once, not pursued (hack/TIERS.md, "Stop 35").
-POOL_LABEL = "spotrun.test/pool"
+ZONE = "topology.kubernetes.io/zone"
 
 
 def nodepool(name: str) -> dict[str, Any]:
@@ -62,7 +60,6 @@ def nodepool(name: str) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {
             "template": {
-                "metadata": {"labels": {POOL_LABEL: name}},
                 "spec": {
                     "nodeClassRef": {
                         "group": "karpenter.kwok.sh",
@@ -98,7 +95,7 @@ def filler(pool: str) -> dict[str, Any]:
         "kind": "Pod",
         "metadata": {"name": f"filler-{pool}", "namespace": "default"},
         "spec": {
-            "nodeSelector": {POOL_LABEL: pool},
+            "nodeSelector": {NODEPOOL: pool},
             "terminationGracePeriodSeconds": 0,
             "automountServiceAccountToken": False,
             "containers": [
@@ -114,7 +111,7 @@ def filler(pool: str) -> dict[str, Any]:
 
 def on_pool(pool: str) -> dict[str, Any]:
     """spec.spot: this job's spot capacity is POOL's nodes."""
-    term = {"matchExpressions": [{"key": POOL_LABEL, "operator": "In", "values": [pool]}]}
+    term = {"matchExpressions": [{"key": NODEPOOL, "operator": "In", "values": [pool]}]}
     return {"nodeSelectorTerms": [term]}
 
 
@@ -224,6 +221,8 @@ def test_consolidation_replaces_the_node_of_an_allowed_job_and_leaves_a_protecte
         wait_for(f"{big[ALLOWED]} to be replaced", lambda: replaced(karpenter, big[ALLOWED]), 300)
         moved = wait_for("allowed's digits-2 to run", lambda: allowed.running_node("digits-2"), 300)
         assert moved in karpenter.nodes(ALLOWED) and moved != big[ALLOWED], moved
+        # retry elsewhere: another zone preferred, not another pool (the job's terms pin it)
+        assert allowed.avoided("digits-2") == [(ZONE, "test-zone-a")]
         status = allowed.status()
         assert (status["preemptions"], status["failures"]) == (1, 0), status
         blocked = wait_for(

@@ -73,14 +73,7 @@ def scheduled_on(job: Job, pod: str) -> str | None:
 
 def avoided(job: Job, pod: str) -> list[str]:
     """The zones POD's preferred node affinity keeps away from (NotIn terms on the zone label)."""
-    affinity = job.pod(pod)["spec"]["affinity"]["nodeAffinity"]
-    return [
-        value
-        for term in affinity.get("preferredDuringSchedulingIgnoredDuringExecution", [])
-        for e in term["preference"]["matchExpressions"]
-        if e["key"] == ZONE and e["operator"] == "NotIn"
-        for value in e["values"]
-    ]
+    return [value for key, value in job.avoided(pod) if key == ZONE]
 
 
 def placed_in(job: Job, zone: str) -> bool | None:
