@@ -18,8 +18,9 @@ spec.disruption.doNotDisrupt; `allowed` sets it false.
    contradiction Karpenter misreads) and staying there. `protected`'s
    node stays, with Karpenter's DisruptionBlocked Event naming the pod's annotation, and its
    digits-1 runs on untouched.
-3. The annotation taken off `protected`'s digits-1 (the pod only): Karpenter replaces that node
-   too. The annotation was all that kept it.
+3. The annotation taken off `protected`'s digits-1 (the pod only) and a pod bound elsewhere
+   (`nudge`: Karpenter looks again at once): Karpenter replaces that node too. The annotation
+   was all that kept it.
 """
 
 from __future__ import annotations
@@ -225,10 +226,12 @@ def test_consolidation_replaces_the_node_of_an_allowed_job_and_leaves_a_protecte
         assert allowed.avoided("digits-2") == [(ZONE, "test-zone-a")]
         status = allowed.status()
         assert (status["preemptions"], status["failures"]) == (1, 0), status
+        # Karpenter sends one DisruptionBlocked per node per 2 min (its events' dedupe), and the
+        # first was "Node is nominated for a pending pod", when digits-1 was created
         blocked = wait_for(
             "Karpenter's DisruptionBlocked Event for the annotation on the protected node",
             partial(blocked_by_annotation, karpenter, big[PROTECTED]),
-            120,
+            240,
         )
         assert f"Pod={PROTECTED}/digits-1" in blocked[0], blocked
         # Karpenter's loop (10 s) has since looked at the protected node several times
@@ -240,6 +243,7 @@ def test_consolidation_replaces_the_node_of_an_allowed_job_and_leaves_a_protecte
 
         # 3. the annotation off the pod: nothing else held the protected node
         protected.k("annotate", "pod", "digits-1", f"{DO_NOT_DISRUPT}-")
+        nudge(kind_cluster)
         wait_for(
             f"{big[PROTECTED]} to be replaced", lambda: replaced(karpenter, big[PROTECTED]), 300
         )
@@ -247,6 +251,36 @@ def test_consolidation_replaces_the_node_of_an_allowed_job_and_leaves_a_protecte
             "protected's digits-2 to run", lambda: protected.running_node("digits-2"), 300
         )
         assert moved in karpenter.nodes(PROTECTED), moved
+
+
+def nudge(cluster: KindCluster) -> None:
+    """A pod bound to the on-demand worker, then deleted: Karpenter looks at consolidation
+    again when a pod is bound or a node changes, else only every 5 minutes (its cluster
+    state's ConsolidationState), and an annotation taken off a pod is neither. The kubelet never
+    pulls its image (imagePullPolicy Never)."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "nudge", "namespace": "default"},
+        "spec": {
+            "nodeSelector": {"kubernetes.io/hostname": jobs.ON_DEMAND_WORKER},
+            "terminationGracePeriodSeconds": 0,
+            "automountServiceAccountToken": False,
+            "containers": [
+                {"name": "nudge", "image": "nudge.invalid/never-pulled", "imagePullPolicy": "Never"}
+            ],
+        },
+    }
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+    try:
+        wait_for("the nudge pod to be bound", partial(bound, cluster, "nudge"), 60)
+    finally:
+        cluster.kubectl("-n", "default", "delete", "pod", "nudge", "--grace-period=0")
+
+
+def bound(cluster: KindCluster, name: str) -> bool | None:
+    pod = json.loads(cluster.kubectl("-n", "default", "get", "pod", name, "-o", "json"))
+    return bool(pod["spec"].get("nodeName")) or None
 
 
 def blocked_by_annotation(karpenter: Karpenter, node: str) -> list[str]:
