@@ -3,8 +3,9 @@
 Karpenter's kwok provider (sigs.k8s.io/karpenter/kwok: Karpenter's own controllers over a fake
 cloud whose "instances" are Node objects) and KWOK (sigs.k8s.io/kwok: it makes those nodes Ready
 and the pods bound to them Running, as a kubelet would report them) run as host processes
-against the kind cluster's API server; hack/kind/build-parts builds both (`karpenter kwok`, part
-of hack/kind/prebuild), with Karpenter's CRDs and KWOK's stage files beside them.
+against the kind cluster's API server; hack/kind/build-parts builds both (`karpenter kwok`:
+`make test-kind` starts it in the background as the tier begins), with Karpenter's CRDs and
+KWOK's stage files beside them.
 
 What the fake nodes and pods are not: no container runs on them and they have no network. KWOK
 gives their pods no IP here (its pod-ready stage without the podIP part), so the operator finds

@@ -36,7 +36,7 @@ import pytest
 
 from tests.kind import jobs
 from tests.kind.karpenter import NODEPOOL, Karpenter, running
-from tests.kind.kindenv import KindCluster, wait_for
+from tests.kind.kindenv import KIND_DIR, KindCluster, run, wait_for
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(1800)]
 
@@ -174,7 +174,16 @@ def replaced(karpenter: Karpenter, node: str) -> bool | None:
     return karpenter.node(node) is None or None
 
 
+@pytest.fixture(scope="module")
+def karpenter_built() -> None:
+    """hack/kind/build-parts karpenter kwok: `make test-kind` starts it in the background as the
+    tier begins; this waits for that build (build-parts' lock) and builds what is missing."""
+    done = run(KIND_DIR / "build-parts", "karpenter", "kwok", timeout=1800)
+    assert done.returncode == 0, f"hack/kind/build-parts karpenter kwok:\n{done.stderr[-3000:]}"
+
+
 def test_consolidation_replaces_the_node_of_an_allowed_job_and_leaves_a_protected_ones_alone(
+    karpenter_built: None,
     kind_cluster: KindCluster,
     pushed: dict[str, str],
     kind_s3: dict[str, str],
