@@ -287,9 +287,16 @@ def nudge(cluster: KindCluster) -> None:
         cluster.kubectl("-n", "default", "delete", "pod", "nudge", "--grace-period=0")
 
 
+def default_pod(cluster: KindCluster, name: str) -> dict[str, Any]:
+    """The pod NAME of the default namespace (the fillers' and the nudge's)."""
+    pod: dict[str, Any] = json.loads(
+        cluster.kubectl("-n", "default", "get", "pod", name, "-o", "json")
+    )
+    return pod
+
+
 def bound(cluster: KindCluster, name: str) -> bool | None:
-    pod = json.loads(cluster.kubectl("-n", "default", "get", "pod", name, "-o", "json"))
-    return bool(pod["spec"].get("nodeName")) or None
+    return bool(default_pod(cluster, name)["spec"].get("nodeName")) or None
 
 
 def blocked_by_annotation(karpenter: Karpenter, node: str) -> list[str]:
@@ -304,6 +311,6 @@ def yaml_docs(*docs: dict[str, Any]) -> str:
 
 
 def filler_node(cluster: KindCluster, pool: str) -> str | None:
-    pod = json.loads(cluster.kubectl("-n", "default", "get", "pod", f"filler-{pool}", "-o", "json"))
+    pod = default_pod(cluster, f"filler-{pool}")
     running = pod["status"].get("phase") == "Running"
     return str(pod["spec"]["nodeName"]) if running else None
